@@ -1,0 +1,216 @@
+"""`affinity`: the command line. Thin: parse, call the package, print."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from rewriter import config, local_engine
+from rewriter import engine as engine_mod
+from rewriter import events as events_mod
+from rewriter import ingest as ingest_mod
+
+
+def _settings() -> config.Settings:
+    return config.load()
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.secho(message, fg="red", err=True)
+    sys.exit(code)
+
+
+@click.group(
+    help="affinity: personalized search ranking inside OpenSearch.",
+    epilog="\b\nSettings (environment variables):\n"
+    + "\n".join(f"  {k}: {v}" for k, v in config.SETTINGS.items()),
+)
+@click.version_option(package_name="affinity")
+def main() -> None:
+    pass
+
+
+# --------------------------------------------------------------------------- engine
+@main.group(help="The local OpenSearch node (engine/): start, stop, status.")
+def engine() -> None:
+    pass
+
+
+def _data_dir(data_dir: Path | None) -> Path:
+    return data_dir or _settings().engine_dir
+
+
+@engine.command(
+    "start",
+    help="Build the launcher on first use, start the node in the "
+    "background, wait for yellow health and print its URL.",
+)
+@click.option(
+    "--port", type=int, default=None, help="HTTP port (default 9200 or AFFINITY_ENGINE_PORT)."
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the node keeps data and logs (default $AFFINITY_HOME/engine).",
+)
+@click.option("--heap", default="1g", show_default=True, help="JVM heap (-Xms/-Xmx).")
+@click.option(
+    "--timeout",
+    type=float,
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait for the node to serve.",
+)
+def engine_start(port: int | None, data_dir: Path | None, heap: str, timeout: float) -> None:
+    s = _settings()
+    if s.remote:
+        click.echo(
+            f"OPENSEARCH_URL is set ({s.url}): affinity uses that cluster; "
+            "the local engine is not needed. Unset it to use the local engine."
+        )
+    t0 = time.monotonic()
+    try:
+        st = local_engine.start(
+            _data_dir(data_dir),
+            port or s.engine_port,
+            heap,
+            timeout,
+            log=lambda m: click.echo(m, err=True),
+        )
+        es = engine_mod.client(config.Settings(url=st.url))
+        health = engine_mod.wait_for_health(es, "yellow", timeout)
+    except (local_engine.EngineError, engine_mod.EngineUnavailable) as exc:
+        _fail(str(exc))
+        return
+    click.echo(
+        f"OpenSearch {es.info()['version']['number']} is up at {st.url} "
+        f"(pid {st.pid}, health {health['status']}) in {time.monotonic() - t0:.1f} s."
+    )
+
+
+@engine.command("stop", help="Stop the local node (data is kept).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def engine_stop(data_dir: Path | None) -> None:
+    if local_engine.stop(_data_dir(data_dir)):
+        click.echo("The local engine stopped.")
+    else:
+        click.echo("The local engine was not running.")
+
+
+@engine.command("status", help="Version, health, data dir and pid of the local node.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def engine_status(data_dir: Path | None) -> None:
+    st = local_engine.status(_data_dir(data_dir))
+    if not st.running:
+        click.echo(
+            f"The local engine is not running (data dir {st.data_dir}). "
+            "Start it with `affinity engine start`."
+        )
+        sys.exit(3)
+    try:
+        es = engine_mod.client(config.Settings(url=st.url), timeout=5)
+        info, health = es.info(), es.cluster.health()
+        click.echo(
+            f"running: pid {st.pid}, {st.url}, OpenSearch {info['version']['number']}, "
+            f"health {health['status']}, data dir {st.data_dir}"
+        )
+    except Exception as exc:
+        click.echo(
+            f"running: pid {st.pid}, {st.url}, but not answering ({exc}); "
+            f"data dir {st.data_dir}. Log tail:\n{local_engine.log_tail(st.data_dir)}"
+        )
+        sys.exit(4)
+
+
+# --------------------------------------------------------------------------- bootstrap
+@main.command(help="Apply index templates, aliases and stored Painless scripts (idempotent).")
+@click.option(
+    "--reindex",
+    "reindex_name",
+    type=click.Choice(engine_mod.TEMPLATE_NAMES),
+    default=None,
+    help="Copy this index into its template's current version and "
+    "move the alias (after a template change).",
+)
+def bootstrap(reindex_name: str | None) -> None:
+    s = _settings()
+    es = engine_mod.client(s)
+    try:
+        engine_mod.wait_for_health(es, "yellow", 30)
+    except engine_mod.EngineUnavailable as exc:
+        _fail(str(exc))
+    if reindex_name:
+        click.echo(engine_mod.reindex(es, s, reindex_name))
+    report = engine_mod.bootstrap(es, s)
+    for line in report.lines:
+        click.echo(line)
+    if report.needs_action:
+        _fail("Some templates need a reindex (see above).", 2)
+    click.echo("Bootstrap changed something." if report.changed else "Nothing to change.")
+
+
+# --------------------------------------------------------------------------- ingest
+@main.group(help="Bulk loads: catalog records and user events.")
+def ingest() -> None:
+    pass
+
+
+@ingest.command(
+    "catalog",
+    help="Load catalog records (JSONL or CSV, or MovieLens movies.csv) "
+    "into the catalog index. Bad records are reported with line and reason and "
+    "skipped; exit 1 if any were rejected.",
+)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(ingest_mod.CATALOG_FORMATS),
+    default=None,
+    help="Input format (default: from the file name).",
+)
+@click.option(
+    "--mapping",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML/JSON: {fields: {id: sku, category: cats}, separator: "
+    "'|', facets: [author]} — which source column is which field.",
+)
+@click.option("--index", default=None, help="Target index or alias (default: the catalog alias).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def ingest_catalog(
+    file: Path, fmt: str | None, mapping: Path | None, index: str | None, quiet: bool
+) -> None:
+    s = _settings()
+    es = engine_mod.client(s, timeout=120)
+    try:
+        field_mapping = events_mod.load_mapping(mapping) if mapping else None
+        parsed = ingest_mod.parse_catalog(file, fmt or ingest_mod.guess_format(file), field_mapping)
+    except (events_mod.MappingError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    t0 = time.monotonic()
+    with tqdm(desc=f"catalog {file.name}", unit=" items", disable=quiet, file=sys.stderr) as bar:
+        try:
+            result = ingest_mod.load_catalog(es, index or s.indices.catalog, parsed, bar.update)
+        except events_mod.MappingError as exc:
+            _fail(f"{file}: {exc}")
+            return
+    for line in result.rejected[:50]:
+        click.echo(f"{file}: {line}", err=True)
+    if len(result.rejected) > 50:
+        click.echo(f"... and {len(result.rejected) - 50} more rejections", err=True)
+    click.echo(
+        f"loaded {result.loaded}, rejected {len(result.rejected)} in {time.monotonic() - t0:.1f} s"
+    )
+    if result.rejected:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

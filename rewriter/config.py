@@ -1,0 +1,104 @@
+"""Settings: where OpenSearch is, index names, secrets. Environment first, then defaults.
+
+Every setting is data with help text (`SETTINGS`), so `affinity --help` and the docs can list
+them and a test can check that each one is documented.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SETTINGS: dict[str, str] = {
+    "OPENSEARCH_URL": "Use this existing cluster instead of the local engine "
+    "(e.g. https://search.internal:9200).",
+    "OPENSEARCH_USER": "User name for OPENSEARCH_URL (basic auth).",
+    "OPENSEARCH_PASSWORD": "Password for OPENSEARCH_URL (basic auth).",
+    "OPENSEARCH_VERIFY_CERTS": "Verify TLS certificates of OPENSEARCH_URL: 1 (default) or 0.",
+    "OPENSEARCH_CA_CERTS": "Path to a CA bundle for OPENSEARCH_URL.",
+    "AFFINITY_HOME": "Where the local engine keeps its data, logs and secret "
+    "(default ~/.affinity).",
+    "AFFINITY_ENGINE_PORT": "HTTP port of the local engine (default 9200).",
+    "AFFINITY_INDEX_PREFIX": "Prefix for every index and alias affinity creates (default none).",
+    "AFFINITY_SECRET": "Key for pseudonymizing user ids (HMAC). The local engine generates one.",
+    "AFFINITY_TIMEOUT": "Seconds to wait for OpenSearch on a search before answering 504 "
+    "(default 10).",
+}
+
+
+@dataclass(frozen=True)
+class Indices:
+    """Aliases (what everything reads and writes) for affinity's indices."""
+
+    prefix: str = ""
+
+    @property
+    def catalog(self) -> str:
+        return f"{self.prefix}catalog"
+
+    @property
+    def profiles(self) -> str:
+        return f"{self.prefix}affinity-profiles"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}affinity-events"
+
+    def alias(self, template_name: str) -> str:
+        return {"catalog": self.catalog, "profiles": self.profiles, "events": self.events}[
+            template_name
+        ]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings for one process."""
+
+    url: str | None = None
+    user: str | None = None
+    password: str | None = None
+    verify_certs: bool = True
+    ca_certs: str | None = None
+    home: Path = field(default_factory=lambda: Path.home() / ".affinity")
+    engine_port: int = 9200
+    indices: Indices = field(default_factory=Indices)
+    secret: str | None = None
+    timeout: float = 10.0
+
+    @property
+    def remote(self) -> bool:
+        """True when OPENSEARCH_URL points at an existing cluster."""
+        return self.url is not None
+
+    @property
+    def opensearch_url(self) -> str:
+        return self.url or f"http://127.0.0.1:{self.engine_port}"
+
+    @property
+    def engine_dir(self) -> Path:
+        return self.home / "engine"
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+def load(env: dict[str, str] | None = None) -> Settings:
+    """Build settings from the environment (or a given mapping, for tests)."""
+    e = dict(os.environ if env is None else env)
+    home = Path(e["AFFINITY_HOME"]).expanduser() if e.get("AFFINITY_HOME") else None
+    return Settings(
+        url=e.get("OPENSEARCH_URL") or None,
+        user=e.get("OPENSEARCH_USER") or None,
+        password=e.get("OPENSEARCH_PASSWORD") or None,
+        verify_certs=_flag(e.get("OPENSEARCH_VERIFY_CERTS"), True),
+        ca_certs=e.get("OPENSEARCH_CA_CERTS") or None,
+        home=home or Path.home() / ".affinity",
+        engine_port=int(e.get("AFFINITY_ENGINE_PORT") or 9200),
+        indices=Indices(prefix=e.get("AFFINITY_INDEX_PREFIX", "")),
+        secret=e.get("AFFINITY_SECRET") or None,
+        timeout=float(e.get("AFFINITY_TIMEOUT") or 10.0),
+    )

@@ -1,0 +1,107 @@
+"""Shared fixtures. The engine fixture starts ONE real OpenSearch node per session.
+
+Order of preference: OPENSEARCH_URL (an existing cluster); a Docker engine that answers
+(pytest-docker with docker-compose.yml); otherwise the local engine in engine/, on a free port
+with a temporary data dir. A node that cannot start FAILS the tests that need it, with the
+engine's log: integration tests never skip silently.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from opensearchpy import OpenSearch
+
+from rewriter import config, local_engine
+from rewriter import engine as engine_mod
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _docker_answers() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def docker_compose_file() -> str:
+    return str(ROOT / "docker-compose.yml")
+
+
+@pytest.fixture(scope="session")
+def engine_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """URL of a real OpenSearch node for this test session."""
+    if os.environ.get("OPENSEARCH_URL"):
+        yield os.environ["OPENSEARCH_URL"]
+        return
+    if _docker_answers():
+        request.getfixturevalue("docker_services")
+        yield "http://127.0.0.1:9200"
+        return
+    data_dir = tmp_path_factory.mktemp("engine")
+    try:
+        st = local_engine.start(data_dir, port=_free_port(), heap="1g", timeout=180)
+    except local_engine.EngineError as exc:
+        pytest.fail(f"The local OpenSearch engine could not start:\n{exc}", pytrace=False)
+    assert st.url
+    try:
+        yield st.url
+    finally:
+        local_engine.stop(data_dir)
+
+
+@pytest.fixture(scope="session")
+def index_prefix() -> str:
+    """A unique prefix so a shared cluster keeps tests apart."""
+    return f"t{secrets.token_hex(3)}-"
+
+
+@pytest.fixture(scope="session")
+def settings(engine_url: str, index_prefix: str) -> config.Settings:
+    base = config.load()
+    return replace(
+        base,
+        url=engine_url,
+        indices=config.Indices(prefix=index_prefix),
+        secret=base.secret or "test-secret",
+    )
+
+
+@pytest.fixture(scope="session")
+def opensearch(settings: config.Settings) -> Iterator[OpenSearch]:
+    """A client to the session's node, waited for yellow health."""
+    es = engine_mod.client(settings, timeout=60)
+    try:
+        engine_mod.wait_for_health(es, "yellow", 120)
+    except engine_mod.EngineUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield es
+    if os.environ.get("OPENSEARCH_URL"):
+        es.indices.delete(index=f"{settings.indices.prefix}*", ignore_unavailable=True)
+
+
+@pytest.fixture(scope="session")
+def bootstrapped(opensearch: OpenSearch, settings: config.Settings) -> config.Settings:
+    """Templates, aliases and stored scripts applied under the session's prefix."""
+    engine_mod.bootstrap(opensearch, settings)
+    return settings

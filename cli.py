@@ -212,5 +212,99 @@ def ingest_catalog(
         sys.exit(1)
 
 
+# --------------------------------------------------------------------------- serve / search
+@main.command(
+    help="Run the proxy: OpenSearch-compatible search endpoints (personalized), "
+    "/events, /_affinity/health."
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8800, show_default=True)
+@click.option(
+    "--workers", type=int, default=1, show_default=True, help="Server processes (uvicorn workers)."
+)
+@click.option("--log-level", default="info", show_default=True)
+def serve(host: str, port: int, workers: int, log_level: str) -> None:
+    import uvicorn
+
+    s = _settings()
+    try:
+        config.user_secret(s)
+    except config.SecretMissing as exc:
+        _fail(str(exc))
+    click.echo(f"affinity proxy on http://{host}:{port} -> {s.opensearch_url}", err=True)
+    uvicorn.run(
+        "rewriter.server:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        factory=False,
+        access_log=False,
+    )
+
+
+def _hit_line(hit: dict, width: int) -> str:
+    title = str((hit.get("_source") or {}).get("title", hit["_id"]))
+    return f"{title[: width - 9]:<{width - 9}} {hit.get('_score') or 0:8.3f}"
+
+
+@main.command(
+    help="Generic and personalized top 10 for a user, side by side, with the score breakdown."
+)
+@click.option("--user", "user_id", required=True, help="Raw user id (pseudonymized inside).")
+@click.option("--index", default=None, help="Index or alias (default: the catalog alias).")
+@click.option("--profile", "boost_profile", default=None, help="Boost profile name.")
+@click.option("--size", type=int, default=10, show_default=True)
+@click.option("--explain", is_flag=True, help="Show each personalized hit's breakdown.")
+@click.argument("query")
+def search(
+    user_id: str, index: str | None, boost_profile: str | None, size: int, explain: bool, query: str
+) -> None:
+    from rewriter import reference
+    from rewriter.api import Personalizer
+
+    s = _settings()
+    index = index or s.indices.catalog
+    es = engine_mod.client(s)
+    try:
+        p = Personalizer(es, s)
+        boost = p.boost(boost_profile or s.index_profile_map.get(index))
+    except (config.SecretMissing, KeyError) as exc:
+        _fail(str(exc))
+        return
+    body = {
+        "size": size,
+        "query": {"multi_match": {"query": query, "fields": ["title^2", "description"]}},
+    }
+    generic = es.search(index=index, body=body)["hits"]["hits"]
+    personal = p.search(index, body, user_id, boost_profile=boost.name)
+    info = personal["personalization"]
+    w = 48
+    click.echo(
+        f"query {query!r}, user {user_id}, boost profile {boost.name} "
+        f"({boost.version}): applied={info.get('applied')} "
+        f"alpha_eff={info.get('alpha_eff') or 0:.3f} reason={info.get('reason')}"
+    )
+    click.echo(f"{'GENERIC':<{w}}   {'PERSONALIZED':<{w}}")
+    rows = personal["hits"]["hits"]
+    for i in range(max(len(generic), len(rows))):
+        left = _hit_line(generic[i], w) if i < len(generic) else ""
+        right = _hit_line(rows[i], w) if i < len(rows) else ""
+        click.echo(f"{left:<{w}}   {right:<{w}}")
+    if explain and rows:
+        user = p.user_affinity(user_id, boost)
+        params = reference.script_params(user, boost)
+        click.echo("\nwhy (personalized): relevance + alpha_eff * affinity")
+        for hit in rows:
+            item = reference.hit_from_source(
+                hit["_id"], 0.0, hit["_source"], list(params["attributes"])
+            )
+            aff, matches = reference.affinity(item.attributes, params)
+            parts = ", ".join(
+                f"{m.attribute}={m.value} {m.affinity:.2f}x{m.weight:g}" for m in matches if m.value
+            )
+            click.echo(f"  {_hit_line(hit, w)}  affinity {aff:.3f} ({parts or 'no match'})")
+
+
 if __name__ == "__main__":
     main()

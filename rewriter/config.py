@@ -24,6 +24,9 @@ SETTINGS: dict[str, str] = {
     "AFFINITY_SECRET": "Key for pseudonymizing user ids (HMAC). The local engine generates one.",
     "AFFINITY_TIMEOUT": "Seconds to wait for OpenSearch on a search before answering 504 "
     "(default 10).",
+    "AFFINITY_INDEX_PROFILES": "Default boost profile per index, e.g. "
+    "'catalog=movielens,products=default' (else the profile named default).",
+    "AFFINITY_PROFILES_DIR": "Directory of boost profiles (default ./profiles).",
 }
 
 
@@ -65,11 +68,22 @@ class Settings:
     indices: Indices = field(default_factory=Indices)
     secret: str | None = None
     timeout: float = 10.0
+    index_profiles: str = ""
+    profiles_dir: Path = Path("profiles")
 
     @property
     def remote(self) -> bool:
         """True when OPENSEARCH_URL points at an existing cluster."""
         return self.url is not None
+
+    @property
+    def index_profile_map(self) -> dict[str, str]:
+        """AFFINITY_INDEX_PROFILES `catalog=movielens,products=default` as a dict."""
+        out = {}
+        for part in filter(None, (p.strip() for p in self.index_profiles.split(","))):
+            index, _, name = part.partition("=")
+            out[index.strip()] = name.strip()
+        return out
 
     @property
     def opensearch_url(self) -> str:
@@ -101,4 +115,30 @@ def load(env: dict[str, str] | None = None) -> Settings:
         indices=Indices(prefix=e.get("AFFINITY_INDEX_PREFIX", "")),
         secret=e.get("AFFINITY_SECRET") or None,
         timeout=float(e.get("AFFINITY_TIMEOUT") or 10.0),
+        index_profiles=e.get("AFFINITY_INDEX_PROFILES", ""),
+        profiles_dir=Path(e.get("AFFINITY_PROFILES_DIR") or "profiles"),
     )
+
+
+class SecretMissing(RuntimeError):
+    """No pseudonymization key for a remote cluster."""
+
+
+def user_secret(settings: Settings) -> bytes:
+    """The HMAC key that turns raw user ids into pseudonyms.
+
+    AFFINITY_SECRET wins. With the local engine, a random key is generated on first use and
+    kept owner-only beside its data. With a remote cluster there is no safe default: a key
+    made up here would differ between machines and orphan every profile.
+    """
+    from rewriter.privacy import load_or_create_secret
+
+    if settings.secret:
+        return settings.secret.encode()
+    if settings.remote:
+        raise SecretMissing(
+            "AFFINITY_SECRET is not set: with OPENSEARCH_URL every affinity process must share "
+            "one pseudonymization key. Generate one (`python -c 'import secrets; "
+            "print(secrets.token_hex(32))'`), store it in your secret manager and export it."
+        )
+    return load_or_create_secret(settings.engine_dir / "secret")

@@ -83,7 +83,7 @@ def settings(engine_url: str, index_prefix: str) -> config.Settings:
         base,
         url=engine_url,
         indices=config.Indices(prefix=index_prefix),
-        secret=base.secret or "test-secret",
+        secret=base.secret or "test-secret-0123456789abcdef",
     )
 
 

@@ -1,0 +1,88 @@
+"""In-process personalization for apps that do not want the proxy.
+
+    from rewriter.api import Personalizer
+    p = Personalizer.from_env()                      # or Personalizer(es_client, settings)
+    result = p.rewrite("catalog", body, user_id="u42")
+    response = my_client.search(index="catalog", body=result.body)
+
+`search()` does both steps with the given client and adds the `personalization` object, as
+the proxy does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import NotFoundError
+
+from rewriter import config, privacy
+from rewriter import engine as engine_mod
+from rewriter.boost_profiles import BoostProfile, load_boost_profiles
+from rewriter.model import UserAffinity
+from rewriter.profiles import affinity_view
+from rewriter.rewrite import RequestContext, RewriteResult, rewrite
+
+
+class Personalizer:
+    """Rewrites search bodies for a user with a synchronous OpenSearch client."""
+
+    def __init__(
+        self,
+        es: OpenSearch,
+        settings: config.Settings,
+        boost_profiles: Mapping[str, BoostProfile] | None = None,
+    ) -> None:
+        self.es = es
+        self.settings = settings
+        self.boost_profiles = dict(boost_profiles or load_boost_profiles(settings.profiles_dir))
+        self.secret = config.user_secret(settings)
+
+    @classmethod
+    def from_env(cls) -> Personalizer:
+        settings = config.load()
+        return cls(engine_mod.client(settings), settings)
+
+    def boost(self, name: str | None = None) -> BoostProfile:
+        key = name or ("default" if "default" in self.boost_profiles else "")
+        if key not in self.boost_profiles:
+            known = ", ".join(sorted(self.boost_profiles))
+            raise KeyError(f"boost profile {key!r} is not loaded (known: {known})")
+        return self.boost_profiles[key]
+
+    def user_affinity(self, user_id: str, boost: BoostProfile) -> UserAffinity | None:
+        pseudonym = privacy.pseudonymize(user_id, self.secret)
+        try:
+            doc = self.es.get(index=self.settings.indices.profiles, id=pseudonym, realtime=True)
+        except NotFoundError:
+            return None
+        return affinity_view(doc["_source"], time.time(), boost.top_k)
+
+    def rewrite(
+        self,
+        index: str,
+        body: Mapping[str, Any],
+        user_id: str | None,
+        context: RequestContext | None = None,
+        boost_profile: str | None = None,
+    ) -> RewriteResult:
+        boost = self.boost(boost_profile or self.settings.index_profile_map.get(index))
+        user = self.user_affinity(user_id, boost) if user_id else None
+        return rewrite(body, user, boost, context or RequestContext())
+
+    def search(
+        self,
+        index: str,
+        body: Mapping[str, Any],
+        user_id: str | None,
+        context: RequestContext | None = None,
+        boost_profile: str | None = None,
+    ) -> dict[str, Any]:
+        result = self.rewrite(index, body, user_id, context, boost_profile)
+        response = self.es.search(index=index, body=result.body)
+        log = dict(result.log)
+        log.pop("params", None)
+        response["personalization"] = log
+        return response

@@ -1,0 +1,251 @@
+"""The proxy against the real engine: personalization, generic view, refusals, clients."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import httpx
+import pytest
+import uvicorn
+from opensearchpy import OpenSearch
+
+from rewriter import config, privacy
+from rewriter.events import Event
+from rewriter.profiles import FoldConfig, fold
+from rewriter.proxy import create_app
+
+ITEMS = {
+    "1": {"title": "red running shoe", "brand": "acme", "category": ["shoes", "running"]},
+    "2": {"title": "blue running shoe", "brand": "zenit", "category": ["shoes", "running"]},
+    "3": {"title": "green running shoe", "brand": "other", "category": ["shoes"]},
+    "4": {"title": "running jacket", "brand": "acme", "category": ["outerwear"]},
+    "5": {"title": "running hat", "brand": "zenit", "category": ["hats"]},
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def catalog(opensearch: OpenSearch, bootstrapped: config.Settings) -> str:
+    index = f"{bootstrapped.indices.prefix}shop"
+    opensearch.indices.create(
+        index=index,
+        body={
+            "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+            "mappings": {
+                "properties": {
+                    "title": {"type": "text"},
+                    "brand": {"type": "keyword"},
+                    "category": {"type": "keyword"},
+                }
+            },
+        },
+    )
+    for doc_id, doc in ITEMS.items():
+        opensearch.index(index=index, id=doc_id, body=doc)
+    opensearch.indices.refresh(index=index)
+    return index
+
+
+@pytest.fixture(scope="module")
+def zenit_fan(opensearch: OpenSearch, bootstrapped: config.Settings) -> str:
+    """A user whose events all touch brand zenit."""
+    secret = config.user_secret(bootstrapped)
+    pseudonym = privacy.pseudonymize("fan-1", secret)
+    now = time.time()
+    events = [
+        Event(
+            event_id=f"e{i}",
+            user_id=pseudonym,
+            type="purchase",
+            item_id="2",
+            timestamp=now - 60 * i,
+            attributes={"brand": ("zenit",), "category": ("hats",)},
+        )
+        for i in range(20)
+    ]
+    doc = fold(None, events, FoldConfig())
+    opensearch.index(index=bootstrapped.indices.profiles, id=pseudonym, body=doc, refresh=True)
+    return "fan-1"
+
+
+@pytest.fixture(scope="module")
+def proxy_url(bootstrapped: config.Settings) -> Iterator[str]:
+    port = _free_port()
+    app = create_app(bootstrapped)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the proxy did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+QUERY = {"query": {"match": {"title": "running"}}, "size": 5}
+
+
+def _ids(response: dict) -> list[str]:
+    return [h["_id"] for h in response["hits"]["hits"]]
+
+
+def test_personalized_ranks_the_users_brand_first(
+    proxy_url: str, catalog: str, zenit_fan: str
+) -> None:
+    r = httpx.post(f"{proxy_url}/{catalog}/_search", json=QUERY, headers={"X-User-Id": zenit_fan})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    info = body["personalization"]
+    assert info["applied"] is True and info["alpha_eff"] > 0.5
+    assert info["boost_profile"]["name"] == "default"
+    top2 = set(_ids(body)[:2])
+    assert top2 == {"2", "5"}, _ids(body)  # the zenit items
+
+
+def test_personalization_off_is_identical_to_direct(
+    proxy_url: str, catalog: str, zenit_fan: str, opensearch: OpenSearch
+) -> None:
+    r = httpx.post(
+        f"{proxy_url}/{catalog}/_search",
+        json=QUERY,
+        headers={"X-User-Id": zenit_fan, "X-Personalization": "off"},
+    )
+    direct = opensearch.search(index=catalog, body=QUERY)
+    proxied = r.json()
+    assert proxied["personalization"]["applied"] is False
+    assert proxied["personalization"]["reason"] == "personalization_off"
+    assert proxied["hits"] == direct["hits"]
+
+
+def test_explain_gives_a_breakdown_that_adds_up(
+    proxy_url: str, catalog: str, zenit_fan: str
+) -> None:
+    r = httpx.post(
+        f"{proxy_url}/{catalog}/_search?explain=true", json=QUERY, headers={"X-User-Id": zenit_fan}
+    )
+    hits = r.json()["hits"]["hits"]
+    top = hits[0]["_affinity"]
+    assert top["attributes"]["brand"]["value"] == "zenit"
+    for hit in hits:
+        part = hit["_affinity"]
+        assert part["relevance"] + part["added"] == pytest.approx(hit["_score"], rel=1e-5)
+
+
+def test_unknown_user_gets_cold_start(proxy_url: str, catalog: str) -> None:
+    r = httpx.post(
+        f"{proxy_url}/{catalog}/_search", json=QUERY, headers={"X-User-Id": "nobody-knows-me"}
+    )
+    assert r.status_code == 200
+    info = r.json()["personalization"]
+    assert info["mode"] != "affinity"
+
+
+def test_opensearch_py_works_through_the_proxy(
+    proxy_url: str, catalog: str, zenit_fan: str
+) -> None:
+    client = OpenSearch(hosts=[proxy_url], headers={"X-User-Id": zenit_fan})
+    assert client.info()["version"]["number"].startswith("2.19")
+    response = client.search(index=catalog, body=QUERY)
+    assert response["personalization"]["applied"] is True
+    msearch = client.msearch(body=[{"index": catalog}, QUERY, {}, QUERY], index=catalog)
+    assert [r["personalization"]["applied"] for r in msearch["responses"]] == [True, True]
+    assert client.count(index=catalog)["count"] == len(ITEMS)
+
+
+def test_helpers_scan_gets_every_document_generic(proxy_url: str, catalog: str) -> None:
+    from opensearchpy import helpers
+
+    client = OpenSearch(hosts=[proxy_url])
+    ids = sorted(h["_id"] for h in helpers.scan(client, index=catalog, size=2))
+    assert ids == sorted(ITEMS)
+
+
+REFUSED = [
+    ("POST", "/_bulk"),
+    ("POST", "/{c}/_bulk"),
+    ("POST", "/{c}/_delete_by_query"),
+    ("POST", "/{c}/_update_by_query"),
+    ("DELETE", "/{c}"),
+    ("PUT", "/{c}"),
+    ("PUT", "/{c}/_mapping"),
+    ("PUT", "/{c}/_settings"),
+    ("GET", "/{c}/_mapping"),
+    ("PUT", "/{c}/_doc/1"),
+    ("POST", "/{c}/_doc"),
+    ("DELETE", "/{c}/_doc/1"),
+    ("GET", "/{c}/_doc/1"),
+    ("POST", "/{c}/_update/1"),
+    ("PUT", "/_scripts/affinity"),
+    ("DELETE", "/_scripts/affinity"),
+    ("GET", "/_cat/indices"),
+    ("PUT", "/_cluster/settings"),
+    ("POST", "/_reindex"),
+    ("POST", "/{c}/_close"),
+    ("POST", "/_snapshot/x"),
+    ("GET", "/_nodes"),
+    ("POST", "/{c}/_forcemerge"),
+    ("PUT", "/_index_template/x"),
+    ("GET", "/{p}/_search"),
+    ("GET", "/*/_search"),
+    ("GET", "/_all/_search"),
+    ("POST", "/{e}/_search"),
+]
+
+
+def test_non_allowlisted_endpoints_are_refused_and_catalog_intact(
+    proxy_url: str, catalog: str, opensearch: OpenSearch, bootstrapped: config.Settings
+) -> None:
+    names = {"c": catalog, "p": bootstrapped.indices.profiles, "e": bootstrapped.indices.events}
+    for method, path in REFUSED:
+        r = httpx.request(method, proxy_url + path.format(**names), json={})
+        assert r.status_code == 403, (method, path, r.status_code, r.text)
+        error = r.json()["error"]
+        assert error["type"].startswith("affinity_forbidden"), (method, path)
+        assert len(error["reason"]) > 30
+    assert len(REFUSED) >= 20
+    assert opensearch.count(index=catalog)["count"] == len(ITEMS)
+    assert opensearch.get_script(id="affinity")["found"]
+
+
+def test_engine_errors_keep_status_and_body(
+    proxy_url: str, catalog: str, opensearch: OpenSearch
+) -> None:
+    bad = {"query": {"no_such_query": {}}}
+    r = httpx.post(f"{proxy_url}/{catalog}/_search", json=bad)
+    direct = opensearch.transport.perform_request(
+        "POST", f"/{catalog}/_search", body=bad, params={"ignore": 400}
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["type"] == direct["error"]["type"]
+    missing = httpx.post(f"{proxy_url}/no-such-index/_search", json=QUERY)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["type"] == "index_not_found_exception"
+
+
+def test_engine_down_is_a_fast_503(bootstrapped: config.Settings, catalog: str) -> None:
+    dead = replace(bootstrapped, url=f"http://127.0.0.1:{_free_port()}", timeout=2.0)
+    app = create_app(dead)
+    transport = httpx.ASGITransport(app=app)
+
+    async def go() -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as c:
+            return await c.post(f"/{catalog}/_search", json=QUERY, headers={"X-User-Id": "u"})
+
+    import asyncio
+
+    t0 = time.monotonic()
+    r = asyncio.run(go())
+    assert r.status_code == 503
+    assert r.json()["error"]["type"] == "affinity_engine_unavailable"
+    assert time.monotonic() - t0 < 5

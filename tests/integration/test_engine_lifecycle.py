@@ -101,5 +101,5 @@ def test_java_too_old_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monke
     fake.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\" 2019-01-15' >&2\n")
     fake.chmod(0o755)
     monkeypatch.setenv("JAVA_HOME", str(tmp_path))
-    with pytest.raises(local_engine.EngineError, match="Java 11; OpenSearch 2.19 needs Java 17"):
+    with pytest.raises(local_engine.EngineError, match=r"Java 11; OpenSearch 2\.19 needs Java 17"):
         local_engine.find_java()

@@ -1,0 +1,286 @@
+"""Events into the log, the log into profiles: the I/O around events.py and profiles.py.
+
+One batch goes through these steps (the batch import and `POST /events` share them):
+
+1. pseudonymize users; read their profiles (one mget); drop events of opted-out users
+   (reported, never stored); an event with `opt_out` erases the user and leaves a tombstone;
+2. enrich with the item's attribute values from the catalog (unknown items are accepted and
+   reported: they carry no attributes, so the profile learns nothing from them);
+3. `_bulk` create into the events index, doc id = event id: a re-sent event is a 409 there,
+   reported as a duplicate, and never folded again;
+4. fold the newly created events per user and write each profile with optimistic concurrency
+   (if_seq_no/if_primary_term; a conflict re-reads and retries). Each profile keeps the ids
+   of the events folded by its last writes (`recent_event_ids`), so an event is never folded
+   twice even when two processes, or a recovery after a crash, race for it;
+5. mark the events `folded`. `recover()` folds events left unfolded by a crash between 3 and 5.
+
+Delivery is at-least-once, the effect exactly-once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from opensearchpy import OpenSearch, helpers
+
+from rewriter import config, privacy
+from rewriter.boost_profiles import BoostProfile
+from rewriter.events import Event, Rejection
+from rewriter.profiles import FoldConfig, ProfileDoc, fold, opted_out, store_k_for
+
+RECENT_IDS = 2048
+"""Event ids remembered per profile; a batch folds at most this many events per user."""
+
+RECOVERY_AGE_S = 30.0
+"""Unfolded events younger than this belong to a fold in flight; recovery leaves them."""
+
+
+def fold_config(boost: BoostProfile) -> FoldConfig:
+    """What folding needs from a boost profile."""
+    purchase = tuple(t for t in boost.event_weights if t == "purchase")
+    return FoldConfig(
+        event_weights=dict(boost.event_weights),
+        half_life_s=boost.half_life_days * 86_400.0,
+        attributes=tuple(boost.attributes),
+        store_k=store_k_for(boost.top_k),
+        purchase_types=purchase or ("purchase",),
+    )
+
+
+@dataclass
+class BatchResult:
+    """What happened to each event of a batch."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    users: set[str] = field(default_factory=set)
+    folded: int = 0
+
+    def merge(self, other: BatchResult) -> None:
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.notes += other.notes
+        self.users |= other.users
+        self.folded += other.folded
+
+
+def attributes_from_source(source: Mapping[str, Any], names: Iterable[str]) -> dict:
+    """The item's keyword values for the configured attributes, as events capture them."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        raw = source.get(name)
+        values = raw if isinstance(raw, list) else [] if raw is None else [raw]
+        kept = tuple(str(v) for v in values if v is not None and v != "")
+        if kept:
+            out[name] = kept
+    return out
+
+
+class Pipeline:
+    """Writes batches of validated events and folds them into profiles (synchronous)."""
+
+    def __init__(self, es: OpenSearch, settings: config.Settings, boost: BoostProfile) -> None:
+        self.es = es
+        self.settings = settings
+        self.boost = boost
+        self.cfg = fold_config(boost)
+        self.secret = config.user_secret(settings)
+        self._catalog_cache: dict[str, dict | None] = {}
+
+    # ------------------------------------------------------------------ reads
+    def _profiles(self, users: Sequence[str]) -> dict[str, tuple[ProfileDoc, int, int] | None]:
+        if not users:
+            return {}
+        response = self.es.mget(index=self.settings.indices.profiles, body={"ids": list(users)},
+                                realtime=True)
+        out: dict[str, tuple[ProfileDoc, int, int] | None] = {}
+        for doc in response["docs"]:
+            found = doc.get("found")
+            out[doc["_id"]] = (doc["_source"], doc["_seq_no"], doc["_primary_term"]) if found \
+                else None
+        return out
+
+    def _items(self, item_ids: Iterable[str]) -> dict[str, dict | None]:
+        missing = [i for i in set(item_ids) if i not in self._catalog_cache]
+        if missing:
+            response = self.es.mget(index=self.settings.indices.catalog, body={"ids": missing},
+                                    _source_includes=list(self.cfg.attributes))
+            for doc in response["docs"]:
+                self._catalog_cache[doc["_id"]] = doc["_source"] if doc.get("found") else None
+            if len(self._catalog_cache) > 200_000:
+                self._catalog_cache.clear()
+        return {i: self._catalog_cache.get(i) for i in item_ids}
+
+    # ------------------------------------------------------------------ write path
+    def ingest(self, events: Sequence[Event], now: float | None = None) -> BatchResult:
+        """Steps 1-5 for one batch of validated events with raw user ids."""
+        now = time.time() if now is None else now
+        result = BatchResult()
+        pseudo = [e.with_user(privacy.pseudonymize(e.user_id, self.secret)) for e in events]
+        profiles = self._profiles(sorted({e.user_id for e in pseudo}))
+        kept: list[Event] = []
+        for event in pseudo:
+            current = profiles.get(event.user_id)
+            if event.opt_out:
+                self.opt_out(event.user_id)
+                profiles[event.user_id] = None
+                result.notes.append(f"event {event.event_id}: the user opted out; their "
+                                    "profile and events are erased")
+            elif current is not None and current[0].get("opt_out"):
+                result.notes.append(f"event {event.event_id}: not stored, the user opted out")
+            else:
+                kept.append(event)
+        items = self._items(e.item_id for e in kept)
+        enriched = []
+        for event in kept:
+            source = items.get(event.item_id)
+            if source is None:
+                result.notes.append(f"event {event.event_id}: item {event.item_id} is not in the "
+                                    "catalog; stored, but the profile learns nothing from it")
+                enriched.append((event, False))
+            else:
+                attrs = attributes_from_source(source, self.cfg.attributes)
+                enriched.append((replace(event, attributes=attrs), True))
+        created = self._append(enriched, now, result)
+        if created:
+            result.folded = self.fold_into_profiles(created, now)
+        result.users = {e.user_id for e in created}
+        return result
+
+    def _append(self, enriched: list[tuple[Event, bool]], now: float, result: BatchResult
+                ) -> list[Event]:
+        index = self.settings.indices.events
+        actions = []
+        for event, known in enriched:
+            doc = {**event.to_doc(), "known_item": known, "folded": False, "ingested_at": now}
+            actions.append({"_op_type": "create", "_index": index, "_id": event.event_id,
+                            "_source": doc})
+        by_id = {e.event_id: e for e, _ in enriched}
+        created: list[Event] = []
+        for ok, item in helpers.streaming_bulk(
+            self.es, actions, chunk_size=5000, raise_on_error=False, raise_on_exception=False,
+            max_retries=3,
+        ):
+            info = item.get("create", {})
+            if ok:
+                created.append(by_id[info["_id"]])
+                result.accepted += 1
+            elif info.get("status") == 409:
+                result.duplicates += 1
+            else:
+                error = info.get("error", {})
+                reason = error.get("reason", error) if isinstance(error, dict) else error
+                result.rejected.append(f"event {info.get('_id')}: OpenSearch refused it: {reason}")
+        return created
+
+    def fold_into_profiles(self, events: Sequence[Event], now: float) -> int:
+        """Fold events (already in the log) into their users' profiles; mark them folded."""
+        by_user: dict[str, list[Event]] = defaultdict(list)
+        for event in events:
+            by_user[event.user_id].append(event)
+        pending = dict(by_user)
+        folded_ids: list[str] = []
+        for _attempt in range(10):
+            if not pending:
+                break
+            pending = self._fold_round(pending, now, folded_ids)
+        if pending:
+            raise RuntimeError(f"profiles of {len(pending)} users kept changing under us; "
+                               "their events stay unfolded and `recover` will fold them")
+        self._mark_folded([e.event_id for e in events])
+        return len(folded_ids)
+
+    def _fold_round(self, by_user: dict[str, list[Event]], now: float, folded_ids: list[str]
+                    ) -> dict[str, list[Event]]:
+        current = self._profiles(sorted(by_user))
+        actions, planned = [], {}
+        for user, evs in by_user.items():
+            found = current.get(user)
+            doc, seq, term = found if found else (None, None, None)
+            seen = set((doc or {}).get("recent_event_ids", []))
+            new = [e for e in evs if e.event_id not in seen]
+            if doc is not None and doc.get("opt_out"):
+                continue
+            if not new:
+                continue
+            updated = dict(fold(doc, new, self.cfg, now=now))
+            recent = [e.event_id for e in new] + list((doc or {}).get("recent_event_ids", []))
+            updated["recent_event_ids"] = recent[:RECENT_IDS]
+            action: dict[str, Any] = {"_index": self.settings.indices.profiles, "_id": user,
+                                      "_source": updated}
+            if doc is None:
+                action["_op_type"] = "create"
+            else:
+                action.update(_op_type="index", if_seq_no=seq, if_primary_term=term)
+            actions.append(action)
+            planned[user] = new
+        retry: dict[str, list[Event]] = {}
+        for ok, item in helpers.streaming_bulk(self.es, actions, raise_on_error=False,
+                                               raise_on_exception=False):
+            info = next(iter(item.values()))
+            if ok:
+                folded_ids += [e.event_id for e in planned[info["_id"]]]
+            elif info.get("status") == 409:
+                retry[info["_id"]] = by_user[info["_id"]]
+            else:
+                raise RuntimeError(f"profile {info['_id']} could not be written: "
+                                   f"{info.get('error')}")
+        return retry
+
+    def _mark_folded(self, event_ids: Sequence[str]) -> None:
+        index = self.settings.indices.events
+        actions = ({"_op_type": "update", "_index": index, "_id": i, "doc": {"folded": True}}
+                   for i in event_ids)
+        helpers.bulk(self.es, actions, chunk_size=5000, raise_on_error=False, max_retries=3)
+
+    # ------------------------------------------------------------------ recovery and users
+    def recover(self, now: float | None = None, min_age_s: float = RECOVERY_AGE_S) -> int:
+        """Fold events a crash left unfolded (older than min_age_s). Returns how many."""
+        now = time.time() if now is None else now
+        query = {"bool": {"filter": [{"term": {"folded": False}},
+                                     {"range": {"ingested_at": {"lte": now - min_age_s}}}]}}
+        events = [event_from_doc(h["_source"]) for h in helpers.scan(
+            self.es, index=self.settings.indices.events, query={"query": query})]
+        events = [e for e in events if not isinstance(e, Rejection)]
+        return self.fold_into_profiles(events, now) if events else 0
+
+    def opt_out(self, pseudonym: str) -> None:
+        """Erase the user's events and leave a tombstone profile (opt_out: true)."""
+        self.erase(pseudonym)
+        tomb = dict(opted_out(_empty(pseudonym, self.cfg), time.time()))
+        self.es.index(index=self.settings.indices.profiles, id=pseudonym, body=tomb,
+                      refresh="wait_for")
+
+    def erase(self, pseudonym: str) -> dict[str, int]:
+        """Delete the user's profile and every event; counts of what was deleted."""
+        events = self.es.delete_by_query(
+            index=self.settings.indices.events, body={"query": {"term": {"user_id": pseudonym}}},
+            refresh=True, conflicts="proceed",
+        )["deleted"]
+        profile = self.es.delete_by_query(
+            index=self.settings.indices.profiles, body={"query": {"ids": {"values": [pseudonym]}}},
+            refresh=True, conflicts="proceed",
+        )["deleted"]
+        return {"events": events, "profiles": profile}
+
+
+def _empty(user: str, cfg: FoldConfig) -> ProfileDoc:
+    from rewriter.profiles import empty_profile
+
+    return empty_profile(user, cfg)
+
+
+def event_from_doc(source: Mapping[str, Any]) -> Event | Rejection:
+    """An Event read back from the events log (the shape Event.to_doc writes)."""
+    from rewriter.events import validate
+
+    raw = {k: v for k, v in source.items() if k not in ("known_item", "folded", "ingested_at")}
+    types = [str(source.get("type"))]
+    return validate(raw, types)

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from rewriter import config, local_engine
 from rewriter import engine as engine_mod
-from rewriter import events as events_mod
+from rewriter import imports as imports_mod
 from rewriter import ingest as ingest_mod
 
 
@@ -189,16 +189,16 @@ def ingest_catalog(
     s = _settings()
     es = engine_mod.client(s, timeout=120)
     try:
-        field_mapping = events_mod.load_mapping(mapping) if mapping else None
+        field_mapping = imports_mod.load_mapping(mapping) if mapping else None
         parsed = ingest_mod.parse_catalog(file, fmt or ingest_mod.guess_format(file), field_mapping)
-    except (events_mod.MappingError, ValueError) as exc:
+    except (imports_mod.MappingError, ValueError) as exc:
         _fail(str(exc))
         return
     t0 = time.monotonic()
     with tqdm(desc=f"catalog {file.name}", unit=" items", disable=quiet, file=sys.stderr) as bar:
         try:
             result = ingest_mod.load_catalog(es, index or s.indices.catalog, parsed, bar.update)
-        except events_mod.MappingError as exc:
+        except imports_mod.MappingError as exc:
             _fail(f"{file}: {exc}")
             return
     for line in result.rejected[:50]:
@@ -244,8 +244,11 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
 
 
 def _hit_line(hit: dict, width: int) -> str:
-    title = str((hit.get("_source") or {}).get("title", hit["_id"]))
-    return f"{title[: width - 9]:<{width - 9}} {hit.get('_score') or 0:8.3f}"
+    source = hit.get("_source") or {}
+    cats = source.get("category") or []
+    tags = "/".join(cats if isinstance(cats, list) else [cats])
+    label = f"{source.get('title', hit['_id'])} [{tags}]"
+    return f"{label[: width - 9]:<{width - 9}} {hit.get('_score') or 0:8.3f}"
 
 
 @main.command(
@@ -279,7 +282,7 @@ def search(
     generic = es.search(index=index, body=body)["hits"]["hits"]
     personal = p.search(index, body, user_id, boost_profile=boost.name)
     info = personal["personalization"]
-    w = 48
+    w = 60
     click.echo(
         f"query {query!r}, user {user_id}, boost profile {boost.name} "
         f"({boost.version}): applied={info.get('applied')} "
@@ -303,7 +306,12 @@ def search(
             parts = ", ".join(
                 f"{m.attribute}={m.value} {m.affinity:.2f}x{m.weight:g}" for m in matches if m.value
             )
-            click.echo(f"  {_hit_line(hit, w)}  affinity {aff:.3f} ({parts or 'no match'})")
+            alpha_eff = float(info.get("alpha_eff") or 0.0)
+            relevance = (hit.get("_score") or 0.0) - alpha_eff * aff
+            click.echo(
+                f"  {_hit_line(hit, w)} = {relevance:.3f} + {alpha_eff:.3f} x {aff:.3f} "
+                f"({parts or 'no known value'})"
+            )
 
 
 if __name__ == "__main__":

@@ -98,25 +98,31 @@ class Pipeline:
     def _profiles(self, users: Sequence[str]) -> dict[str, tuple[ProfileDoc, int, int] | None]:
         if not users:
             return {}
-        response = self.es.mget(index=self.settings.indices.profiles, body={"ids": list(users)},
-                                realtime=True)
+        response = self.es.mget(
+            index=self.settings.indices.profiles, body={"ids": list(users)}, realtime=True
+        )
         out: dict[str, tuple[ProfileDoc, int, int] | None] = {}
         for doc in response["docs"]:
             found = doc.get("found")
-            out[doc["_id"]] = (doc["_source"], doc["_seq_no"], doc["_primary_term"]) if found \
-                else None
+            out[doc["_id"]] = (
+                (doc["_source"], doc["_seq_no"], doc["_primary_term"]) if found else None
+            )
         return out
 
     def _items(self, item_ids: Iterable[str]) -> dict[str, dict | None]:
-        missing = [i for i in set(item_ids) if i not in self._catalog_cache]
+        wanted = set(item_ids)
+        missing = [i for i in wanted if i not in self._catalog_cache]
         if missing:
-            response = self.es.mget(index=self.settings.indices.catalog, body={"ids": missing},
-                                    _source_includes=list(self.cfg.attributes))
+            response = self.es.mget(
+                index=self.settings.indices.catalog,
+                body={"ids": missing},
+                _source_includes=list(self.cfg.attributes),
+            )
             for doc in response["docs"]:
                 self._catalog_cache[doc["_id"]] = doc["_source"] if doc.get("found") else None
             if len(self._catalog_cache) > 200_000:
                 self._catalog_cache.clear()
-        return {i: self._catalog_cache.get(i) for i in item_ids}
+        return {i: self._catalog_cache.get(i) for i in wanted}
 
     # ------------------------------------------------------------------ write path
     def ingest(self, events: Sequence[Event], now: float | None = None) -> BatchResult:
@@ -131,8 +137,10 @@ class Pipeline:
             if event.opt_out:
                 self.opt_out(event.user_id)
                 profiles[event.user_id] = None
-                result.notes.append(f"event {event.event_id}: the user opted out; their "
-                                    "profile and events are erased")
+                result.notes.append(
+                    f"event {event.event_id}: the user opted out; their "
+                    "profile and events are erased"
+                )
             elif current is not None and current[0].get("opt_out"):
                 result.notes.append(f"event {event.event_id}: not stored, the user opted out")
             else:
@@ -142,8 +150,10 @@ class Pipeline:
         for event in kept:
             source = items.get(event.item_id)
             if source is None:
-                result.notes.append(f"event {event.event_id}: item {event.item_id} is not in the "
-                                    "catalog; stored, but the profile learns nothing from it")
+                result.notes.append(
+                    f"event {event.event_id}: item {event.item_id} is not in the "
+                    "catalog; stored, but the profile learns nothing from it"
+                )
                 enriched.append((event, False))
             else:
                 attrs = attributes_from_source(source, self.cfg.attributes)
@@ -154,18 +164,24 @@ class Pipeline:
         result.users = {e.user_id for e in created}
         return result
 
-    def _append(self, enriched: list[tuple[Event, bool]], now: float, result: BatchResult
-                ) -> list[Event]:
+    def _append(
+        self, enriched: list[tuple[Event, bool]], now: float, result: BatchResult
+    ) -> list[Event]:
         index = self.settings.indices.events
         actions = []
         for event, known in enriched:
             doc = {**event.to_doc(), "known_item": known, "folded": False, "ingested_at": now}
-            actions.append({"_op_type": "create", "_index": index, "_id": event.event_id,
-                            "_source": doc})
+            actions.append(
+                {"_op_type": "create", "_index": index, "_id": event.event_id, "_source": doc}
+            )
         by_id = {e.event_id: e for e, _ in enriched}
         created: list[Event] = []
         for ok, item in helpers.streaming_bulk(
-            self.es, actions, chunk_size=5000, raise_on_error=False, raise_on_exception=False,
+            self.es,
+            actions,
+            chunk_size=5000,
+            raise_on_error=False,
+            raise_on_exception=False,
             max_retries=3,
         ):
             info = item.get("create", {})
@@ -192,13 +208,16 @@ class Pipeline:
                 break
             pending = self._fold_round(pending, now, folded_ids)
         if pending:
-            raise RuntimeError(f"profiles of {len(pending)} users kept changing under us; "
-                               "their events stay unfolded and `recover` will fold them")
+            raise RuntimeError(
+                f"profiles of {len(pending)} users kept changing under us; "
+                "their events stay unfolded and `recover` will fold them"
+            )
         self._mark_folded([e.event_id for e in events])
         return len(folded_ids)
 
-    def _fold_round(self, by_user: dict[str, list[Event]], now: float, folded_ids: list[str]
-                    ) -> dict[str, list[Event]]:
+    def _fold_round(
+        self, by_user: dict[str, list[Event]], now: float, folded_ids: list[str]
+    ) -> dict[str, list[Event]]:
         current = self._profiles(sorted(by_user))
         actions, planned = [], {}
         for user, evs in by_user.items():
@@ -213,8 +232,11 @@ class Pipeline:
             updated = dict(fold(doc, new, self.cfg, now=now))
             recent = [e.event_id for e in new] + list((doc or {}).get("recent_event_ids", []))
             updated["recent_event_ids"] = recent[:RECENT_IDS]
-            action: dict[str, Any] = {"_index": self.settings.indices.profiles, "_id": user,
-                                      "_source": updated}
+            action: dict[str, Any] = {
+                "_index": self.settings.indices.profiles,
+                "_id": user,
+                "_source": updated,
+            }
             if doc is None:
                 action["_op_type"] = "create"
             else:
@@ -222,32 +244,46 @@ class Pipeline:
             actions.append(action)
             planned[user] = new
         retry: dict[str, list[Event]] = {}
-        for ok, item in helpers.streaming_bulk(self.es, actions, raise_on_error=False,
-                                               raise_on_exception=False):
+        for ok, item in helpers.streaming_bulk(
+            self.es, actions, raise_on_error=False, raise_on_exception=False
+        ):
             info = next(iter(item.values()))
             if ok:
                 folded_ids += [e.event_id for e in planned[info["_id"]]]
             elif info.get("status") == 409:
                 retry[info["_id"]] = by_user[info["_id"]]
             else:
-                raise RuntimeError(f"profile {info['_id']} could not be written: "
-                                   f"{info.get('error')}")
+                raise RuntimeError(
+                    f"profile {info['_id']} could not be written: {info.get('error')}"
+                )
         return retry
 
     def _mark_folded(self, event_ids: Sequence[str]) -> None:
         index = self.settings.indices.events
-        actions = ({"_op_type": "update", "_index": index, "_id": i, "doc": {"folded": True}}
-                   for i in event_ids)
+        actions = (
+            {"_op_type": "update", "_index": index, "_id": i, "doc": {"folded": True}}
+            for i in event_ids
+        )
         helpers.bulk(self.es, actions, chunk_size=5000, raise_on_error=False, max_retries=3)
 
     # ------------------------------------------------------------------ recovery and users
     def recover(self, now: float | None = None, min_age_s: float = RECOVERY_AGE_S) -> int:
         """Fold events a crash left unfolded (older than min_age_s). Returns how many."""
         now = time.time() if now is None else now
-        query = {"bool": {"filter": [{"term": {"folded": False}},
-                                     {"range": {"ingested_at": {"lte": now - min_age_s}}}]}}
-        events = [event_from_doc(h["_source"]) for h in helpers.scan(
-            self.es, index=self.settings.indices.events, query={"query": query})]
+        query = {
+            "bool": {
+                "filter": [
+                    {"term": {"folded": False}},
+                    {"range": {"ingested_at": {"lte": now - min_age_s}}},
+                ]
+            }
+        }
+        events = [
+            event_from_doc(h["_source"])
+            for h in helpers.scan(
+                self.es, index=self.settings.indices.events, query={"query": query}
+            )
+        ]
         events = [e for e in events if not isinstance(e, Rejection)]
         return self.fold_into_profiles(events, now) if events else 0
 
@@ -255,18 +291,23 @@ class Pipeline:
         """Erase the user's events and leave a tombstone profile (opt_out: true)."""
         self.erase(pseudonym)
         tomb = dict(opted_out(_empty(pseudonym, self.cfg), time.time()))
-        self.es.index(index=self.settings.indices.profiles, id=pseudonym, body=tomb,
-                      refresh="wait_for")
+        self.es.index(
+            index=self.settings.indices.profiles, id=pseudonym, body=tomb, refresh="wait_for"
+        )
 
     def erase(self, pseudonym: str) -> dict[str, int]:
         """Delete the user's profile and every event; counts of what was deleted."""
         events = self.es.delete_by_query(
-            index=self.settings.indices.events, body={"query": {"term": {"user_id": pseudonym}}},
-            refresh=True, conflicts="proceed",
+            index=self.settings.indices.events,
+            body={"query": {"term": {"user_id": pseudonym}}},
+            refresh=True,
+            conflicts="proceed",
         )["deleted"]
         profile = self.es.delete_by_query(
-            index=self.settings.indices.profiles, body={"query": {"ids": {"values": [pseudonym]}}},
-            refresh=True, conflicts="proceed",
+            index=self.settings.indices.profiles,
+            body={"query": {"ids": {"values": [pseudonym]}}},
+            refresh=True,
+            conflicts="proceed",
         )["deleted"]
         return {"events": events, "profiles": profile}
 

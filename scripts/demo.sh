@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The main job, end to end on a fresh machine: install, start the local OpenSearch node,
+# bootstrap, load the MovieLens sample (9,742 movies, 100,836 ratings), and print one query's
+# results generic beside personalized for a sample user.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+A=.venv/bin/affinity
+if [ -z "${OPENSEARCH_URL:-}" ]; then
+  $A engine start
+fi
+$A bootstrap
+$A ingest catalog data/movielens/movies.csv --quiet
+$A ingest events data/movielens/ratings.csv --format movielens --profile movielens --quiet
+# User 571 rates horror highest; "man" matches few horror titles in plain relevance order.
+$A search --user 571 --profile movielens --explain "man"

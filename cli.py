@@ -314,5 +314,34 @@ def search(
             )
 
 
+# --------------------------------------------------------------------------- bench
+@main.command(
+    help="Benchmark: direct OpenSearch vs proxy (off) vs proxy personalized "
+    "(rescore, function_score) on generated data; p50/p99 and QPS as ratios."
+)
+@click.option("--items", type=int, default=100_000, show_default=True)
+@click.option("--users", type=int, default=10_000, show_default=True)
+@click.option("--queries", type=int, default=500, show_default=True)
+@click.option(
+    "--threads", type=int, default=4, show_default=True, help="Client threads for the QPS run."
+)
+@click.option(
+    "--prefix",
+    default="bench-",
+    show_default=True,
+    help="Index prefix for the generated data (kept between runs).",
+)
+def bench(items: int, users: int, queries: int, threads: int, prefix: str) -> None:
+    from dataclasses import replace
+
+    from rewriter import bench as bench_mod
+
+    s = replace(_settings(), indices=config.Indices(prefix=prefix))
+    results = bench_mod.run(
+        s, items, users, queries, threads, log=lambda m: click.echo(m, err=True)
+    )
+    click.echo(bench_mod.report(results))
+
+
 if __name__ == "__main__":
     main()

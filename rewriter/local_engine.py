@@ -80,7 +80,13 @@ def find_java() -> str:
 
 
 def launcher_built() -> bool:
-    return (ENGINE_DIR / "target" / JAR_NAME).exists() and (ENGINE_DIR / "target" / "lib").is_dir()
+    """True when the launcher jar exists and is newer than pom.xml and every source file."""
+    jar = ENGINE_DIR / "target" / JAR_NAME
+    if not jar.exists() or not (ENGINE_DIR / "target" / "lib").is_dir():
+        return False
+    sources = [ENGINE_DIR / "pom.xml", *(ENGINE_DIR / "src").rglob("*")]
+    built = jar.stat().st_mtime
+    return all(p.stat().st_mtime <= built for p in sources if p.is_file())
 
 
 def build_launcher(log: Callable[[str], None] = print) -> float:

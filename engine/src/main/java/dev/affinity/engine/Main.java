@@ -107,9 +107,10 @@ public final class Main {
 
     private static void writeLogConfig(Path config) throws IOException {
         Path target = config.resolve("log4j2.properties");
-        try (InputStream in = Main.class.getResourceAsStream("/log4j2.properties")) {
+        try (InputStream in = Main.class.getResourceAsStream("/affinity-log4j2.properties")) {
             if (in == null) {
-                throw new IllegalStateException("log4j2.properties missing from the launcher jar");
+                throw new IllegalStateException(
+                    "affinity-log4j2.properties missing from the launcher jar");
             }
             Files.copy(in, target, StandardCopyOption.REPLACE_EXISTING);
         }

@@ -1,0 +1,62 @@
+"""Golden rewrite cases: tests/golden/cases/*.json, compared as exact dicts.
+
+Each case holds `request` (the app's body), `user` (a UserAffinity as JSON, or null),
+`boost_profile` (keys of a profiles/*.yaml; `name` defaults to "golden"), `context`
+(RequestContext fields) and `expected` {body, log}. Regenerate `expected` with
+`AFFINITY_REGEN_GOLDEN=1 python -m pytest tests/golden` and review the diff before committing.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rewriter.boost_profiles import BoostProfile, parse_boost_profile
+from rewriter.model import UserAffinity
+from rewriter.rewrite import RequestContext, rewrite
+
+CASES = sorted((Path(__file__).parent / "cases").glob("*.json"))
+REGEN = os.environ.get("AFFINITY_REGEN_GOLDEN") == "1"
+
+
+def _user(data: dict[str, object] | None) -> UserAffinity | None:
+    if data is None:
+        return None
+    fields = dict(data)
+    fields["segments"] = tuple(fields.get("segments", ()))  # type: ignore[call-overload]
+    return UserAffinity(**fields)  # type: ignore[arg-type]
+
+
+def _boost(overrides: dict[str, object]) -> BoostProfile:
+    text = yaml.safe_dump({"name": "golden", **overrides}, sort_keys=True)
+    return parse_boost_profile(text, source="golden")
+
+
+def test_there_are_enough_cases() -> None:
+    assert len(CASES) >= 12
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_golden(path: Path) -> None:
+    case = json.loads(path.read_text())
+    request = case["request"]
+    before = copy.deepcopy(request)
+    result = rewrite(
+        request,
+        _user(case["user"]),
+        _boost(case.get("boost_profile", {})),
+        RequestContext(**case.get("context", {})),
+    )
+    assert request == before, "rewrite mutated the request body"
+    produced = {"body": result.body, "log": result.log}
+    if REGEN:
+        case["expected"] = produced
+        path.write_text(json.dumps(case, indent=2, ensure_ascii=False) + "\n")
+        return
+    assert "expected" in case, f"{path.name}: no expected output; regenerate and review"
+    assert produced == case["expected"]

@@ -100,7 +100,7 @@ def build_launcher(log: Callable[[str], None] = print) -> float:
     log("Building the local OpenSearch engine (first use: Maven downloads ~150 MB) ...")
     start = time.monotonic()
     proc = subprocess.run(
-        [mvn, "-q", "-B", "package", "-DskipTests"],
+        [mvn, "-q", "-B", "clean", "package", "-DskipTests"],
         cwd=ENGINE_DIR,
         capture_output=True,
         text=True,

@@ -89,7 +89,11 @@ def launcher_built() -> bool:
     return all(p.stat().st_mtime <= built for p in sources if p.is_file())
 
 
-def build_launcher(log: Callable[[str], None] = print) -> float:
+def build_launcher(
+    log: Callable[[str], None] = print,
+    engine_dir: Path = ENGINE_DIR,
+    mvn_args: tuple[str, ...] = (),
+) -> float:
     """Build engine/ with Maven (quiet). Returns the seconds it took."""
     mvn = shutil.which("mvn")
     if mvn is None:
@@ -100,15 +104,15 @@ def build_launcher(log: Callable[[str], None] = print) -> float:
     log("Building the local OpenSearch engine (first use: Maven downloads ~150 MB) ...")
     start = time.monotonic()
     proc = subprocess.run(
-        [mvn, "-q", "-B", "clean", "package", "-DskipTests"],
-        cwd=ENGINE_DIR,
+        [mvn, "-q", "-B", *mvn_args, "clean", "package", "-DskipTests"],
+        cwd=engine_dir,
         capture_output=True,
         text=True,
         check=False,
     )
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        offline = re.search(r"Could not (resolve|transfer)|UnknownHost|offline", tail)
+        offline = re.search(r"Could not (resolve|transfer)|UnknownHost|offline|resolved", tail)
         hint = (
             "Maven could not download the OpenSearch artifacts: check that Maven Central is "
             "reachable (proxy settings in ~/.m2/settings.xml)."

@@ -103,3 +103,15 @@ def test_java_too_old_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("JAVA_HOME", str(tmp_path))
     with pytest.raises(local_engine.EngineError, match=r"Java 11; OpenSearch 2\.19 needs Java 17"):
         local_engine.find_java()
+
+
+def test_maven_offline_is_a_clear_error(tmp_path: Path) -> None:
+    """An empty local repository in offline mode: what a machine without Central sees."""
+    import shutil
+
+    engine = tmp_path / "engine"
+    shutil.copytree(local_engine.ENGINE_DIR / "src", engine / "src")
+    shutil.copy(local_engine.ENGINE_DIR / "pom.xml", engine / "pom.xml")
+    repo = f"-Dmaven.repo.local={tmp_path / 'empty-repo'}"
+    with pytest.raises(local_engine.EngineError, match="Maven could not download"):
+        local_engine.build_launcher(lambda m: None, engine, ("-o", repo))

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError
 
-from rewriter import config, privacy
+from rewriter import config, pins, privacy
 from rewriter import engine as engine_mod
-from rewriter.boost_profiles import BoostProfile, load_boost_profiles
+from rewriter.boost_profiles import BoostProfile, bind_secret, load_boost_profiles
 from rewriter.model import UserAffinity
 from rewriter.profiles import affinity_view
 from rewriter.rewrite import RequestContext, RewriteResult, rewrite
@@ -37,8 +38,12 @@ class Personalizer:
     ) -> None:
         self.es = es
         self.settings = settings
-        self.boost_profiles = dict(boost_profiles or load_boost_profiles(settings.profiles_dir))
         self.secret = config.user_secret(settings)
+        loaded = boost_profiles or load_boost_profiles(settings.profiles_dir)
+        self.boost_profiles = {n: bind_secret(p, self.pseudonym) for n, p in loaded.items()}
+
+    def pseudonym(self, user_id: str) -> str:
+        return privacy.pseudonymize(user_id, self.secret)
 
     @classmethod
     def from_env(cls) -> Personalizer:
@@ -70,7 +75,10 @@ class Personalizer:
     ) -> RewriteResult:
         boost = self.boost(boost_profile or self.settings.index_profile_map.get(index))
         user = self.user_affinity(user_id, boost) if user_id else None
-        return rewrite(body, user, boost, context or RequestContext())
+        ctx = context or RequestContext()
+        if user_id and ctx.user is None:  # segments that list users compare pseudonyms
+            ctx = replace(ctx, user=self.pseudonym(user_id))
+        return rewrite(body, user, boost, ctx)
 
     def search(
         self,
@@ -81,8 +89,23 @@ class Personalizer:
         boost_profile: str | None = None,
     ) -> dict[str, Any]:
         result = self.rewrite(index, body, user_id, context, boost_profile)
-        response = self.es.search(index=index, body=result.body)
+        response = run_search(self.es, index, result)
         log = dict(result.log)
         log.pop("params", None)
         response["personalization"] = log
         return response
+
+
+def run_search(es: OpenSearch, index: str, result: RewriteResult) -> dict[str, Any]:
+    """Send a rewritten search; with pins, it and the pinned fetch go in one _msearch and the
+    page is merged (rewriter/pins.py). Errors raise like `es.search` does."""
+    if result.pins is None:
+        return es.search(index=index, body=result.body)
+    lines, _ = pins.msearch_request(index, result.body, result.pins, {})
+    status, merged = pins.from_msearch(es.msearch(body=lines), result.pins)
+    if status != 200:
+        from opensearchpy.exceptions import HTTP_EXCEPTIONS, TransportError
+
+        error = HTTP_EXCEPTIONS.get(status, TransportError)
+        raise error(status, str(merged["error"].get("type")), merged)
+    return merged

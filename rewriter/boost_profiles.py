@@ -3,28 +3,50 @@
 A boost profile is what a merchandiser tunes: how strongly to personalize (alpha, k), which
 keyword attributes count and how much (attributes), how events weigh and decay
 (event_weights, half_life_days, top_k), which engine shape to use (rescore over the top
-`window`, or function_score over the whole match set) and what to do for users without a
-profile (cold_start). profiles/default.yaml documents every key.
+`window`, or function_score over the whole match set), what to do for users without a
+profile (cold_start), who is who (segments, with an optional alpha each) and the
+merchandising rules (boost, bury, hide, pin). profiles/default.yaml documents every
+top-level key; profiles/retail.yaml documents segments and rules.
 
-Validation works on YAML's node tree (`yaml.compose`) rather than on plain dicts, so every
-error names file, line and column, and an unknown key comes with the closest valid one.
-Each mapping is checked against a table of key -> parser (`_TOP`, `_COLD_START`): adding
-segments and rules later means adding a dataclass, a parser and a table entry, nothing else.
+Parsing (yaml_fields.py, boost_schema.py) works on YAML's node tree, so every error names
+file, line and column, and one run reports every problem of a file. The version of a
+profile is a content hash of its bytes: responses name it, so a ranking can be traced to the
+exact rules that produced it.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, NoReturn
+from typing import Literal
 
-import yaml
-from yaml.constructor import SafeConstructor
-from yaml.nodes import MappingNode, Node, ScalarNode
+from yaml.nodes import Node
+
+from rewriter import yaml_fields as y
+from rewriter.boost_schema import parse_rules
+from rewriter.rules import Rule
+from rewriter.segments_eval import Segment, bind_user_lists, references
+from rewriter.segments_schema import parse_segments
+from rewriter.yaml_fields import BoostProfileError, Ref
+
+__all__ = [
+    "COLD_START_KEYS",
+    "PROFILE_KEYS",
+    "SHAPES",
+    "BoostProfile",
+    "BoostProfileError",
+    "ColdStart",
+    "Shape",
+    "bind_secret",
+    "content_version",
+    "load_boost_profile",
+    "load_boost_profiles",
+    "load_directory",
+    "parse_boost_profile",
+    "select_profile",
+]
 
 Shape = Literal["rescore", "function_score"]
 SHAPES: tuple[Shape, ...] = ("rescore", "function_score")
@@ -34,6 +56,7 @@ POPULARITY_MODIFIERS = ("none", "log1p", "sqrt")
 # OpenSearch refuses a rescore window above index.max_rescore_window (default 10000).
 MAX_WINDOW = 10_000
 MAX_TOP_K = 10_000
+MAX_ALPHA = 1000.0
 
 DEFAULT_ATTRIBUTES: Mapping[str, float] = {"brand": 1.0, "category": 1.0}
 DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {
@@ -42,16 +65,6 @@ DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {
     "add_to_cart": 5.0,
     "purchase": 10.0,
 }
-
-
-class BoostProfileError(ValueError):
-    """A boost profile that cannot be used; the message starts with `file:line:column:`."""
-
-    def __init__(self, source: str, line: int, column: int, message: str) -> None:
-        super().__init__(f"{source}:{line}:{column}: {message}")
-        self.source = source
-        self.line = line
-        self.column = column
 
 
 @dataclass(frozen=True)
@@ -69,7 +82,10 @@ class ColdStart:
 
 @dataclass(frozen=True)
 class BoostProfile:
-    """One validated boost profile. Mappings are plain dicts: treat them as read-only."""
+    """One validated boost profile. Mappings are plain dicts: treat them as read-only.
+
+    `refs` lists the catalog fields and item ids the file uses, with their positions, for
+    `affinity boost check` to confirm against the catalog mapping (not part of equality)."""
 
     name: str
     version: str = "unversioned"
@@ -82,7 +98,13 @@ class BoostProfile:
     top_k: int = 50
     k: float = 5.0
     cold_start: ColdStart = field(default_factory=ColdStart)
+    segments: tuple[Segment, ...] = ()
+    rules: tuple[Rule, ...] = ()
     source: str = "<string>"
+    refs: tuple[Ref, ...] = field(default=(), compare=False, repr=False)
+
+    def rule(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
 
 
 def content_version(data: bytes) -> str:
@@ -96,195 +118,188 @@ def load_boost_profile(path: str | Path) -> BoostProfile:
     return parse_boost_profile(p.read_bytes(), source=str(p))
 
 
-def load_boost_profiles(directory: str | Path) -> dict[str, BoostProfile]:
-    """Every *.yaml in `directory`, by profile name; two files with one name is an error."""
+def load_directory(
+    directory: str | Path,
+) -> tuple[dict[str, BoostProfile], dict[str, BoostProfileError]]:
+    """Every valid *.yaml in `directory` by profile name, and the error of each file that is
+    not (by path). A file reusing an earlier file's name is an error of that file."""
     profiles: dict[str, BoostProfile] = {}
+    errors: dict[str, BoostProfileError] = {}
     for path in sorted(Path(directory).glob("*.yaml")):
-        profile = load_boost_profile(path)
+        try:
+            profile = load_boost_profile(path)
+        except BoostProfileError as exc:
+            errors[str(path)] = exc
+            continue
+        except OSError as exc:
+            errors[str(path)] = BoostProfileError(str(path), 1, 1, f"cannot read: {exc}")
+            continue
         if profile.name in profiles:
             first = profiles[profile.name].source
-            raise BoostProfileError(
-                str(path), 1, 1, f"profile name {profile.name!r} is already used by {first}"
-            )
+            message = f"profile name {profile.name!r} is already used by {first}"
+            errors[str(path)] = BoostProfileError(str(path), 1, 1, message)
+            continue
         profiles[profile.name] = profile
+    return profiles, errors
+
+
+def load_boost_profiles(directory: str | Path) -> dict[str, BoostProfile]:
+    """Every *.yaml in `directory`, by profile name; any invalid file raises its error."""
+    profiles, errors = load_directory(directory)
+    if errors:
+        raise next(iter(errors.values()))
     return profiles
 
 
 def parse_boost_profile(data: str | bytes, source: str = "<string>") -> BoostProfile:
-    """Validate YAML text into a BoostProfile; `source` names the file in error messages."""
+    """Validate YAML text into a BoostProfile; `source` names the file in error messages.
+    Raises BoostProfileError listing every problem found."""
     raw = data.encode() if isinstance(data, str) else data
-    root = _compose(raw, source)
-    ctx = _Ctx(source)
+    root = y.compose(raw, source)
     if root is None:
         raise BoostProfileError(source, 1, 1, "empty boost profile; it needs at least `name:`")
-    values = _section(root, ctx, _TOP, "boost profile")
-    if "name" not in values:
-        _fail(ctx, root, "missing required key 'name' (add `name: <profile name>`)")
+    ctx = y.Ctx(source)
+    values = y.collect(ctx, lambda: y.section(root, ctx, _TOP, "boost profile"))
+    if isinstance(values, dict):
+        _check_whole(root, ctx, values)
+    if ctx.errors:
+        raise BoostProfileError.many(ctx.errors)
+    assert isinstance(values, dict)
     version = content_version(raw)
-    return BoostProfile(**values, version=version, source=source)  # type: ignore[arg-type]
+    refs = tuple(ctx.refs)
+    return BoostProfile(**values, version=version, source=source, refs=refs)  # type: ignore[arg-type]
 
 
-# --- parsing machinery ---------------------------------------------------------------------
+def _check_whole(root: Node, ctx: y.Ctx, values: dict[str, object]) -> None:
+    """Checks that need the whole file: the name, segment references and their cycles."""
+    if "name" not in values and not any(e.message.startswith("name:") for e in ctx.errors):
+        ctx.errors.append(y.error_at(ctx, root, "missing required key 'name' (add `name: ...`)"))
+    segments: tuple[Segment, ...] = values.get("segments", ())  # type: ignore[assignment]
+    names = [s.name for s in segments]
+    for ref in ctx.segment_refs:
+        if ref.name not in names:
+            known = f"defined: {', '.join(names)}" if names else "none are defined"
+            message = f"{ref.path}: unknown segment {ref.name!r}{y.suggest(ref.name, names)} "
+            ctx.errors.append(
+                BoostProfileError(
+                    ctx.source,
+                    ref.line,
+                    ref.column,
+                    message + f"({known}; add it under `segments:`)",
+                )
+            )
+    cycle = _segment_cycle(segments)
+    if cycle:
+        message = f"segments: {' -> '.join(cycle)} refer to each other in a cycle; break it"
+        ctx.errors.append(y.error_at(ctx, root, message))
 
 
-@dataclass(frozen=True)
-class _Ctx:
-    source: str
-    path: str = ""  # dotted key path of the value being parsed, e.g. "cold_start.strategy"
-    constructor: SafeConstructor = field(default_factory=SafeConstructor)
+def _segment_cycle(segments: tuple[Segment, ...]) -> list[str]:
+    """A cycle of segment references (names, first repeated at the end), or []."""
+    graph = {s.name: references(s.when) for s in segments}
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+
+    def visit(name: str, stack: list[str]) -> list[str]:
+        if state.get(name) == 1:
+            return [*stack[stack.index(name) :], name]
+        if state.get(name) == 2 or name not in graph:
+            return []
+        state[name] = 1
+        for nxt in sorted(graph[name]):
+            found = visit(nxt, [*stack, name])
+            if found:
+                return found
+        state[name] = 2
+        return []
+
+    for name in graph:
+        found = visit(name, [])
+        if found:
+            return found
+    return []
 
 
-_Parser = Callable[[Node, _Ctx], object]
+def bind_secret(profile: BoostProfile, pseudonymize: Callable[[str], str]) -> BoostProfile:
+    """The profile with its `users:` lists turned into pseudonyms (segments_eval.py)."""
+    if not profile.segments:
+        return profile
+    return replace(profile, segments=bind_user_lists(profile.segments, pseudonymize))
 
 
-def _compose(raw: bytes, source: str) -> Node | None:
-    try:
-        return yaml.compose(raw, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise BoostProfileError(source, line, column, f"invalid YAML: {exc.problem}") from exc
-    except yaml.YAMLError as exc:
-        raise BoostProfileError(source, 1, 1, f"invalid YAML: {exc}") from exc
+def select_profile(
+    profiles: Mapping[str, BoostProfile],
+    *,
+    header: str | None = None,
+    variant: str | None = None,
+    index_default: str | None = None,
+    default: str = "default",
+) -> str:
+    """Which boost profile ranks a request, by name. Precedence: the request's header
+    (X-Boost-Profile), then the experiment variant's profile (the hook for experiments), then
+    the index's default (AFFINITY_INDEX_PROFILES), then `default`. The caller reports a name
+    that is not loaded."""
+    for name in (header, variant, index_default):
+        if name:
+            return name
+    return default
 
 
-def _fail(ctx: _Ctx, node: Node, message: str) -> NoReturn:
-    mark = node.start_mark
-    where = f"{ctx.path}: " if ctx.path else ""
-    raise BoostProfileError(ctx.source, mark.line + 1, mark.column + 1, where + message)
+# --- top-level keys --------------------------------------------------------------------------
 
 
-def _at(ctx: _Ctx, key: str) -> _Ctx:
-    return replace(ctx, path=f"{ctx.path}.{key}" if ctx.path else key)
-
-
-def _section(node: Node, ctx: _Ctx, table: Mapping[str, _Parser], what: str) -> dict[str, object]:
-    """Check a mapping against a key -> parser table and parse each value."""
-    pairs = _pairs(node, ctx, what)
-    values: dict[str, object] = {}
-    for key, key_node, value_node in pairs:
-        if key not in table:
-            _fail(ctx, key_node, _unknown_key(key, table, "" if ctx.path else f" in {what}"))
-        values[key] = table[key](value_node, _at(ctx, key))
-    return values
-
-
-def _pairs(node: Node, ctx: _Ctx, what: str) -> list[tuple[str, Node, Node]]:
-    """The (key, key node, value node) triples of a mapping with unique string keys."""
-    if not isinstance(node, MappingNode):
-        _fail(ctx, node, f"{what} must be a mapping (key: value lines)")
-    seen: set[str] = set()
-    pairs: list[tuple[str, Node, Node]] = []
-    for key_node, value_node in node.value:
-        key = _scalar(key_node, ctx)
-        if not isinstance(key, str):
-            _fail(ctx, key_node, f"keys in {what} must be strings, got {key!r}")
-        if key in seen:
-            _fail(ctx, key_node, f"duplicate key {key!r} in {what}")
-        seen.add(key)
-        pairs.append((key, key_node, value_node))
-    return pairs
-
-
-def _unknown_key(key: str, table: Mapping[str, _Parser], where: str) -> str:
-    close = difflib.get_close_matches(key, list(table), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown key {key!r}{where}{hint} (valid keys: {', '.join(sorted(table))})"
-
-
-def _scalar(node: Node, ctx: _Ctx) -> object:
-    if not isinstance(node, ScalarNode):
-        _fail(ctx, node, "expected a single value here, not a list or mapping")
-    return ctx.constructor.construct_object(node)
-
-
-def _number(node: Node, ctx: _Ctx) -> float:
-    value = _scalar(node, ctx)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        _fail(ctx, node, f"expected a number, got {value!r}")
-    if not math.isfinite(value):
-        _fail(ctx, node, f"expected a finite number, got {value!r}")
-    return float(value)
-
-
-def _non_negative(node: Node, ctx: _Ctx) -> float:
-    value = _number(node, ctx)
-    if value < 0:
-        _fail(ctx, node, f"must be >= 0, got {value:g}")
-    return value
-
-
-def _positive(node: Node, ctx: _Ctx) -> float:
-    value = _number(node, ctx)
-    if value <= 0:
-        _fail(ctx, node, f"must be > 0, got {value:g}")
-    return value
-
-
-def _int_between(low: int, high: int) -> _Parser:
-    def parse(node: Node, ctx: _Ctx) -> int:
-        value = _scalar(node, ctx)
-        if isinstance(value, bool) or not isinstance(value, int):
-            _fail(ctx, node, f"expected a whole number, got {value!r}")
-        if not low <= value <= high:
-            _fail(ctx, node, f"must be between {low} and {high}, got {value}")
-        return value
-
-    return parse
-
-
-def _choice(options: tuple[str, ...]) -> _Parser:
-    def parse(node: Node, ctx: _Ctx) -> str:
-        value = _scalar(node, ctx)
-        if value not in options:
-            close = difflib.get_close_matches(str(value), options, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            _fail(ctx, node, f"expected one of {', '.join(options)}, got {value!r}{hint}")
-        return str(value)
-
-    return parse
-
-
-def _name(node: Node, ctx: _Ctx) -> str:
-    value = _scalar(node, ctx)
-    if not isinstance(value, str) or not value.strip():
-        _fail(ctx, node, f"name must be a non-empty string, got {value!r}")
-    return value
-
-
-def _weights(what: str) -> _Parser:
+def _weights(what: str) -> y.Parser:
     """A non-empty mapping of name -> weight >= 0 (attributes, event types)."""
 
-    def parse(node: Node, ctx: _Ctx) -> dict[str, float]:
-        pairs = _pairs(node, ctx, f"{what} weights")
+    def parse(node: Node, ctx: y.Ctx) -> dict[str, float]:
+        pairs = y.pairs(node, ctx, f"{what} weights")
         if not pairs:
-            _fail(ctx, node, f"{what} weights must not be empty")
-        return {key: _non_negative(value, _at(ctx, key)) for key, _, value in pairs}
+            y.fail(ctx, node, f"{what} weights must not be empty")
+        return {key: y.non_negative(value, y.at(ctx, key)) for key, _, value in pairs}
 
     return parse
 
 
-def _cold_start(node: Node, ctx: _Ctx) -> ColdStart:
-    return ColdStart(**_section(node, ctx, _COLD_START, "cold_start"))  # type: ignore[arg-type]
+def _attributes(node: Node, ctx: y.Ctx) -> dict[str, float]:
+    weights = _weights("attribute")(node, ctx)
+    for key, key_node, _ in y.pairs(node, ctx, "attribute weights"):
+        y.ref(y.at(ctx, key), key_node, "field", key, "keyword")
+    return weights  # type: ignore[return-value]
 
 
-_COLD_START: dict[str, _Parser] = {
-    "strategy": _choice(COLD_START_STRATEGIES),
-    "popularity_weight": _non_negative,
-    "modifier": _choice(POPULARITY_MODIFIERS),
+def _cold_start(node: Node, ctx: y.Ctx) -> ColdStart:
+    before = len(ctx.errors)
+    values = y.section(node, ctx, _COLD_START, "cold_start")
+    y.check(ctx, before)
+    return ColdStart(**values)  # type: ignore[arg-type]
+
+
+_COLD_START: dict[str, y.Parser] = {
+    "strategy": y.choice(COLD_START_STRATEGIES),
+    "popularity_weight": y.non_negative,
+    "modifier": y.choice(POPULARITY_MODIFIERS),
 }
 
-_TOP: dict[str, _Parser] = {
-    "name": _name,
-    "alpha": _non_negative,
-    "shape": _choice(SHAPES),
-    "window": _int_between(1, MAX_WINDOW),
-    "attributes": _weights("attribute"),
+
+def _alpha(node: Node, ctx: y.Ctx) -> float:
+    value = y.non_negative(node, ctx)
+    if value > MAX_ALPHA:
+        y.fail(ctx, node, f"must be between 0 and {MAX_ALPHA:g} (relevance units), got {value:g}")
+    return value
+
+
+_TOP: dict[str, y.Parser] = {
+    "name": y.text,
+    "alpha": _alpha,
+    "shape": y.choice(SHAPES),
+    "window": y.int_between(1, MAX_WINDOW),
+    "attributes": _attributes,
     "event_weights": _weights("event type"),
-    "half_life_days": _positive,
-    "top_k": _int_between(1, MAX_TOP_K),
-    "k": _non_negative,
+    "half_life_days": y.positive,
+    "top_k": y.int_between(1, MAX_TOP_K),
+    "k": y.non_negative,
     "cold_start": _cold_start,
+    "segments": parse_segments,
+    "rules": parse_rules,
 }
 
 # The keys a profile may set, for docs and tests (profiles/default.yaml documents each one).

@@ -27,6 +27,9 @@ SETTINGS: dict[str, str] = {
     "AFFINITY_INDEX_PROFILES": "Default boost profile per index, e.g. "
     "'catalog=movielens,products=default' (else the profile named default).",
     "AFFINITY_PROFILES_DIR": "Directory of boost profiles (default ./profiles).",
+    "AFFINITY_FOLD_PROFILE": "Boost profile whose event_weights and half_life_days fold events "
+    "into profiles (POST /events, `affinity ingest events`; default: the profile named default). "
+    "Changing its half-life needs `affinity profile rebuild`.",
 }
 
 
@@ -48,10 +51,17 @@ class Indices:
     def events(self) -> str:
         return f"{self.prefix}affinity-events"
 
+    @property
+    def impressions(self) -> str:
+        return f"{self.prefix}affinity-impressions"
+
     def alias(self, template_name: str) -> str:
-        return {"catalog": self.catalog, "profiles": self.profiles, "events": self.events}[
-            template_name
-        ]
+        return {
+            "catalog": self.catalog,
+            "profiles": self.profiles,
+            "events": self.events,
+            "impressions": self.impressions,
+        }[template_name]
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,7 @@ class Settings:
     timeout: float = 10.0
     index_profiles: str = ""
     profiles_dir: Path = Path("profiles")
+    fold_profile: str | None = None
 
     @property
     def remote(self) -> bool:
@@ -117,6 +128,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         timeout=float(e.get("AFFINITY_TIMEOUT") or 10.0),
         index_profiles=e.get("AFFINITY_INDEX_PROFILES", ""),
         profiles_dir=Path(e.get("AFFINITY_PROFILES_DIR") or "profiles"),
+        fold_profile=e.get("AFFINITY_FOLD_PROFILE") or None,
     )
 
 

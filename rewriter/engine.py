@@ -14,16 +14,40 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
-from opensearchpy.exceptions import NotFoundError, TransportError
+from opensearchpy.exceptions import NotFoundError, SerializationError, TransportError
+from opensearchpy.serializer import JSONSerializer
 
 from rewriter.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "index_templates"
 PAINLESS_DIR = ROOT / "painless"
-TEMPLATE_NAMES = ("catalog", "profiles", "events")
+TEMPLATE_NAMES = ("catalog", "profiles", "events", "impressions")
+
+
+class OrjsonSerializer(JSONSerializer):
+    """opensearch-py's JSON (de)serializer on orjson: bulk loads spend most of their Python
+    time encoding actions (stdlib json ~10 µs per action, orjson ~1 µs). Same output types;
+    anything orjson cannot encode goes through the stdlib serializer."""
+
+    _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+    def dumps(self, data: object) -> str:
+        if isinstance(data, str | bytes):
+            return data if isinstance(data, str) else data.decode("utf-8")
+        try:
+            return orjson.dumps(data, option=self._OPTIONS).decode("utf-8")
+        except TypeError:
+            return super().dumps(data)
+
+    def loads(self, s: str) -> object:
+        try:
+            return orjson.loads(s)
+        except orjson.JSONDecodeError as exc:
+            raise SerializationError(s, exc) from exc
 
 
 class EngineUnavailable(RuntimeError):
@@ -41,6 +65,7 @@ def client(settings: Settings, timeout: float | None = None) -> OpenSearch:
         ssl_show_warn=False,
         timeout=timeout or settings.timeout,
         http_compress=False,
+        serializer=OrjsonSerializer(),
     )
 
 

@@ -1,8 +1,9 @@
 """Bulk loading into OpenSearch: catalog records (and, via events_ingest, events).
 
-Parsing and validation live in events.py (pure); this module only streams validated records
-to `_bulk`, counts, and collects every rejection with its line number and reason. A record
-the engine refuses (a mapping conflict, say) is a rejection too, never a silent drop.
+Parsing lives in imports.py and validation in events.py (both pure); this module only
+streams validated records to `_bulk`, counts, and collects every rejection with its line
+number and reason. A record the engine refuses (a mapping conflict, say) is a rejection too,
+never a silent drop.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from opensearchpy import OpenSearch, helpers
 
 from rewriter import events as ev
+from rewriter import imports as imp
 
 CATALOG_FORMATS = ("jsonl", "csv", "movielens")
 
@@ -40,30 +42,30 @@ def guess_format(path: Path) -> str:
     return "csv"
 
 
-def _movielens_catalog(lines: Iterable[str]) -> ev.CatalogParsed:
+def _movielens_catalog(lines: Iterable[str]) -> imp.CatalogParsed:
     reader = csv.DictReader(lines)
     for offset, row in enumerate(reader):
         line_no = offset + 2  # header is line 1
-        result = ev.movielens_movie(row)
+        result = imp.movielens_movie(row)
         if isinstance(result, ev.Rejection):
             result = ev.Rejection(result.field, result.reason, line_no)
         yield line_no, result
 
 
-def parse_catalog(path: Path, fmt: str, mapping: ev.FieldMapping | None) -> ev.CatalogParsed:
+def parse_catalog(path: Path, fmt: str, mapping: imp.FieldMapping | None) -> imp.CatalogParsed:
     """Open `path` and yield (line, record | rejection) in its format."""
     handle = path.open(encoding="utf-8", newline="")
     if fmt == "jsonl":
-        return ev.parse_catalog_jsonl(handle, mapping)
+        return imp.parse_catalog_jsonl(handle, mapping)
     if fmt == "csv":
-        return ev.parse_catalog_csv(handle, mapping)
+        return imp.parse_catalog_csv(handle, mapping)
     if fmt == "movielens":
         return _movielens_catalog(handle)
     raise ValueError(f"unknown catalog format {fmt!r}; use one of {', '.join(CATALOG_FORMATS)}")
 
 
 def _catalog_actions(
-    parsed: ev.CatalogParsed, index: str, result: IngestResult, lines: dict[str, int]
+    parsed: imp.CatalogParsed, index: str, result: IngestResult, lines: dict[str, int]
 ) -> Iterator[dict]:
     for line_no, record in parsed:
         if isinstance(record, ev.Rejection):
@@ -76,7 +78,7 @@ def _catalog_actions(
 def load_catalog(
     es: OpenSearch,
     index: str,
-    parsed: ev.CatalogParsed,
+    parsed: imp.CatalogParsed,
     progress: Callable[[int], None] = lambda n: None,
     chunk_size: int = 2000,
 ) -> IngestResult:

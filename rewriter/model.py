@@ -25,3 +25,5 @@ class UserAffinity:
     segments: tuple[str, ...] = ()
     opt_out: bool = False
     counters: Mapping[str, float] = field(default_factory=dict)
+    first_seen: float | None = None  # epoch seconds of the first/last folded event
+    last_seen: float | None = None

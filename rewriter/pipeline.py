@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from opensearchpy import OpenSearch, helpers
@@ -61,6 +61,10 @@ class BatchResult:
     notes: list[str] = field(default_factory=list)
     users: set[str] = field(default_factory=set)
     folded: int = 0
+    unknown_items: set[str] = field(default_factory=set)
+    outcomes: dict[str, str] = field(default_factory=dict)
+    """Stored event id (after pseudonymization) → accepted | duplicate | rejected |
+    not_stored (opted out); the first outcome of an id sent twice in one batch wins."""
 
     def merge(self, other: BatchResult) -> None:
         self.accepted += other.accepted
@@ -69,6 +73,8 @@ class BatchResult:
         self.notes += other.notes
         self.users |= other.users
         self.folded += other.folded
+        self.unknown_items |= other.unknown_items
+        self.outcomes = {**other.outcomes, **self.outcomes}
 
 
 def attributes_from_source(source: Mapping[str, Any], names: Iterable[str]) -> dict:
@@ -124,6 +130,10 @@ class Pipeline:
                 self._catalog_cache.clear()
         return {i: self._catalog_cache.get(i) for i in wanted}
 
+    def forget_catalog(self) -> None:
+        """Drop cached catalog lookups (long-running servers: items added or changed later)."""
+        self._catalog_cache.clear()
+
     # ------------------------------------------------------------------ write path
     def ingest(self, events: Sequence[Event], now: float | None = None) -> BatchResult:
         """Steps 1-5 for one batch of validated events with raw user ids."""
@@ -136,20 +146,27 @@ class Pipeline:
             current = profiles.get(event.user_id)
             if event.opt_out:
                 self.opt_out(event.user_id)
-                profiles[event.user_id] = None
+                profiles[event.user_id] = ({"opt_out": True}, 0, 0)  # type: ignore[assignment]
+                result.outcomes.setdefault(event.event_id, "not_stored")
                 result.notes.append(
                     f"event {event.event_id}: the user opted out; their "
                     "profile and events are erased"
                 )
             elif current is not None and current[0].get("opt_out"):
+                result.outcomes.setdefault(event.event_id, "not_stored")
                 result.notes.append(f"event {event.event_id}: not stored, the user opted out")
             else:
                 kept.append(event)
+        opted = {e.user_id for e in pseudo if e.opt_out}  # erased: earlier events go too
+        for event in (e for e in kept if e.user_id in opted):
+            result.outcomes.setdefault(event.event_id, "not_stored")
+        kept = [e for e in kept if e.user_id not in opted]
         items = self._items(e.item_id for e in kept)
         enriched = []
         for event in kept:
             source = items.get(event.item_id)
             if source is None:
+                result.unknown_items.add(event.item_id)
                 result.notes.append(
                     f"event {event.event_id}: item {event.item_id} is not in the "
                     "catalog; stored, but the profile learns nothing from it"
@@ -157,7 +174,7 @@ class Pipeline:
                 enriched.append((event, False))
             else:
                 attrs = attributes_from_source(source, self.cfg.attributes)
-                enriched.append((replace(event, attributes=attrs), True))
+                enriched.append((event.with_attributes(attrs), True))
         created = self._append(enriched, now, result)
         if created:
             result.folded = self.fold_into_profiles(created, now)
@@ -185,6 +202,8 @@ class Pipeline:
             max_retries=3,
         ):
             info = item.get("create", {})
+            outcome = "accepted" if ok else "duplicate" if info.get("status") == 409 else "rejected"
+            result.outcomes.setdefault(str(info.get("_id")), outcome)
             if ok:
                 created.append(by_id[info["_id"]])
                 result.accepted += 1
@@ -297,6 +316,7 @@ class Pipeline:
 
     def erase(self, pseudonym: str) -> dict[str, int]:
         """Delete the user's profile and every event; counts of what was deleted."""
+        self.es.indices.refresh(index=self.settings.indices.events)  # see unrefreshed events too
         events = self.es.delete_by_query(
             index=self.settings.indices.events,
             body={"query": {"term": {"user_id": pseudonym}}},
@@ -309,7 +329,24 @@ class Pipeline:
             refresh=True,
             conflicts="proceed",
         )["deleted"]
-        return {"events": events, "profiles": profile}
+        return {
+            "events": events,
+            "profiles": profile,
+            "impressions": self._erase_impressions(pseudonym),
+        }
+
+    def _erase_impressions(self, pseudonym: str) -> int:
+        """Delete the user's search impressions (experiments); 0 where there is no index."""
+        index = self.settings.indices.impressions
+        self.es.indices.refresh(index=index, ignore_unavailable=True)
+        found = self.es.delete_by_query(
+            index=index,
+            body={"query": {"term": {"user_id": pseudonym}}},
+            refresh=True,
+            conflicts="proceed",
+            ignore=[404],
+        )
+        return int(found.get("deleted", 0))
 
 
 def _empty(user: str, cfg: FoldConfig) -> ProfileDoc:

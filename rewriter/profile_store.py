@@ -12,9 +12,9 @@ import time
 from collections import OrderedDict
 from typing import Protocol
 
-import httpx
 import orjson
 
+from rewriter.engine_http import EngineDown, EngineHTTP
 from rewriter.profiles import ProfileDoc
 
 
@@ -42,7 +42,7 @@ class OpenSearchProfileStore:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: EngineHTTP,
         alias: str,
         ttl: float = 0.25,
         capacity: int = 10_000,
@@ -61,10 +61,11 @@ class OpenSearchProfileStore:
         response = await self.http.get(
             f"/{self.alias}/_doc/{pseudonym}", params={"realtime": "true"}
         )
-        if response.status_code == 404:
+        if response.status == 404:
             doc = None
+        elif response.status != 200:
+            raise EngineDown(f"reading profile {pseudonym} failed with HTTP {response.status}")
         else:
-            response.raise_for_status()
             doc = orjson.loads(response.content).get("_source")
         self._cache[pseudonym] = (now, doc)
         self._cache.move_to_end(pseudonym)

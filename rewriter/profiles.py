@@ -405,6 +405,8 @@ def affinity_view(profile: ProfileDoc, now: float, top_k: int) -> UserAffinity:
         segments=tuple(profile["segments"]),
         opt_out=False,
         counters={k: float(v) for k, v in counters.items()},
+        first_seen=profile.get("first_seen"),
+        last_seen=profile.get("last_seen"),
     )
 
 

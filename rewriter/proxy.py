@@ -24,22 +24,25 @@ import logging
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-import httpx
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rewriter import config, privacy, reference
-from rewriter.boost_profiles import BoostProfile, load_boost_profiles
+from rewriter import boost_reload, config, events_service, pins, privacy, reference
+from rewriter import experiments as exp_mod
+from rewriter import impressions as imp_mod
+from rewriter.boost_profiles import BoostProfile
+from rewriter.engine_http import EngineError, EngineHTTP, EngineResponse, EngineTimeout
 from rewriter.model import UserAffinity
 from rewriter.profile_store import OpenSearchProfileStore, ProfileStore
 from rewriter.profiles import affinity_view
-from rewriter.rewrite import RequestContext, rewrite
+from rewriter.rewrite import RequestContext, RewriteResult, rewrite
+from rewriter.rules import EMPTY_PLAN, RulePlan
 
 log = logging.getLogger("affinity.proxy")
 
@@ -66,18 +69,25 @@ class ProxyState:
     """Everything a request needs, built once per process."""
 
     settings: config.Settings
-    http: httpx.AsyncClient
+    http: EngineHTTP
     profiles: ProfileStore
     boost_profiles: dict[str, BoostProfile]
     secret: bytes
     default_profile: str = "default"
     index_profiles: dict[str, str] = field(default_factory=dict)
     boost_errors: list[str] = field(default_factory=list)
+    experiments: exp_mod.ExperimentSet = field(default_factory=exp_mod.ExperimentSet)
+    impressions: imp_mod.ImpressionWriter | None = None
 
-    def boost_for(self, index: str, header: str | None) -> BoostProfile:
-        name = header or self.index_profiles.get(index) or self.default_profile
+    def boost_for(
+        self, index: str, header: str | None, arm: exp_mod.Arm | None = None
+    ) -> BoostProfile:
+        variant = arm.variant.boost_profile if arm else None
+        name = header or variant or self.index_profiles.get(index) or self.default_profile
         try:
-            return self.boost_profiles[name]
+            return (
+                arm.variant.apply(self.boost_profiles[name]) if arm else self.boost_profiles[name]
+            )
         except KeyError:
             known = ", ".join(sorted(self.boost_profiles)) or "none loaded"
             raise ProxyError(
@@ -91,6 +101,7 @@ class ProxyState:
 # --------------------------------------------------------------------------- helpers
 def _check_index(state: ProxyState, index: str) -> None:
     internal = {state.settings.indices.profiles, state.settings.indices.events}
+    internal.add(state.settings.indices.impressions)
     names = index.split(",")
     if any(n in ("_all", "*") or "*" in n or "?" in n for n in names):
         raise ProxyError(
@@ -174,7 +185,7 @@ def _forward_params(params: Mapping[str, str]) -> dict[str, str]:
 
 
 def _engine_error(exc: Exception) -> ProxyError:
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, EngineTimeout):
         return ProxyError(
             504,
             "affinity_engine_timeout",
@@ -189,10 +200,10 @@ def _engine_error(exc: Exception) -> ProxyError:
     )
 
 
-async def _send(state: ProxyState, method: str, path: str, **kwargs: Any) -> httpx.Response:
+async def _send(state: ProxyState, method: str, path: str, **kwargs: Any) -> EngineResponse:
     try:
         return await state.http.request(method, path, **kwargs)
-    except httpx.HTTPError as exc:
+    except EngineError as exc:
         raise _engine_error(exc) from exc
 
 
@@ -202,23 +213,37 @@ def _explain_hits(
     boost: BoostProfile,
     user: UserAffinity | None,
     body: Mapping[str, Any],
+    rules: RulePlan = EMPTY_PLAN,
 ) -> None:
     """Attach `_affinity` (the score breakdown) to each hit, from the same params the engine
-    used; relevance = _score − the added term (hits past a rescore window get none)."""
+    used; relevance = (_score − the added term) / buries − boosts (hits past a rescore window
+    get no added term; pinned hits, placed by position, get none of it)."""
     params = log_.get("params") or reference.script_params(user, boost)
     weight = float(log_.get("alpha_eff") or 0.0)
     start = int(body.get("from", 0) or 0)
     window = boost.window if log_.get("shape") == "rescore" else None
-    for i, hit in enumerate(response.get("hits", {}).get("hits", [])):
+    now = time.time()
+    organic = [h for h in response.get("hits", {}).get("hits", []) if "_pinned" not in h]
+    for i, hit in enumerate(organic):
         source = dict(hit.get("_source") or {})
         source.update(hit.get("fields") or {})
         item = reference.hit_from_source(hit["_id"], 0.0, source, list(params["attributes"]))
         aff, matches = reference.affinity(item.attributes, params)
         in_window = window is None or start + i < window
-        added = weight * aff if (log_.get("applied") and in_window) else 0.0
+        if log_.get("mode") == "popularity":  # cold start: the popularity term, not affinity
+            pop = reference.popularity_term(item.popularity, boost.cold_start.modifier)
+            added = float(log_.get("popularity_weight") or 0.0) * pop if in_window else 0.0
+        else:
+            added = weight * aff if (log_.get("applied") and in_window) else 0.0
+        boosted, bury, fired = reference.rule_effects(item, rules, now)
+        added *= bury
         score = hit.get("_score")
         hit["_affinity"] = {
-            "relevance": None if score is None else score - added,
+            "relevance": None if score is None else (score - added) / bury - boosted,
+            "boost": boosted,
+            "bury": bury,
+            "rules": list(fired),
+            "mode": log_.get("mode"),
             "affinity": aff,
             "alpha_eff": weight,
             "added": added,
@@ -237,18 +262,53 @@ def _explain_hits(
 
 async def _personalized(
     state: ProxyState, request: Request, index: str, body: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any], BoostProfile, UserAffinity | None, RequestContext]:
+) -> tuple[
+    dict[str, Any], dict[str, Any], BoostProfile, UserAffinity | None, RequestContext, RewriteResult
+]:
     user, ctx = _context(request)
-    boost = state.boost_for(index, request.headers.get("x-boost-profile"))
+    if user:  # the pseudonym, for boost-profile segments that list users
+        ctx = replace(ctx, user=privacy.pseudonymize(user, state.secret))
+    header = request.headers.get("x-boost-profile")
+    chosen = bool(header) or ctx.personalization_off
+    arm = exp_mod.enroll_search(state.experiments, index, user, state.secret, chosen)
+    ctx = exp_mod.arm_context(arm, ctx)
+    boost = state.boost_for(index, header, arm)
     try:
         affinity = await _user_affinity(state, user, boost)
-    except httpx.HTTPError as exc:
+    except EngineError as exc:
         raise _engine_error(exc) from exc
     result = rewrite(body, affinity, boost, ctx)
     plog = dict(result.log)
     if user is None and plog.get("reason") is None and not plog.get("applied"):
         plog["reason"] = "no_user"
-    return result.body, plog, boost, affinity, ctx
+    exp_mod.tag_log(plog, arm)
+    return result.body, plog, boost, affinity, ctx, result
+
+
+async def _send_search(
+    state: ProxyState,
+    index: str,
+    body: dict[str, Any],
+    plan: pins.PinPlan | None,
+    params: Mapping[str, str],
+) -> EngineResponse:
+    """The rewritten search; with pins, it and the pinned fetch in one _msearch (pins.py)."""
+    if plan is None:
+        path = f"/{index}/_search" if index else "/_search"
+        return await _send(state, "POST", path, params=params, content=orjson.dumps(body))
+    lines, rest = pins.msearch_request(index, body, plan, params)
+    upstream = await _send(
+        state,
+        "POST",
+        f"/{index}/_msearch" if index else "/_msearch",
+        params=rest,
+        content=b"\n".join(orjson.dumps(line) for line in lines) + b"\n",
+        headers={"content-type": "application/x-ndjson"},
+    )
+    if upstream.status != 200:
+        return upstream
+    status, merged = pins.from_msearch(orjson.loads(upstream.content), plan)
+    return EngineResponse(status, orjson.dumps(merged), JSON_TYPE)
 
 
 # --------------------------------------------------------------------------- endpoints
@@ -264,21 +324,26 @@ async def search(request: Request) -> Response:
         if "scroll" in params:  # generic: a scroll pages a snapshot, not a ranking
             upstream = await _send(state, "POST", path, params=params, content=orjson.dumps(body))
             return _passthrough(upstream)
-        new_body, plog, boost, affinity, ctx = await _personalized(state, request, index, body)
+        new_body, plog, boost, affinity, ctx, result = await _personalized(
+            state, request, index, body
+        )
+        plan = result.pins
         if params.get("sort"):
             new_body, plog["applied"], plog["reason"] = body, False, "sorted_by_field"
-        upstream = await _send(
-            state, "POST", path, params=_forward_params(params), content=orjson.dumps(new_body)
-        )
+            plan, result = None, replace(result, rules=EMPTY_PLAN)
+        upstream = await _send_search(state, index, new_body, plan, _forward_params(params))
     except ProxyError as err:
         return err.response()
-    if upstream.status_code != 200:
+    if upstream.status != 200:
         return _passthrough(upstream)
     response = orjson.loads(upstream.content)
     if ctx.explain:
-        _explain_hits(response, plog, boost, affinity, new_body)
+        _explain_hits(response, plog, boost, affinity, new_body, result.rules)
     plog.pop("params", None)
     response["personalization"] = plog
+    if state.impressions is not None:
+        user = request.headers.get("x-user-id")
+        state.impressions.record_search(user, index, body, response, plog)
     return Response(orjson.dumps(response), 200, media_type=JSON_TYPE)
 
 
@@ -295,6 +360,8 @@ async def msearch(request: Request) -> Response:
             )
         out_lines: list[bytes] = []
         logs: list[dict[str, Any]] = []
+        plans: list[pins.PinPlan | None] = []
+        sent: list[tuple[str, dict[str, Any]]] = []
         for n in range(0, len(lines), 2):
             header = orjson.loads(lines[n])
             target = header.get("index", index)
@@ -307,10 +374,14 @@ async def msearch(request: Request) -> Response:
                 )
             _check_index(state, target)
             body = orjson.loads(lines[n + 1])
-            new_body, plog, *_ = await _personalized(state, request, target, body)
+            new_body, plog, *_, result = await _personalized(state, request, target, body)
             plog.pop("params", None)
             out_lines += [orjson.dumps(header), orjson.dumps(new_body)]
+            if result.pins is not None:  # the pinned fetch follows its search (pins.py)
+                out_lines += [orjson.dumps(header), orjson.dumps(result.pins.fetch)]
+            plans.append(result.pins)
             logs.append(plog)
+            sent.append((target, body))
         path = f"/{index}/_msearch" if index else "/_msearch"
         upstream = await _send(
             state,
@@ -324,17 +395,37 @@ async def msearch(request: Request) -> Response:
         return ProxyError(400, "parse_exception", f"msearch line is not JSON: {exc}").response()
     except ProxyError as err:
         return err.response()
-    if upstream.status_code != 200:
+    if upstream.status != 200:
         return _passthrough(upstream)
     response = orjson.loads(upstream.content)
-    for item, plog in zip(response.get("responses", []), logs, strict=False):
+    response["responses"] = _merge_pinned(response.get("responses", []), plans)
+    for item, plog, (target, body) in zip(response.get("responses", []), logs, sent, strict=False):
         item["personalization"] = plog
+        if state.impressions is not None and "hits" in item:
+            user = request.headers.get("x-user-id")
+            state.impressions.record_search(user, target, body, item, plog)
     return Response(orjson.dumps(response), 200, media_type=JSON_TYPE)
 
 
-def _passthrough(upstream: httpx.Response) -> Response:
-    media = upstream.headers.get("content-type", JSON_TYPE)
-    return Response(upstream.content, upstream.status_code, media_type=media)
+def _merge_pinned(
+    responses: list[dict[str, Any]], plans: list[pins.PinPlan | None]
+) -> list[dict[str, Any]]:
+    """One response per app search: pinned searches had two (organic, pinned fetch)."""
+    out: list[dict[str, Any]] = []
+    at = 0
+    for plan in plans:
+        if plan is None:
+            out.append(responses[at])
+            at += 1
+            continue
+        status, merged = pins.from_msearch({"responses": responses[at : at + 2]}, plan)
+        out.append({**merged, "status": status})
+        at += 2
+    return out
+
+
+def _passthrough(upstream: EngineResponse) -> Response:
+    return Response(upstream.content, upstream.status, media_type=upstream.content_type)
 
 
 async def forward_plain(request: Request) -> Response:
@@ -355,7 +446,7 @@ async def forward_plain(request: Request) -> Response:
     except ProxyError as err:
         return err.response()
     if request.method == "HEAD":
-        return Response(b"", upstream.status_code)
+        return Response(b"", upstream.status)
     return _passthrough(upstream)
 
 
@@ -364,7 +455,7 @@ async def health(request: Request) -> Response:
     try:
         upstream = await state.http.get("/_cluster/health", timeout=2.0)
         engine = orjson.loads(upstream.content).get("status", "unknown")
-    except httpx.HTTPError as exc:
+    except EngineError as exc:
         engine = f"unreachable: {exc.__class__.__name__}"
     body = {
         "status": "ok" if engine in ("green", "yellow") else "degraded",
@@ -413,34 +504,60 @@ def create_app(
     settings: config.Settings,
     profiles_dir: str | None = None,
     profiles: ProfileStore | None = None,
-    http: httpx.AsyncClient | None = None,
+    http: EngineHTTP | None = None,
     extra_routes: list[Route] | None = None,
 ) -> Starlette:
     """The ASGI app. `profiles`/`http` may be injected (tests); by default both talk to
     the configured OpenSearch through one pooled connection."""
-    auth = (settings.user, settings.password) if settings.user else None
-    client = http or httpx.AsyncClient(
-        base_url=settings.opensearch_url,
-        timeout=httpx.Timeout(settings.timeout, connect=min(settings.timeout, 3.0)),
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
-        auth=auth,
-        verify=settings.ca_certs or settings.verify_certs,
-        headers={"content-type": "application/json"},
+    client = http or EngineHTTP(
+        settings.opensearch_url,
+        timeout=settings.timeout,
+        connect_timeout=min(settings.timeout, 3.0),
+        user=settings.user,
+        password=settings.password,
+        verify=settings.verify_certs,
+        ca_certs=settings.ca_certs,
     )
-    boosts = load_boost_profiles(profiles_dir or settings.profiles_dir)
+    secret = config.user_secret(settings)
+    registry = boost_reload.BoostRegistry(  # hot reload: keeps the last good version per file
+        profiles_dir or settings.profiles_dir,
+        lambda raw: privacy.pseudonymize(raw, secret),
+        on_change=lambda *_: None,
+    )
+    registry.reload()
+    boosts = registry.profiles
     state = ProxyState(
         settings=settings,
         http=client,
         profiles=profiles or OpenSearchProfileStore(client, settings.indices.profiles),
         boost_profiles=boosts,
-        secret=config.user_secret(settings),
+        boost_errors=list(registry.errors),
+        secret=secret,
         default_profile=settings_default_profile(boosts),
         index_profiles=settings.index_profile_map,
+        experiments=exp_mod.load_experiments(
+            exp_mod.experiments_dir(profiles_dir or settings.profiles_dir), boosts
+        ),
+        impressions=imp_mod.writer_for(settings),
     )
-    routes = [*ROUTES, *(extra_routes or []), Route("/{path:path}", refuse, methods=ANY)]
-    app = Starlette(routes=routes)
+    routes = [
+        *ROUTES,
+        *events_service.ROUTES,
+        *(extra_routes or []),
+        Route("/{path:path}", refuse, methods=ANY),
+    ]
+    registry.on_change = lambda boosts, errors: _swap_boosts(state, boosts, errors)
+    lifespan = imp_mod.with_impressions(events_service.lifespan)
+    app = Starlette(routes=routes, lifespan=boost_reload.lifespan(registry, lifespan))
     app.state.proxy = state
+    app.state.boost_registry = registry
     return app
+
+
+def _swap_boosts(state: ProxyState, boosts: dict[str, BoostProfile], errors: list[str]) -> None:
+    """Serve a reloaded set of boost profiles: one assignment each, no request sees a mix."""
+    state.boost_profiles = boosts
+    state.boost_errors = errors
 
 
 def settings_default_profile(boosts: Mapping[str, BoostProfile]) -> str:

@@ -11,6 +11,11 @@ Pure (no I/O). Three layers, each used by rewrite.py or the proxy so nothing can
   `window` hits of the first pass, `query_weight` 1, `score_mode` total; function_score:
   every hit, `boost_mode` sum) and returns hits in engine order with a per-hit breakdown
   (`ScoredHit.explain()`, used for `?explain=true`).
+- rules (rules.py): `score(..., rules=)` removes hidden and pinned items, adds the weights
+  of matching boosts and multiplies by the factors of matching buries, deciding matches with
+  dsl_eval.py on each hit's `_source`: final = (relevance + boosts + added) · buries, the
+  window taken over the first pass ((relevance + boosts) · buries). `ranking()` then places
+  the pins with pins.layout, as the proxy does.
 
 Assumptions, as in the engine test: hits are given in the *plain* app query's order (score
 desc, ties in index order) and come from one shard; with several shards the rescore window
@@ -20,14 +25,17 @@ applies per shard, which a reference without shard routing cannot reproduce.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, TypedDict
 
 import numpy as np
 
+from rewriter import dsl_eval, pins
 from rewriter.boost_profiles import BoostProfile, Shape
 from rewriter.model import UserAffinity
+from rewriter.rules import EMPTY_PLAN, RulePlan
 
 SCRIPT_ID = "affinity"
 POPULARITY_FIELD = "popularity"
@@ -161,6 +169,7 @@ class Hit:
     relevance: float
     attributes: Mapping[str, Sequence[str]] = field(default_factory=dict)
     popularity: float | None = None
+    source: Mapping[str, object] = field(default_factory=dict)  # for rule filters
 
 
 def hit_from_source(
@@ -177,16 +186,19 @@ def hit_from_source(
             values[name] = present
     popularity = source.get(POPULARITY_FIELD)
     pop = float(popularity) if isinstance(popularity, int | float) else None
-    return Hit(hit_id, relevance, values, pop)
+    return Hit(hit_id, relevance, values, pop, dict(source))
 
 
 @dataclass(frozen=True)
 class ScoredHit:
-    """A hit as the rewritten query scores it: final = relevance + added, where added is
-    weight · term inside the rescore window (every hit for function_score), else 0.
+    """A hit as the rewritten query scores it: final = (relevance + boost) · bury + added,
+    where added is weight · term · bury inside the rescore window (every hit for
+    function_score), else 0.
 
     term: Affinity(u, i) in affinity mode, modifier(popularity) in popularity mode, 0 when
-    nothing is added; weight: alpha_eff or popularity_weight."""
+    nothing is added; weight: alpha_eff or popularity_weight; boost: the summed weights of
+    the boost rules the hit matches; bury: the product of their bury factors; rules: the ids
+    of the boost and bury rules it matches."""
 
     id: str
     mode: Mode
@@ -197,12 +209,18 @@ class ScoredHit:
     final: float
     rescored: bool
     matches: tuple[AttributeMatch, ...] = ()
+    boost: float = 0.0
+    bury: float = 1.0
+    rules: tuple[str, ...] = ()
 
     def explain(self) -> dict[str, object]:
         """The per-hit breakdown for `?explain=true`."""
         return {
             "mode": self.mode,
             "relevance": self.relevance,
+            "boost": self.boost,
+            "bury": self.bury,
+            "rules": list(self.rules),
             "term": self.term,
             "weight": self.weight,
             "added": self.added,
@@ -225,19 +243,34 @@ def score(
     user: UserAffinity | None,
     boost: BoostProfile,
     shape: Shape | None = None,
+    rules: RulePlan = EMPTY_PLAN,
+    now: float | None = None,
 ) -> list[ScoredHit]:
     """Final scores and engine order (score desc, ties keep the plain order) of the hits of
-    the rewritten query. `shape` overrides boost.shape (the rewrite's collapse fallback)."""
-    p = plan(user, boost)
+    the rewritten query, hidden and pinned items left out. `shape` overrides boost.shape (the
+    rewrite's collapse fallback); `rules` is the request's RulePlan (rewrite's
+    `result.rules`); `now` dates `now-30d` in rule filters (default: the clock)."""
+    at = time.time() if now is None else now
+    p = plan(user, boost if rules.alpha is None else replace(boost, alpha=rules.alpha))
     weight = {"affinity": p.alpha_eff, "popularity": p.popularity_weight}.get(p.mode, 0.0)
+    pinned = {pin.item for pin in rules.pins}
+    hits = [h for h in hits if h.id not in pinned and not _hidden(h, rules, at)]
+    effects = [rule_effects(h, rules, at) for h in hits]
     terms = [_term(hit, p, boost) for hit in hits]
     relevance = np.array([hit.relevance for hit in hits], dtype=np.float64)
+    boosts = np.array([e[0] for e in effects], dtype=np.float64)
+    buries = np.array([e[1] for e in effects], dtype=np.float64)
     term = np.array([t[0] for t in terms], dtype=np.float64)
+    first = (relevance + boosts) * buries
+    # The hits come in the plain query's order; rules that change scores re-sort the first pass.
+    reorder = bool(rules.boosts or rules.buries)
+    first_order = np.argsort(-first, kind="stable") if reorder else np.arange(len(hits))
     window = boost.window if (shape or boost.shape) == "rescore" else len(hits)
-    rescored = np.arange(len(hits)) < window
-    added = np.where(rescored, weight * term, 0.0)
-    final = relevance + added
-    order = np.argsort(-final, kind="stable")
+    rescored = np.zeros(len(hits), dtype=bool)
+    rescored[first_order[:window]] = True
+    added = np.where(rescored, weight * term * buries, 0.0)
+    final = first + added
+    order = first_order[np.argsort(-final[first_order], kind="stable")]
     return [
         ScoredHit(
             id=hits[i].id,
@@ -249,9 +282,42 @@ def score(
             final=float(final[i]),
             rescored=bool(rescored[i]),
             matches=terms[i][1],
+            boost=float(boosts[i]),
+            bury=float(buries[i]),
+            rules=effects[i][2],
         )
         for i in order
     ]
+
+
+def _hidden(hit: Hit, rules: RulePlan, now: float) -> bool:
+    return any(dsl_eval.matches(h.filter, hit.source, hit.id, now) for h in rules.hides)
+
+
+def rule_effects(hit: Hit, rules: RulePlan, now: float) -> tuple[float, float, tuple[str, ...]]:
+    """(Σ weights of matching boosts, Π factors of matching buries, their rule ids)."""
+    boost, bury, fired = 0.0, 1.0, []
+    for b in rules.boosts:
+        if dsl_eval.matches(b.filter, hit.source, hit.id, now):
+            boost += b.value
+            fired.append(b.rule)
+    for b in rules.buries:
+        if dsl_eval.matches(b.filter, hit.source, hit.id, now):
+            bury *= b.value
+            fired.append(b.rule)
+    return boost, bury, tuple(fired)
+
+
+def ranking(
+    scored: Sequence[ScoredHit], rules: RulePlan, available: Mapping[str, Hit]
+) -> list[tuple[str, int | None]]:
+    """The whole result list as the proxy serves it: (id, pinned position or None). `scored`
+    is score()'s output; `available` the catalog items by id that pins may show (existing
+    and not hidden: the pinned fetch)."""
+    present = [(p.position, p.item) for p in rules.pins if p.item in available]
+    organic = [h.id for h in scored]
+    page = pins.layout(present, organic, 0, 0, len(organic) + len(present), len(organic))
+    return list(page)
 
 
 def _term(hit: Hit, p: Plan, boost: BoostProfile) -> tuple[float, tuple[AttributeMatch, ...]]:

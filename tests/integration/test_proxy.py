@@ -21,7 +21,8 @@ from rewriter.proxy import create_app
 ITEMS = {
     "1": {"title": "red running shoe", "brand": "acme", "category": ["shoes", "running"]},
     "2": {"title": "blue running shoe", "brand": "zenit", "category": ["shoes", "running"]},
-    "3": {"title": "green running shoe", "brand": "other", "category": ["shoes"]},
+    "3": {"title": "green running shoe", "brand": "other", "category": ["shoes"],
+          "popularity": 99.0},
     "4": {"title": "running jacket", "brand": "acme", "category": ["outerwear"]},
     "5": {"title": "running hat", "brand": "zenit", "category": ["hats"]},
 }
@@ -142,13 +143,21 @@ def test_explain_gives_a_breakdown_that_adds_up(
         assert part["relevance"] + part["added"] == pytest.approx(hit["_score"], rel=1e-5)
 
 
-def test_unknown_user_gets_cold_start(proxy_url: str, catalog: str) -> None:
+def test_unknown_user_gets_cold_start_popularity(proxy_url: str, catalog: str) -> None:
     r = httpx.post(
-        f"{proxy_url}/{catalog}/_search", json=QUERY, headers={"X-User-Id": "nobody-knows-me"}
+        f"{proxy_url}/{catalog}/_search?explain=true",
+        json=QUERY,
+        headers={"X-User-Id": "nobody-knows-me"},
     )
     assert r.status_code == 200
-    info = r.json()["personalization"]
-    assert info["mode"] != "affinity"
+    body = r.json()
+    assert body["personalization"]["mode"] == "popularity"
+    hits = body["hits"]["hits"]
+    assert hits[0]["_id"] == "3"  # the only item with popularity (log10(1 + 99) = 2 added)
+    assert hits[0]["_affinity"]["added"] == pytest.approx(2.0)
+    for hit in hits:
+        part = hit["_affinity"]
+        assert part["relevance"] + part["added"] == pytest.approx(hit["_score"], rel=1e-5)
 
 
 def test_opensearch_py_works_through_the_proxy(

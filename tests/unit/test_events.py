@@ -1,4 +1,4 @@
-"""Event and catalog validation, and every import parser."""
+"""Event and catalog validation (events.py), and every import parser (imports.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,15 @@ import pytest
 from rewriter.events import (
     CatalogRecord,
     Event,
+    Rejection,
+    parse_timestamp,
+    validate,
+    validate_catalog,
+    with_item_attributes,
+)
+from rewriter.imports import (
     FieldMapping,
     MappingError,
-    Rejection,
     load_mapping,
     movielens_movie,
     movielens_rating,
@@ -26,11 +32,7 @@ from rewriter.events import (
     parse_movielens_movies,
     parse_movielens_ratings,
     parse_segment,
-    parse_timestamp,
     parse_ubi,
-    validate,
-    validate_catalog,
-    with_item_attributes,
 )
 
 ROOT = Path(__file__).resolve().parents[2]

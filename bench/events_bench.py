@@ -1,0 +1,382 @@
+"""Events benchmark (not a test): import and POST /events throughput, freshness, profile size.
+
+Run against a node of its own, e.g.
+
+    .venv/bin/affinity engine start --port 9230 --data-dir /tmp/bench-engine
+    .venv/bin/python bench/events_bench.py --url http://127.0.0.1:9230
+    .venv/bin/affinity engine stop --data-dir /tmp/bench-engine
+
+What it measures (all under the index prefix --prefix, deleted first):
+
+1. batch import: a generated JSONL file (--events events of --users users over a 5,000-item
+   catalog) through `affinity ingest events`'s code path (parse, Pipeline.ingest in batches
+   of 5,000, popularity); events folded per second, wall clock. Also the MovieLens ratings
+   (../shared/data) with the movielens boost profile, when the file is there.
+2. POST /events: `affinity serve` in a subprocess, clients posting --post-batch events per
+   request from --post-concurrency connections; events acknowledged (written and folded)
+   per second.
+3. freshness: --freshness single-event POSTs, one at a time; time from sending the POST until
+   a realtime GET of the profile (what the proxy reads) contains the event; p50/p99.
+4. profile size: one user with --profile-events events over 500 brands x 200 categories;
+   bytes of the stored profile document, and of its parts.
+5. what-if (for the pipeline's design, not a supported mode): the import of step 1 again,
+   in separate indices, with the per-event `folded: true` update skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+from opensearchpy import OpenSearch, helpers
+
+from rewriter import config, events_ingest, privacy
+from rewriter import engine as engine_mod
+from rewriter import ingest as ingest_mod
+from rewriter.pipeline import Pipeline
+
+ROOT = Path(__file__).resolve().parent.parent
+
+ITEMS = 5_000
+BRANDS = 500
+CATEGORIES = 200
+MOVIELENS = ROOT.parent / "shared" / "data" / "movielens-latest-small"
+TYPES = ("view", "view", "view", "click", "click", "add_to_cart", "purchase")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- setup
+def setup(url: str, prefix: str) -> tuple[config.Settings, OpenSearch]:
+    s = replace(
+        config.load(),
+        url=url,
+        indices=config.Indices(prefix=prefix),
+        secret=os.environ.get("AFFINITY_SECRET") or "bench-secret-0123456789abcdef",
+        profiles_dir=ROOT / "profiles",
+        fold_profile=None,
+    )
+    es = engine_mod.client(s, timeout=120)
+    engine_mod.wait_for_health(es, "yellow", 60)
+    es.indices.delete(index=f"{prefix}*", ignore_unavailable=True, expand_wildcards="all")
+    engine_mod.bootstrap(es, s)
+    rng = random.Random(1)
+    docs = (
+        {
+            "_index": s.indices.catalog,
+            "_id": f"i{n}",
+            "_source": {
+                "id": f"i{n}",
+                "title": f"item {n}",
+                "brand": f"brand-{rng.randrange(BRANDS)}",
+                "category": [f"cat-{rng.randrange(CATEGORIES)}"],
+            },
+        }
+        for n in range(ITEMS)
+    )
+    helpers.bulk(es, docs, refresh=True, chunk_size=5000)
+    return s, es
+
+
+def event(rng: random.Random, user: str, n: int, now: float) -> dict[str, Any]:
+    return {
+        "event_id": f"{user}-{n}",
+        "user_id": user,
+        "type": rng.choice(TYPES),
+        "item_id": f"i{rng.randrange(ITEMS)}",
+        "timestamp": now - rng.random() * 90 * 86_400,
+        "session_id": f"{user}-s{n // 20}",
+        "context": {"device": rng.choice(("mobile", "desktop")), "geo": rng.choice(("DE", "FR"))},
+    }
+
+
+def write_events(path: Path, users: int, per_user: int, tag: str) -> int:
+    rng, now = random.Random(tag), time.time()
+    with path.open("w") as out:
+        for n in range(per_user):
+            for u in range(users):
+                out.write(json.dumps(event(rng, f"{tag}{u}", n, now)) + "\n")
+    return users * per_user
+
+
+# --------------------------------------------------------------------------- 1. batch import
+def import_file(
+    s: config.Settings, es: OpenSearch, path: Path, fmt: str, boost_name: str | None = None
+) -> dict[str, Any]:
+    boost = events_ingest.fold_boost(s, boost_name, fmt)
+    pipeline = Pipeline(es, s, boost)
+    t0 = time.perf_counter()
+    with path.open(encoding="utf-8", newline="") as handle:
+        parsed = events_ingest.parse_events(handle, fmt, tuple(boost.event_weights))
+        result = events_ingest.ingest_events(pipeline, parsed)
+    seconds = time.perf_counter() - t0
+    return {
+        "file": path.name,
+        "events": result.accepted,
+        "folded": result.folded,
+        "rejected": len(result.rejected),
+        "seconds": round(seconds, 2),
+        "folded_per_s": round(result.folded / seconds),
+    }
+
+
+def import_without_folded_marks(url: str, prefix: str, path: Path) -> dict:
+    """What-if, in indices of its own (deleted after): the same import with the per-event
+    `folded: true` update skipped (its events stay unfolded: recovery would refold them)."""
+    s, es = setup(url, prefix)
+    original = Pipeline._mark_folded
+    Pipeline._mark_folded = lambda self, ids: None  # type: ignore[method-assign]
+    try:
+        return import_file(s, es, path, "jsonl")
+    finally:
+        Pipeline._mark_folded = original  # type: ignore[method-assign]
+        es.indices.delete(index=f"{prefix}*", ignore_unavailable=True, expand_wildcards="all")
+
+
+def movielens(s: config.Settings, es: OpenSearch) -> dict[str, Any] | None:
+    if not (MOVIELENS / "ratings.csv").exists():
+        return None
+    parsed = ingest_mod.parse_catalog(MOVIELENS / "movies.csv", "movielens", None)
+    ingest_mod.load_catalog(es, s.indices.catalog, parsed)
+    return import_file(s, es, MOVIELENS / "ratings.csv", "movielens", "movielens")
+
+
+# --------------------------------------------------------------------------- 2./3. POST /events
+class Server:
+    """`affinity serve` in a subprocess (its own interpreter: no GIL shared with clients)."""
+
+    def __init__(self, s: config.Settings) -> None:
+        self.port = _free_port()
+        env = {
+            **os.environ,
+            "OPENSEARCH_URL": s.opensearch_url,
+            "AFFINITY_INDEX_PREFIX": s.indices.prefix,
+            "AFFINITY_SECRET": s.secret or "",
+            "AFFINITY_PROFILES_DIR": str(s.profiles_dir),
+        }
+        env.pop("AFFINITY_FOLD_PROFILE", None)
+        exe = Path(sys.executable).parent / "affinity"
+        self.proc = subprocess.Popen(
+            [str(exe), "serve", "--port", str(self.port), "--log-level", "warning"],
+            env=env,
+            cwd=ROOT,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/_affinity/health", timeout=1).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("affinity serve did not come up in 30 s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+class RawClient:
+    """A minimal HTTP/1.1 keep-alive client: httpx spends ~4 ms of CPU per request, which on
+    a 2-core machine would measure the client instead of the server."""
+
+    def __init__(self, url: str) -> None:
+        self.host, _, port = url.removeprefix("http://").partition(":")
+        self.port = int(port)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        status_line = await self.reader.readline()
+        headers: dict[str, str] = {}
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        content = await self.reader.readexactly(int(headers.get("content-length", "0")))
+        return int(status_line.split()[1]), headers, content
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def post_load(url: str, total: int, batch: int, concurrency: int) -> dict[str, Any]:
+    rng, now = random.Random(f"post{batch}-{time.time()}"), time.time()
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for r in range(total // batch):
+        body = [
+            event(rng, f"p{batch}-{rng.randrange(2000)}", r * batch + k, now) for k in range(batch)
+        ]
+        queue.put_nowait(
+            json.dumps(
+                [{**e, "event_id": f"{e['event_id']}-{rng.random()}"} for e in body]
+            ).encode()
+        )
+    requests = queue.qsize()
+    accepted, statuses = 0, {}
+
+    async def client() -> None:
+        nonlocal accepted
+        conn = RawClient(url)
+        while not queue.empty():
+            body = queue.get_nowait()
+            status, headers, content = await conn.post("/events", body)
+            statuses[status] = statuses.get(status, 0) + 1
+            if status == 202:
+                accepted += json.loads(content)["accepted"]
+            elif status == 429:
+                await asyncio.sleep(float(headers.get("retry-after", "1")))
+                queue.put_nowait(body)
+        await conn.close()
+
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    seconds = time.perf_counter() - t0
+    return {
+        "batch": batch,
+        "concurrency": concurrency,
+        "events": accepted,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(accepted / seconds),
+        "requests_per_s": round(requests / seconds),
+        "client_cpu_s": round(time.process_time() - cpu0, 2),
+        "statuses": statuses,
+    }
+
+
+def freshness(url: str, s: config.Settings, es: OpenSearch, n: int) -> dict[str, Any]:
+    """POST one event, then realtime-GET the profile until it holds the event."""
+    secret = config.user_secret(s)
+    delays: list[float] = []
+    with httpx.Client(base_url=url, timeout=30) as c:
+        for i in range(n):
+            user = f"fresh-{i % 100}"
+            ev = {
+                "event_id": f"fresh-{i}",
+                "user_id": user,
+                "type": "click",
+                "item_id": f"i{i % ITEMS}",
+                "timestamp": time.time(),
+            }
+            pseudo = privacy.pseudonymize(user, secret)
+            t0 = time.perf_counter()
+            r = c.post("/events", json=[ev])
+            assert r.status_code == 202, r.text
+            while True:
+                doc = es.get(index=s.indices.profiles, id=pseudo, realtime=True, ignore=[404])
+                if ev["event_id"] in (doc.get("_source") or {}).get("recent_event_ids", []):
+                    break
+                if time.perf_counter() - t0 > 10:
+                    raise RuntimeError(f"event {ev['event_id']} not in the profile after 10 s")
+            delays.append(time.perf_counter() - t0)
+    delays.sort()
+    return {
+        "events": n,
+        "p50_ms": round(1000 * statistics.median(delays), 1),
+        "p99_ms": round(1000 * delays[int(0.99 * (len(delays) - 1))], 1),
+        "max_ms": round(1000 * delays[-1], 1),
+    }
+
+
+# --------------------------------------------------------------------------- 4. profile size
+def profile_size(s: config.Settings, es: OpenSearch, n: int, tmp: Path) -> dict[str, Any]:
+    path = tmp / "heavy.jsonl"
+    write_events(path, 1, n, "heavy")
+    import_file(s, es, path, "jsonl")
+    pseudo = privacy.pseudonymize("heavy0", config.user_secret(s))
+    source = es.get(index=s.indices.profiles, id=pseudo)["_source"]
+
+    def size(value: object) -> int:
+        return len(json.dumps(value, separators=(",", ":")).encode())
+
+    return {
+        "events": source["counters"]["events"],
+        "bytes": size(source),
+        "affinities_bytes": size(source["affinities"]),
+        "recent_event_ids_bytes": size(source.get("recent_event_ids", [])),
+        "recent_sessions_bytes": size(source["recent_sessions"]),
+        "values_per_attribute": {a: len(v) for a, v in source["affinities"].items()},
+    }
+
+
+# --------------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--url", default=os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9230"))
+    parser.add_argument("--prefix", default="evbench-")
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--users", type=int, default=5_000)
+    parser.add_argument("--post-events", type=int, default=50_000)
+    parser.add_argument("--post-batch", type=int, default=100)
+    parser.add_argument("--post-concurrency", type=int, default=8)
+    parser.add_argument("--freshness", type=int, default=1_000)
+    parser.add_argument("--profile-events", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, default=None, help="Also write the results as JSON.")
+    args = parser.parse_args()
+
+    s, es = setup(args.url, args.prefix)
+    results: dict[str, Any] = {"url": args.url, "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        path = tmp / "events.jsonl"
+        write_events(path, args.users, args.events // args.users, "u")
+        _log("1. batch import ...")
+        results["import"] = import_file(s, es, path, "jsonl")
+        results["import_again_duplicates_s"] = import_file(s, es, path, "jsonl")["seconds"]
+        results["import_movielens"] = movielens(s, es)
+        _log("2./3. POST /events ...")
+        server = Server(s)
+        try:
+            results["post_single"] = asyncio.run(
+                post_load(server.url, min(args.post_events, 10_000), 1, 32)
+            )
+            results["post_batched"] = asyncio.run(
+                post_load(server.url, args.post_events, args.post_batch, args.post_concurrency)
+            )
+            results["freshness"] = freshness(server.url, s, es, args.freshness)
+        finally:
+            server.stop()
+        _log("4. profile size ...")
+        results["profile_size"] = profile_size(s, es, args.profile_events, tmp)
+        _log("5. what-if: import without per-event folded marks ...")
+        results["what_if_import_without_folded_marks"] = import_without_folded_marks(
+            args.url, f"{args.prefix}whatif-", path
+        )
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,414 @@
+"""`affinity boost preview` and `affinity boost diff`: a boost profile's effect before it ships.
+
+preview: one user, one query. Three rankings from the engine, side by side: generic (the
+app's query as is), personalized (the profile without its rules) and personalized with
+rules (the profile as the proxy would serve it); for every item of the last that moved, what
+moved it and by how much: the affinity term (value, affinity, points added), each boost
+(+weight) and bury (x factor) rule it matched, or the pin that placed it. Hidden items of
+the generic top are listed with the rule that hid them.
+
+diff: two versions of a profile over a sample of users (from the profiles index) and
+queries (a file, one per line, or words sampled from catalog titles; "" means browse:
+match_all). Both versions rank every (user, query) pair; the report counts pairs whose
+top 10 changed, items that entered it, the mean and largest rank shifts, and how often each
+rule fired and each segment matched under either version. `DiffReport.as_json()` is the
+`--json` output. Searches go out in _msearch batches (run_many), pins included.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from opensearchpy import OpenSearch
+
+from rewriter import config, pins, reference
+from rewriter.api import Personalizer
+from rewriter.boost_profiles import BoostProfile
+from rewriter.dsl_eval import matches
+from rewriter.model import UserAffinity
+from rewriter.profiles import ProfileError, affinity_view, profile_from_source
+from rewriter.rewrite import RequestContext, RewriteResult, rewrite
+
+TOP = 10
+DEPTH = 50
+BATCH = 50
+Hit = dict[str, Any]
+
+
+def search_body(query: str, size: int) -> dict[str, Any]:
+    """What `affinity search` sends: title (x2) and description; "" browses everything."""
+    if not query.strip():
+        return {"size": size, "query": {"match_all": {}}}
+    fields = ["title^2", "description"]
+    return {"size": size, "query": {"multi_match": {"query": query, "fields": fields}}}
+
+
+def run_many(es: OpenSearch, index: str, results: Sequence[RewriteResult]) -> list[Hit]:
+    """Each rewritten search's response (pins placed), in _msearch batches."""
+    out: list[Hit] = []
+    for start in range(0, len(results), BATCH):
+        batch = results[start : start + BATCH]
+        lines: list[dict[str, Any]] = []
+        for result in batch:
+            if result.pins is None:
+                lines += [{"index": index}, result.body]
+            else:
+                lines += pins.msearch_request(index, result.body, result.pins, {})[0]
+        responses = es.msearch(body=lines)["responses"]
+        at = 0
+        for result in batch:
+            if result.pins is None:
+                out.append(responses[at])
+                at += 1
+            else:
+                status, merged = pins.from_msearch(
+                    {"responses": responses[at : at + 2]}, result.pins
+                )
+                out.append(merged if status == 200 else {"error": merged, "hits": {"hits": []}})
+                at += 2
+    return out
+
+
+def _ids(response: Hit) -> list[str]:
+    return [h["_id"] for h in response.get("hits", {}).get("hits", [])]
+
+
+# --- preview ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Preview:
+    query: str
+    user: str
+    boost: BoostProfile
+    generic: list[Hit]
+    personalized: list[Hit]
+    with_rules: list[Hit]
+    log: dict[str, Any]
+    why: dict[str, list[str]] = field(default_factory=dict)  # item id -> reasons
+    hidden: list[tuple[Hit, str]] = field(default_factory=list)
+
+
+def preview(
+    es: OpenSearch,
+    settings: config.Settings,
+    index: str,
+    boost: BoostProfile,
+    user_id: str,
+    query: str,
+    size: int = TOP,
+    context: RequestContext | None = None,
+) -> Preview:
+    """The three rankings of `query` for `user_id` under `boost`, and why items moved."""
+    now = time.time()
+    p = Personalizer(es, settings, {boost.name: boost})
+    bound = p.boost(boost.name)
+    ctx = replace(context or RequestContext(), now=now, user=p.pseudonym(user_id))
+    user = p.user_affinity(user_id, bound)
+    body = search_body(query, max(size, DEPTH))
+    plain = es.search(index=index, body=body)
+    no_rules = replace(bound, rules=())
+    personal, ruled = (rewrite(body, user, b, ctx) for b in (no_rules, bound))
+    personal_resp, ruled_resp = run_many(es, index, [personal, ruled])
+    out = Preview(
+        query,
+        user_id,
+        bound,
+        _hits(plain),
+        _hits(personal_resp),
+        _hits(ruled_resp),
+        dict(ruled.log),
+    )
+    ranks = [_rank_of(out.generic), _rank_of(out.personalized), _rank_of(out.with_rules)]
+    for hit in out.with_rules[:size]:
+        out.why[hit["_id"]] = _reasons(hit, ranks, ruled, user, bound, now)
+    shown = {h["_id"] for h in out.with_rules}
+    for hit in out.generic[:size]:
+        rule = _hidden_by(hit, ruled, now)
+        if hit["_id"] not in shown and rule:
+            out.hidden.append((hit, rule))
+    return out
+
+
+def _hits(response: Hit) -> list[Hit]:
+    return list(response.get("hits", {}).get("hits", []))
+
+
+def _rank_of(hits: list[Hit]) -> dict[str, int]:
+    return {h["_id"]: i + 1 for i, h in enumerate(hits)}
+
+
+def _reasons(
+    hit: Hit,
+    ranks: list[dict[str, int]],
+    result: RewriteResult,
+    user: UserAffinity | None,
+    boost: BoostProfile,
+    now: float,
+) -> list[str]:
+    g, p, f = (r.get(hit["_id"]) for r in ranks)
+    if "_pinned" in hit:
+        return [
+            f"pinned at {hit['_pinned']['position']} by rule {hit['_pinned']['rule']}"
+            f" (generic {_place(g)})"
+        ]
+    source = hit.get("_source") or {}
+    params = reference.script_params(user, boost)
+    item = reference.hit_from_source(hit["_id"], 0.0, source, list(params["attributes"]))
+    reasons: list[str] = []
+    if g != p:
+        aff, found = reference.affinity(item.attributes, params)
+        alpha_eff = float(result.log.get("alpha_eff") or 0.0)
+        values = ", ".join(f"{m.attribute}={m.value} {m.affinity:.2f}" for m in found if m.value)
+        reasons.append(
+            f"affinity +{alpha_eff * aff:.3f} ({values or 'no known value'}): "
+            f"generic {_place(g)} -> personalized {_place(p)}"
+        )
+    if p != f:
+        effects = _rule_parts(hit, result, now) or ["other items moved"]
+        reasons.append(f"{'; '.join(effects)}: personalized {_place(p)} -> with rules {_place(f)}")
+    return reasons
+
+
+def _rule_parts(hit: Hit, result: RewriteResult, now: float) -> list[str]:
+    """Each boost (+weight) and bury (x factor) rule the hit matches."""
+    source, item = hit.get("_source") or {}, hit["_id"]
+    boosts = [
+        f"{b.rule} +{b.value:g}"
+        for b in result.rules.boosts
+        if matches(b.filter, source, item, now)
+    ]
+    buries = [
+        f"{b.rule} x{b.value:g}"
+        for b in result.rules.buries
+        if matches(b.filter, source, item, now)
+    ]
+    return boosts + buries
+
+
+def _place(rank: int | None) -> str:
+    return f"#{rank}" if rank is not None else f"below #{DEPTH}"
+
+
+def _hidden_by(hit: Hit, result: RewriteResult, now: float) -> str | None:
+    source = hit.get("_source") or {}
+    return next(
+        (h.rule for h in result.rules.hides if matches(h.filter, source, hit["_id"], now)), None
+    )
+
+
+def format_preview(pv: Preview, size: int = TOP, width: int = 38) -> str:
+    log = pv.log
+    lines = [
+        f"query {pv.query!r}, user {pv.user}, boost profile {pv.boost.name} "
+        f"({pv.boost.version}) from {pv.boost.source}",
+        f"alpha_eff {float(log.get('alpha_eff') or 0):.3f}, segments "
+        f"{', '.join(log.get('segments') or []) or '-'}, rules fired "
+        f"{', '.join(log.get('rules_fired') or []) or '-'}",
+        f"    {'GENERIC':<{width}} {'PERSONALIZED':<{width}} {'WITH RULES':<{width}}",
+    ]
+    for i in range(size):
+        cells = [_cell(hits, i, width) for hits in (pv.generic, pv.personalized, pv.with_rules)]
+        if any(cells):
+            lines.append(f"{i + 1:>3} " + " ".join(f"{c:<{width}}" for c in cells))
+    lines.append("\nwhy (with rules):")
+    for hit in pv.with_rules[:size]:
+        for reason in pv.why.get(hit["_id"], []):
+            lines.append(f"  {_label(hit)[:50]}: {reason}")
+    for hit, rule in pv.hidden:
+        lines.append(f"  {_label(hit)[:50]}: hidden by rule {rule}")
+    return "\n".join(lines)
+
+
+def _cell(hits: list[Hit], i: int, width: int) -> str:
+    if i >= len(hits):
+        return ""
+    score = hits[i].get("_score")
+    tail = "  pin" if "_pinned" in hits[i] else f" {score or 0:7.3f}"
+    return f"{_label(hits[i])[: width - len(tail)]}{tail}"
+
+
+def _label(hit: Hit) -> str:
+    source = hit.get("_source") or {}
+    return str(source.get("title") or hit["_id"])
+
+
+# --- diff ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Side:
+    name: str
+    version: str
+    source: str
+    rules: Counter[str] = field(default_factory=Counter)
+    segments: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class DiffReport:
+    old: Side
+    new: Side
+    users: int
+    queries: list[str]
+    pairs: int = 0
+    changed: int = 0
+    entered: int = 0
+    shifts: list[int] = field(default_factory=list)  # |rank change| of each new top-10 item
+    largest: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        moved = [s for s in self.shifts if s]
+        return {
+            "old": _side_json(self.old, self.pairs),
+            "new": _side_json(self.new, self.pairs),
+            "users": self.users,
+            "queries": self.queries,
+            "pairs": self.pairs,
+            "top10_changed": self.changed,
+            "top10_changed_share": self.changed / self.pairs if self.pairs else 0.0,
+            "items_entered_top10": self.entered,
+            "mean_rank_shift": sum(self.shifts) / len(self.shifts) if self.shifts else 0.0,
+            "mean_rank_shift_of_moved": sum(moved) / len(moved) if moved else 0.0,
+            "largest_rank_shift": self.largest,
+        }
+
+
+def _side_json(side: Side, pairs: int) -> dict[str, Any]:
+    return {
+        "name": side.name,
+        "version": side.version,
+        "source": side.source,
+        "rules_fired": {r: {"pairs": n, "share": n / pairs} for r, n in side.rules.most_common()},
+        "segments": {s: n for s, n in side.segments.most_common()},
+    }
+
+
+def diff(
+    es: OpenSearch,
+    settings: config.Settings,
+    index: str,
+    old: BoostProfile,
+    new: BoostProfile,
+    *,
+    users: int = 50,
+    queries: Sequence[str] | None = None,
+    context: RequestContext | None = None,
+    seed: int = 42,
+) -> DiffReport:
+    """Rank every sampled (user, query) pair under both profiles and compare the top 10."""
+    p = Personalizer(es, settings, {"old": old, "new": new})
+    sides = [p.boost("old"), p.boost("new")]
+    sample = sample_users(es, settings, users, seed, max(b.top_k for b in sides))
+    words = list(queries) if queries is not None else sample_queries(es, index, 10, seed)
+    report = DiffReport(*(Side(b.name, b.version, b.source) for b in sides), len(sample), words)
+    ctx = replace(context or RequestContext(), now=time.time())
+    for pseudonym, user in sample:
+        for query in words:
+            body = search_body(query, DEPTH)
+            results = [rewrite(body, user, b, replace(ctx, user=pseudonym)) for b in sides]
+            for side, result in zip((report.old, report.new), results, strict=True):
+                side.rules.update(set(result.rules.fired))
+                side.segments.update(result.rules.segments)
+            old_r, new_r = run_many(es, index, results)
+            _compare(report, _ids(old_r), _ids(new_r), pseudonym, query)
+    return report
+
+
+def _compare(report: DiffReport, old: list[str], new: list[str], user: str, query: str) -> None:
+    report.pairs += 1
+    report.changed += old[:TOP] != new[:TOP]
+    report.entered += len(set(new[:TOP]) - set(old[:TOP]))
+    old_rank = {item: i + 1 for i, item in enumerate(old)}
+    for i, item in enumerate(new[:TOP]):
+        before = old_rank.get(item, DEPTH + 1)
+        shift = abs(before - (i + 1))
+        report.shifts.append(shift)
+        if shift > report.largest.get("shift", 0):
+            report.largest = {
+                "shift": shift,
+                "user": user,
+                "query": query,
+                "item": item,
+                "old_rank": before if before <= DEPTH else None,
+                "new_rank": i + 1,
+            }
+
+
+def sample_users(
+    es: OpenSearch, settings: config.Settings, n: int, seed: int, top_k: int
+) -> list[tuple[str, UserAffinity]]:
+    """(pseudonym, profile) of `n` users drawn with a fixed seed; opted-out users and
+    segment priors are left out."""
+    query = {
+        "function_score": {
+            "query": {
+                "bool": {
+                    "must_not": [{"term": {"opt_out": True}}, {"prefix": {"user": "segment:"}}]
+                }
+            },
+            "random_score": {"seed": seed, "field": "_seq_no"},
+        }
+    }
+    hits = es.search(index=settings.indices.profiles, body={"size": n, "query": query})
+    now = time.time()
+    out: list[tuple[str, UserAffinity]] = []
+    for hit in hits["hits"]["hits"]:
+        try:
+            out.append((hit["_id"], affinity_view(profile_from_source(hit["_source"]), now, top_k)))
+        except ProfileError:
+            continue
+    return out
+
+
+def sample_queries(es: OpenSearch, index: str, n: int, seed: int) -> list[str]:
+    """One word (4+ letters) from each of some randomly drawn catalog titles, and "" (browse)."""
+    query = {
+        "function_score": {
+            "query": {"match_all": {}},
+            "random_score": {"seed": seed, "field": "_seq_no"},
+        }
+    }
+    body = {"size": n * 4, "query": query, "_source": ["title"]}
+    words: list[str] = [""]
+    for hit in es.search(index=index, body=body)["hits"]["hits"]:
+        title = str((hit.get("_source") or {}).get("title") or "")
+        found = [w.lower() for w in re.findall(r"[A-Za-z]{4,}", title) if w.lower() != "the"]
+        if found and found[0] not in words:
+            words.append(found[0])
+        if len(words) >= n:
+            break
+    return words
+
+
+def format_diff(report: DiffReport) -> str:
+    data = report.as_json()
+    largest = data["largest_rank_shift"]
+    lines = [
+        f"old: {report.old.name} {report.old.version} ({report.old.source})",
+        f"new: {report.new.name} {report.new.version} ({report.new.source})",
+        f"{data['users']} users x {len(report.queries)} queries = {data['pairs']} pairs "
+        f"(queries: {', '.join(repr(q) for q in report.queries)})",
+        f"top 10 changed: {data['top10_changed']} of {data['pairs']} pairs "
+        f"({100 * data['top10_changed_share']:.1f}%); {data['items_entered_top10']} items "
+        "entered a top 10",
+        f"rank shift of new top-10 items: mean {data['mean_rank_shift']:.2f}, mean of moved "
+        f"{data['mean_rank_shift_of_moved']:.2f}, largest {largest.get('shift', 0)}"
+        + (
+            f" (user {largest['user'][:8]}.., query {largest['query']!r}, item "
+            f"{largest['item']}: #{largest['old_rank'] or f'>{DEPTH}'} -> #{largest['new_rank']})"
+            if largest
+            else ""
+        ),
+    ]
+    for label, side in (("old", report.old), ("new", report.new)):
+        fired = ", ".join(f"{r} {n}/{report.pairs}" for r, n in side.rules.most_common())
+        seg = ", ".join(f"{s} {n}/{report.pairs}" for s, n in side.segments.most_common())
+        lines.append(f"rules fired ({label}): {fired or '-'}")
+        lines.append(f"segments matched ({label}): {seg or '-'}")
+    return "\n".join(lines)

@@ -1,0 +1,450 @@
+"""Events in, profiles out, against the real engine: file import (idempotent), POST /events
+(durable 202, freshness, group commit, rejections, 429), privacy (delete, opt-out/in),
+recovery of unfolded events, rebuild, segment priors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from click.testing import CliRunner
+from opensearchpy import OpenSearch, helpers
+
+import cli
+from rewriter import config, privacy, segments, users
+from rewriter import engine as engine_mod
+from rewriter.events_ingest import fold_boost
+from rewriter.events_service import GroupCommitter
+from rewriter.pipeline import Pipeline
+from rewriter.proxy import create_app
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = time.time()
+ITEMS = 200
+BRANDS = ("acme", "zenit", "nova", "orbit", "pike", "quill", "rho")
+CATEGORIES = ("shoes", "hats", "outerwear", "bags", "socks")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ev(opensearch: OpenSearch, bootstrapped: config.Settings) -> config.Settings:
+    """Settings with this module's own indices (bootstrapped) and a 200-item catalog."""
+    s = replace(
+        bootstrapped,
+        indices=config.Indices(prefix=f"{bootstrapped.indices.prefix}ev-"),
+        profiles_dir=ROOT / "profiles",
+        fold_profile=None,
+    )
+    engine_mod.bootstrap(opensearch, s)
+    docs = (
+        {
+            "_index": s.indices.catalog,
+            "_id": f"i{n}",
+            "_source": {
+                "id": f"i{n}",
+                "title": f"item {n} running",
+                "brand": BRANDS[n % len(BRANDS)],
+                "category": [CATEGORIES[n % len(CATEGORIES)]],
+            },
+        }
+        for n in range(ITEMS)
+    )
+    helpers.bulk(opensearch, docs, refresh=True)
+    return s
+
+
+@pytest.fixture(scope="module")
+def env(ev: config.Settings) -> dict[str, str]:
+    return {
+        "OPENSEARCH_URL": ev.opensearch_url,
+        "AFFINITY_INDEX_PREFIX": ev.indices.prefix,
+        "AFFINITY_SECRET": ev.secret or "",
+        "AFFINITY_PROFILES_DIR": str(ev.profiles_dir),
+    }
+
+
+def _invoke(env: dict[str, str], *args: str) -> Any:
+    return CliRunner().invoke(cli.main, list(args), env=env, catch_exceptions=False)
+
+
+def _pseudo(s: config.Settings, user: str) -> str:
+    return privacy.pseudonymize(user, config.user_secret(s))
+
+
+def _count(es: OpenSearch, index: str, query: dict | None = None) -> int:
+    es.indices.refresh(index=index)
+    return es.count(index=index, body={"query": query or {"match_all": {}}})["count"]
+
+
+def _profiles(es: OpenSearch, s: config.Settings) -> dict[str, dict]:
+    es.indices.refresh(index=s.indices.profiles)
+    hits = helpers.scan(es, index=s.indices.profiles, query={"query": {"match_all": {}}})
+    return {h["_id"]: h["_source"] for h in hits}
+
+
+def _events_file(path: Path, n_users: int = 100, per_user: int = 100) -> Path:
+    """n_users x per_user events; 10 % without event_id, 5 % on unknown items."""
+    rng = random.Random(7)
+    types = ("view", "view", "view", "click", "click", "add_to_cart", "purchase")
+    with path.open("w") as out:
+        for u in range(n_users):
+            for k in range(per_user):
+                event: dict[str, Any] = {
+                    "event_id": f"f-{u}-{k}",
+                    "user_id": f"file-user-{u}",
+                    "type": rng.choice(types),
+                    "item_id": f"i{rng.randrange(ITEMS)}" if rng.random() > 0.05 else "ghost",
+                    "timestamp": NOW - 60 * 86_400 * rng.random() - k,
+                    "session_id": f"s{u}-{k // 10}",
+                    "value": 10.0,
+                    "context": {
+                        "device": ("mobile", "desktop")[u % 2],
+                        "geo": ("DE", "FR")[u % 3 == 0],
+                    },
+                }
+                if k % 10 == 0:
+                    del event["event_id"]
+                out.write(json.dumps(event) + "\n")
+    return path
+
+
+# --------------------------------------------------------------------------- file import
+def test_same_file_twice_changes_nothing(
+    tmp_path: Path, env: dict[str, str], ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    path = _events_file(tmp_path / "events.jsonl")
+    first = _invoke(env, "ingest", "events", str(path), "--quiet")
+    assert first.exit_code == 0, first.output
+    assert "accepted 10000, duplicates 0, rejected 0" in first.output
+    assert "unknown items 1 (" in first.output
+    events_after_first = _count(opensearch, ev.indices.events)
+    profiles_after_first = _profiles(opensearch, ev)
+    popularity = opensearch.get(index=ev.indices.catalog, id="i3")["_source"]["popularity"]
+    assert events_after_first == 10_000
+    assert len(profiles_after_first) == 100
+    assert popularity > 0
+
+    second = _invoke(env, "ingest", "events", str(path), "--quiet")
+    assert second.exit_code == 0, second.output
+    assert "accepted 0, duplicates 10000, rejected 0" in second.output
+    assert _count(opensearch, ev.indices.events) == events_after_first
+    assert _profiles(opensearch, ev) == profiles_after_first
+    again = opensearch.get(index=ev.indices.catalog, id="i3")["_source"]["popularity"]
+    assert again == popularity
+
+
+def test_rebuild_equals_incremental(
+    env: dict[str, str], ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    """Runs after the import above: rebuilding every profile from the log changes no number."""
+    before = _profiles(opensearch, ev)
+    users_before = {k: v for k, v in before.items() if not k.startswith("segment:")}
+    assert users_before, "the import test must run first"
+    result = _invoke(env, "profile", "rebuild", "--quiet")
+    assert result.exit_code == 0, result.output
+    after = _profiles(opensearch, ev)
+    for user, old in users_before.items():
+        new = after[user]
+        assert new["counters"] == old["counters"]
+        assert new["mass"] == pytest.approx(old["mass"], rel=1e-9)
+        for attribute, values in old["affinities"].items():
+            assert new["affinities"][attribute] == pytest.approx(values, rel=1e-9)
+
+
+def test_bad_lines_are_reported_with_line_and_field(tmp_path: Path, env: dict[str, str]) -> None:
+    path = tmp_path / "bad.jsonl"
+    good = {"event_id": "b1", "user_id": "b", "type": "view", "item_id": "i1", "timestamp": NOW}
+    lines = [
+        good,
+        {**good, "event_id": "b2", "type": "wave"},
+        {**good, "event_id": "b3", "timestamp": "soon"},
+    ]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
+    result = _invoke(env, "ingest", "events", str(path), "--quiet")
+    assert result.exit_code == 1
+    assert "line 2: type 'wave' is not a known event type" in result.output
+    assert "line 3: timestamp is 'soon', not ISO 8601" in result.output
+    assert "line 4: record is not valid JSON" in result.output
+    assert "accepted 1, duplicates 0, rejected 3" in result.output
+
+
+# --------------------------------------------------------------------------- POST /events
+@pytest.fixture(scope="module")
+def server(ev: config.Settings) -> Iterator[tuple[str, Any]]:
+    """The proxy app (with POST /events) under uvicorn, so its lifespan runs."""
+    port = _free_port()
+    app = create_app(ev)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "the proxy did not start"
+    yield f"http://127.0.0.1:{port}", app
+    srv.should_exit = True
+    thread.join(10)
+
+
+def _event(user: str, n: int, **extra: Any) -> dict[str, Any]:
+    base = {
+        "event_id": f"{user}-{n}",
+        "user_id": user,
+        "type": "purchase",
+        "item_id": "i1",
+        "timestamp": time.time(),
+    }
+    return {**base, **extra}
+
+
+SEARCH = {"query": {"match": {"title": "running"}}, "size": 5}
+
+
+def test_post_event_is_in_the_profile_the_proxy_reads_within_1s(
+    server: tuple[str, Any], ev: config.Settings
+) -> None:
+    url, _ = server
+    with httpx.Client(base_url=url, timeout=10) as c:
+        cold = c.post(
+            f"/{ev.indices.catalog}/_search", json=SEARCH, headers={"X-User-Id": "fresh-1"}
+        ).json()
+        assert cold["personalization"]["mode"] != "affinity"  # cold start
+        t0 = time.monotonic()
+        r = c.post("/events", json=[_event("fresh-1", n) for n in range(5)])
+        assert r.status_code == 202, r.text
+        assert r.json()["accepted"] == 5
+        while True:
+            body = c.post(
+                f"/{ev.indices.catalog}/_search", json=SEARCH, headers={"X-User-Id": "fresh-1"}
+            ).json()
+            if body["personalization"]["mode"] == "affinity" or time.monotonic() - t0 > 1.0:
+                break
+        elapsed = time.monotonic() - t0
+    assert body["personalization"]["mode"] == "affinity", body["personalization"]
+    assert elapsed < 1.0
+    assert body["hits"]["hits"][0]["_source"]["brand"] == BRANDS[1 % len(BRANDS)]
+
+
+def test_bad_events_are_rejected_by_field_good_ones_accepted(
+    server: tuple[str, Any], ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    url, _ = server
+    body = [
+        _event("mixed", 1),
+        {**_event("mixed", 2), "type": "teleport"},
+        {**_event("mixed", 3), "timestamp": "2999-01-01T00:00:00Z"},
+        {k: v for k, v in _event("mixed", 4).items() if k != "user_id"},
+        {**_event("mixed", 5), "item_id": "ghost-item"},
+        "not an object",
+    ]
+    r = httpx.post(f"{url}/events", json=body, timeout=10)
+    assert r.status_code == 202, r.text
+    out = r.json()
+    assert (out["accepted"], out["rejected"]) == (2, 4)
+    fields = {(x["index"], x["field"]) for x in out["rejections"]}
+    assert fields == {(1, "type"), (2, "timestamp"), (3, "user_id"), (5, "event")}
+    assert any("ghost-item is not in the catalog" in n for n in out["notes"])
+    stored = _count(opensearch, ev.indices.events, {"term": {"user_id": _pseudo(ev, "mixed")}})
+    assert stored == 2
+
+    ndjson = "\n".join(json.dumps(e) for e in body[:2]) + "\n{oops\n"
+    r = httpx.post(
+        f"{url}/events",
+        content=ndjson,
+        timeout=10,
+        headers={"content-type": "application/x-ndjson"},
+    )
+    out = r.json()
+    assert r.status_code == 202
+    assert (out["accepted"], out["duplicates"], out["rejected"]) == (0, 1, 2)
+    assert {x["line"] for x in out["rejections"]} == {2, 3}
+
+    nothing = httpx.post(f"{url}/events", json=[body[1]], timeout=10)
+    assert nothing.status_code == 400
+    assert nothing.json()["rejections"][0]["field"] == "type"
+
+
+def test_concurrent_posts_are_group_committed(
+    server: tuple[str, Any], ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    url, app = server
+    committer: GroupCommitter = app.state.events
+    before = committer.batches
+    requests = 40
+
+    async def send_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=20) as c:
+            sends = [c.post("/events", json=[_event(f"gc-{n}", n)]) for n in range(requests)]
+            return await asyncio.gather(*sends)
+
+    responses = asyncio.run(send_all())
+    assert all(r.status_code == 202 and r.json()["accepted"] == 1 for r in responses)
+    batches = committer.batches - before
+    assert 1 <= batches < requests / 2, f"{requests} requests took {batches} writes"
+    gc_users = {"terms": {"user_id": [_pseudo(ev, f"gc-{n}") for n in range(requests)]}}
+    assert _count(opensearch, ev.indices.events, gc_users) == requests
+
+
+def test_full_queue_answers_429_with_retry_after(
+    ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    gate = threading.Event()
+    pipeline = Pipeline(opensearch, ev, fold_boost(ev))
+    real_ingest = pipeline.ingest
+
+    def slow_ingest(events: Any, now: float | None = None) -> Any:
+        gate.wait(10)
+        return real_ingest(events, now)
+
+    pipeline.ingest = slow_ingest  # type: ignore[method-assign]
+    committer = GroupCommitter(lambda: pipeline, writers=1, max_pending=3, recover_every_s=3600)
+    committer.start()
+    app = create_app(ev)
+    app.state.events = committer
+
+    async def go() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as c:
+            first = asyncio.create_task(c.post("/events", json=[_event("q", 1)]))
+            await asyncio.sleep(0.2)  # the writer holds request 1, blocked in ingest
+            second = asyncio.create_task(c.post("/events", json=[_event("q", 2), _event("q", 3)]))
+            await asyncio.sleep(0.1)
+            third = await c.post("/events", json=[_event("q", 4), _event("q", 5)])
+            gate.set()
+            return [await first, await second, third]
+
+    try:
+        first, second, third = asyncio.run(go())
+    finally:
+        gate.set()
+        committer.stop()
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert third.status_code == 429
+    assert third.headers["retry-after"] == "1"
+    assert "send it again" in third.json()["error"]["reason"]
+
+
+# --------------------------------------------------------------------------- privacy
+def test_user_delete_leaves_no_document_with_the_pseudonym(
+    server: tuple[str, Any], env: dict[str, str], ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    url, _ = server
+    r = httpx.post(f"{url}/events", json=[_event("gone", n) for n in range(3)], timeout=10)
+    assert r.status_code == 202
+    pseudo = _pseudo(ev, "gone")
+    assert sum(users.pseudonym_counts(opensearch, ev, pseudo).values()) == 4  # 3 events + 1
+    exported = _invoke(env, "user", "export", "gone")
+    assert len(json.loads(exported.output)["events"]) == 3
+    result = _invoke(env, "user", "delete", "gone")
+    assert result.exit_code == 0, result.output
+    assert "deleted 1 profile(s), 3 event(s)" in result.output
+    counts = users.pseudonym_counts(opensearch, ev, pseudo)
+    assert len(counts) >= 3  # catalog, events, profiles
+    assert set(counts.values()) == {0}
+
+
+def test_opt_out_stops_storing_and_personalizing(
+    server: tuple[str, Any], env: dict[str, str], ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    url, _ = server
+    user = "private-1"
+    pseudo = _pseudo(ev, user)
+    mine = {"term": {"user_id": pseudo}}
+    headers = {"X-User-Id": user}
+    with httpx.Client(base_url=url, timeout=10) as c:
+        assert c.post("/events", json=[_event(user, 1)]).status_code == 202
+        search = f"/{ev.indices.catalog}/_search"
+        assert (
+            c.post(search, json=SEARCH, headers=headers).json()["personalization"]["mode"]
+            == "affinity"
+        )
+
+        assert _invoke(env, "user", "opt-out", user).exit_code == 0
+        time.sleep(0.3)  # the proxy's profile cache TTL (250 ms)
+        out = c.post("/events", json=[_event(user, 2)]).json()
+        assert (out["accepted"], out["not_stored"]) == (0, 1)
+        assert _count(opensearch, ev.indices.events, mine) == 0
+        info = c.post(search, json=SEARCH, headers=headers).json()["personalization"]
+        assert info["applied"] is False and info["reason"] == "opt_out"
+
+        assert _invoke(env, "user", "opt-in", user).exit_code == 0
+        out = c.post("/events", json=[_event(user, 3)]).json()
+        assert out["accepted"] == 1
+    profile = users.read_profile(opensearch, ev, pseudo)
+    assert profile is not None and profile["counters"]["events"] == 1  # started fresh
+
+
+def test_opt_out_event_field_erases_and_drops_the_batch(
+    server: tuple[str, Any], ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    url, _ = server
+    user = "private-2"
+    body = [_event(user, 1), {**_event(user, 2), "opt_out": True}, _event(user, 3)]
+    out = httpx.post(f"{url}/events", json=body, timeout=10).json()
+    assert (out["accepted"], out["not_stored"]) == (0, 3)
+    assert _count(opensearch, ev.indices.events, {"term": {"user_id": _pseudo(ev, user)}}) == 0
+    assert users.read_profile(opensearch, ev, _pseudo(ev, user))["opt_out"] is True
+
+
+# --------------------------------------------------------------------------- recovery
+def test_recover_folds_events_a_crash_left_unfolded(
+    ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    pseudo = _pseudo(ev, "crashed")
+    doc = {
+        "event_id": "crash-1",
+        "user_id": pseudo,
+        "type": "purchase",
+        "item_id": "i2",
+        "timestamp": NOW - 3600,
+        "attributes": {"brand": [BRANDS[2]], "category": ["outerwear"]},
+        "known_item": True,
+        "folded": False,
+        "ingested_at": NOW - 120,
+    }
+    opensearch.index(index=ev.indices.events, id="crash-1", body=doc, refresh=True)
+    assert users.read_profile(opensearch, ev, pseudo) is None
+    pipeline = Pipeline(opensearch, ev, fold_boost(ev))
+    assert pipeline.recover() >= 1
+    profile = users.read_profile(opensearch, ev, pseudo)
+    assert profile is not None
+    assert profile["affinities"]["brand"] == {BRANDS[2]: pytest.approx(profile["mass"])}
+    opensearch.indices.refresh(index=ev.indices.events)
+    assert opensearch.get(index=ev.indices.events, id="crash-1")["_source"]["folded"] is True
+    assert pipeline.recover() == 0
+    assert users.read_profile(opensearch, ev, pseudo) == profile
+
+
+# --------------------------------------------------------------------------- segments
+def test_segments_build_stores_priors_and_profile_segments(
+    env: dict[str, str], ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    """Runs after the import (users with device/geo contexts)."""
+    result = _invoke(env, "segments", "build", "--quiet")
+    assert result.exit_code == 0, result.output
+    mobile = segments.read_prior(opensearch, ev, "device=mobile")
+    assert mobile is not None and mobile["members"] == 50
+    brands = mobile["priors"]["brand"]
+    assert 0 < max(brands.values()) <= 1.0
+    profile = users.read_profile(opensearch, ev, _pseudo(ev, "file-user-0"))
+    assert profile is not None and profile["segments"] == ["device=mobile", "geo=FR"]
+    shown = _invoke(env, "profile", "show", "file-user-0", "--json")
+    view = json.loads(shown.output)
+    assert view["segments"] == ["device=mobile", "geo=FR"]
+    assert view["top"]["brand"][0]["affinity"] == 1.0

@@ -1,0 +1,248 @@
+"""POST /events pieces without an engine: body parsing, validation, group commit, overload."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from types import SimpleNamespace
+
+import pytest
+
+from rewriter import privacy
+from rewriter.boost_profiles import BoostProfile
+from rewriter.events import Event
+from rewriter.events_service import (
+    BodyError,
+    GroupCommitter,
+    Item,
+    Overloaded,
+    WriteFailed,
+    parse_body,
+    summary,
+    validate_items,
+)
+from rewriter.pipeline import BatchResult, fold_config
+
+SECRET = b"unit-secret-0123456789abcdef"
+T = 1_714_564_800.0
+
+
+def raw(n: int, **extra: object) -> dict[str, object]:
+    return {
+        "event_id": f"e{n}",
+        "user_id": "u1",
+        "type": "click",
+        "item_id": "i1",
+        "timestamp": T,
+        **extra,
+    }
+
+
+class FakePipeline:
+    """Records each ingest call; every event is created (or a duplicate when seen before)."""
+
+    def __init__(self, fail: bool = False, gate: threading.Event | None = None) -> None:
+        self.boost = BoostProfile(name="default")
+        self.cfg = fold_config(self.boost)
+        self.secret = SECRET
+        self.es = None
+        self.settings = SimpleNamespace(indices=SimpleNamespace(catalog="catalog"))
+        self.calls: list[list[str]] = []
+        self.stored: set[str] = set()
+        self.fail = fail
+        self.gate = gate
+        self.entered = 0
+
+    def ingest(self, events: Sequence[Event], now: float | None = None) -> BatchResult:
+        self.entered += 1
+        if self.gate is not None:
+            self.gate.wait(5)
+        if self.fail:
+            raise ConnectionError("engine down")
+        result = BatchResult()
+        stored = [e.with_user(privacy.pseudonymize(e.user_id, SECRET)) for e in events]
+        self.calls.append([e.event_id for e in stored])
+        for event in stored:
+            new = event.event_id not in self.stored
+            self.stored.add(event.event_id)
+            result.outcomes.setdefault(event.event_id, "accepted" if new else "duplicate")
+            result.unknown_items.add(event.item_id)  # keeps popularity (and its I/O) out
+        return result
+
+    def recover(self) -> int:
+        return 0
+
+    def forget_catalog(self) -> None:
+        return None
+
+
+def events(*ns: int) -> list[Event]:
+    valid, rejections = validate_items(parse_body(orjson_array(ns)), ("click",), None, T)
+    assert not rejections
+    return [e for _, e in valid]
+
+
+def orjson_array(ns: Sequence[int]) -> bytes:
+    import orjson
+
+    return orjson.dumps([raw(n) for n in ns])
+
+
+# --------------------------------------------------------------------------- parsing
+def test_body_forms() -> None:
+    assert [i.value for i in parse_body(b'[{"a": 1}, 2]')] == [{"a": 1}, 2]
+    assert [i.value for i in parse_body(b'  {"a": 1}\n')] == [{"a": 1}]
+    items = parse_body(b'{"a": 1}\n\n{"a": 2}\n', "application/x-ndjson")
+    assert [(i.index, i.line, i.value) for i in items] == [(0, 1, {"a": 1}), (1, 3, {"a": 2})]
+    sniffed = parse_body(b'{"a": 1}\n{"a": 2}')  # not one JSON document: NDJSON
+    assert [i.line for i in sniffed] == [1, 2]
+    broken = parse_body(b'{"a": 1}\n{nope', "application/x-ndjson")
+    assert broken[1].error is not None and broken[1].error.startswith("line 2 is not JSON")
+
+
+@pytest.mark.parametrize("body", [b"", b"   \n", b"[1, 2"])
+def test_unusable_bodies_are_400(body: bytes) -> None:
+    with pytest.raises(BodyError) as err:
+        parse_body(body)
+    assert err.value.status == 400
+
+
+def test_validation_names_field_index_and_line() -> None:
+    body = (
+        b'{"event_id": "a", "type": "click", "item_id": "i", "timestamp": 1714564800}\n'
+        b'{"event_id": "b", "user_id": "u", "type": "jump", "item_id": "i", "timestamp": 1}\n'
+        b"[1]\n"
+    )
+    valid, rejections = validate_items(parse_body(body, "x-ndjson"), ("click",), "hdr", T)
+    assert [e.user_id for _, e in valid] == ["hdr"]  # X-User-Id fills a missing user_id
+    assert [(r["index"], r["line"], r["field"], r["event_id"]) for r in rejections[:1]] == [
+        (1, 2, "type", "b")
+    ]
+    assert rejections[1]["field"] == "event" and "JSON object" in rejections[1]["reason"]
+
+
+def test_future_events_are_refused() -> None:
+    items = parse_body(orjson_array([1]).replace(b"1714564800.0", b"1814564800.0"))
+    _, rejections = validate_items(items, ("click",), None, T)
+    assert rejections and rejections[0]["field"] == "timestamp"
+
+
+# --------------------------------------------------------------------------- group commit
+def test_concurrent_submissions_share_one_write() -> None:
+    gate = threading.Event()
+    pipeline = FakePipeline(gate=gate)
+    committer = GroupCommitter(lambda: pipeline, writers=1, linger_s=0.05)  # type: ignore
+    committer.start()
+    try:
+        first = committer.submit(events(0))
+        time.sleep(0.1)  # the writer holds the first submission, blocked in ingest
+        rest = [committer.submit(events(n)) for n in range(1, 6)]
+        gate.set()
+        results = [f.result(5) for f in [first, *rest]]
+    finally:
+        committer.stop()
+    assert all(r.outcomes == ["accepted"] for r in results)
+    assert [len(c) for c in pipeline.calls] == [1, 5]  # five requests, one write
+    assert committer.batches == 2
+
+
+def test_the_same_event_twice_in_one_commit_is_a_duplicate() -> None:
+    pipeline = FakePipeline()
+    committer = GroupCommitter(lambda: pipeline, writers=1, linger_s=0.05)  # type: ignore
+    committer.start()
+    try:
+        a = committer.submit(events(1, 1))
+        b = committer.submit(events(1))
+        ra, rb = a.result(5), b.result(5)
+    finally:
+        committer.stop()
+    assert ra.outcomes == ["accepted", "duplicate"]
+    assert rb.outcomes == ["duplicate"]
+    assert pipeline.calls == [[ra.ids[0]]]
+    pairs = [(Item(i, None, {}), e) for i, e in enumerate(events(1, 1))]
+    body = summary(pairs, ra, [])
+    assert (body["accepted"], body["duplicates"]) == (1, 1)
+
+
+def test_a_failed_write_fails_its_submissions_and_the_writer_goes_on() -> None:
+    pipeline = FakePipeline(fail=True)
+    committer = GroupCommitter(lambda: pipeline)  # type: ignore[arg-type,return-value]
+    committer.start()
+    try:
+        with pytest.raises(WriteFailed, match="engine down"):
+            committer.submit(events(1)).result(5)
+        pipeline.fail = False
+        assert committer.submit(events(2)).result(5).outcomes == ["accepted"]
+    finally:
+        committer.stop()
+
+
+def test_a_full_queue_refuses_instead_of_dropping() -> None:
+    gate = threading.Event()
+    pipeline = FakePipeline(gate=gate)
+    committer = GroupCommitter(lambda: pipeline, writers=1, linger_s=0.0, max_pending=2)  # type: ignore
+    committer.start()
+    try:
+        held = committer.submit(events(1))
+        time.sleep(0.1)
+        queued = committer.submit(events(2, 3))
+        with pytest.raises(Overloaded, match="send it again"):
+            committer.submit(events(4))
+        gate.set()
+        assert held.result(5).outcomes == ["accepted"]
+        assert queued.result(5).outcomes == ["accepted", "accepted"]
+    finally:
+        committer.stop()
+
+
+def test_submit_after_stop_is_refused() -> None:
+    committer = GroupCommitter(FakePipeline)  # type: ignore[arg-type]
+    committer.start()
+    committer.stop()
+    with pytest.raises(WriteFailed, match="not running"):
+        committer.submit(events(1))
+
+
+def test_import_batches_group_users_and_keep_lines() -> None:
+    from dataclasses import replace
+
+    from rewriter.events import Rejection
+    from rewriter.events_ingest import batches
+
+    parsed: list[tuple[int, Event | Rejection]] = [
+        (n + 1, e if n % 2 else replace(e, user_id="u0")) for n, e in enumerate(events(*range(10)))
+    ]
+    parsed.insert(3, (99, Rejection("type", "type is bad")))
+    out = list(batches(iter(parsed), size=4, window=100))
+    assert [len(b) for b, _ in out] == [4, 4, 2]
+    assert [r.line for r in out[0][1]] == [99] and out[1][1] == []
+    users = [e.user_id for b, _ in out for _, e in b]
+    assert users == sorted(users)  # grouped by user
+    lines_of_u0 = [line for b, _ in out for line, e in b if e.user_id == "u0"]
+    assert lines_of_u0 == [1, 3, 5, 7, 9]  # each user's events keep their file order
+
+
+def test_two_writers_write_two_batches_at_once() -> None:
+    gate = threading.Event()
+    made: list[FakePipeline] = []
+
+    def make() -> FakePipeline:
+        made.append(FakePipeline(gate=gate))
+        return made[-1]
+
+    committer = GroupCommitter(make, writers=2, linger_s=0.0)  # type: ignore[arg-type]
+    committer.start()
+    try:
+        first = committer.submit(events(1))
+        time.sleep(0.1)
+        second = committer.submit(events(2))
+        time.sleep(0.1)  # both writers are now blocked in ingest, one batch each
+        inside_at_once = sum(p.entered for p in made)
+        gate.set()
+        assert first.result(5).outcomes == second.result(5).outcomes == ["accepted"]
+    finally:
+        committer.stop()
+    assert inside_at_once == 2  # one writer would hold the second batch until the first is done
+    writers = [p for p in made if p.calls]
+    assert len(writers) == 2 and all(len(p.calls) == 1 for p in writers)

@@ -19,8 +19,6 @@ What it measures (all under the index prefix --prefix, deleted first):
    a realtime GET of the profile (what the proxy reads) contains the event; p50/p99.
 4. profile size: one user with --profile-events events over 500 brands x 200 categories;
    bytes of the stored profile document, and of its parts.
-5. what-if (for the pipeline's design, not a supported mode): the import of step 1 again,
-   in separate indices, with the per-event `folded: true` update skipped.
 """
 
 from __future__ import annotations
@@ -139,19 +137,6 @@ def import_file(
         "seconds": round(seconds, 2),
         "folded_per_s": round(result.folded / seconds),
     }
-
-
-def import_without_folded_marks(url: str, prefix: str, path: Path) -> dict:
-    """What-if, in indices of its own (deleted after): the same import with the per-event
-    `folded: true` update skipped (its events stay unfolded: recovery would refold them)."""
-    s, es = setup(url, prefix)
-    original = Pipeline._mark_folded
-    Pipeline._mark_folded = lambda self, ids: None  # type: ignore[method-assign]
-    try:
-        return import_file(s, es, path, "jsonl")
-    finally:
-        Pipeline._mark_folded = original  # type: ignore[method-assign]
-        es.indices.delete(index=f"{prefix}*", ignore_unavailable=True, expand_wildcards="all")
 
 
 def movielens(s: config.Settings, es: OpenSearch) -> dict[str, Any] | None:
@@ -289,12 +274,14 @@ def freshness(url: str, s: config.Settings, es: OpenSearch, n: int) -> dict[str,
                 "timestamp": time.time(),
             }
             pseudo = privacy.pseudonymize(user, secret)
+            doc = es.get(index=s.indices.profiles, id=pseudo, realtime=True, ignore=[404])
+            seen = ((doc.get("_source") or {}).get("counters") or {}).get("events", 0)
             t0 = time.perf_counter()
             r = c.post("/events", json=[ev])
             assert r.status_code == 202, r.text
             while True:
                 doc = es.get(index=s.indices.profiles, id=pseudo, realtime=True, ignore=[404])
-                if ev["event_id"] in (doc.get("_source") or {}).get("recent_event_ids", []):
+                if ((doc.get("_source") or {}).get("counters") or {}).get("events", 0) > seen:
                     break
                 if time.perf_counter() - t0 > 10:
                     raise RuntimeError(f"event {ev['event_id']} not in the profile after 10 s")
@@ -323,7 +310,7 @@ def profile_size(s: config.Settings, es: OpenSearch, n: int, tmp: Path) -> dict[
         "events": source["counters"]["events"],
         "bytes": size(source),
         "affinities_bytes": size(source["affinities"]),
-        "recent_event_ids_bytes": size(source.get("recent_event_ids", [])),
+        "recent_batches_bytes": size(source.get("recent_batches", [])),
         "recent_sessions_bytes": size(source["recent_sessions"]),
         "values_per_attribute": {a: len(v) for a, v in source["affinities"].items()},
     }
@@ -368,10 +355,6 @@ def main() -> None:
             server.stop()
         _log("4. profile size ...")
         results["profile_size"] = profile_size(s, es, args.profile_events, tmp)
-        _log("5. what-if: import without per-event folded marks ...")
-        results["what_if_import_without_folded_marks"] = import_without_folded_marks(
-            args.url, f"{args.prefix}whatif-", path
-        )
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:

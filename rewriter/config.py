@@ -55,12 +55,17 @@ class Indices:
     def impressions(self) -> str:
         return f"{self.prefix}affinity-impressions"
 
+    @property
+    def journal(self) -> str:
+        return f"{self.prefix}affinity-journal"
+
     def alias(self, template_name: str) -> str:
         return {
             "catalog": self.catalog,
             "profiles": self.profiles,
             "events": self.events,
             "impressions": self.impressions,
+            "journal": self.journal,
         }[template_name]
 
 

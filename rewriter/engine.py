@@ -25,7 +25,7 @@ from rewriter.config import Settings
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "index_templates"
 PAINLESS_DIR = ROOT / "painless"
-TEMPLATE_NAMES = ("catalog", "profiles", "events", "impressions")
+TEMPLATE_NAMES = ("catalog", "profiles", "events", "impressions", "journal")
 
 
 class OrjsonSerializer(JSONSerializer):

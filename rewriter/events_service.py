@@ -25,10 +25,10 @@ process or of the node. The queue is bounded (MAX_PENDING_EVENTS): beyond it, 42
 Exactly-once across processes. Several server processes (uvicorn workers, replicas) each run
 a writer. Event ids are the events index doc ids (create-only: a second delivery is a 409,
 reported as duplicate and never folded); profile writes use optimistic concurrency plus each
-profile's `recent_event_ids`, so two processes folding the same user, or a recovery racing a
-fold, never count an event twice (pipeline.py). A crash between the events write and the fold
-leaves events with `folded: false`; every writer runs `Pipeline.recover()` at startup and every
-RECOVER_EVERY_S, which folds events older than `pipeline.RECOVERY_AGE_S`.
+profile's `recent_batches`, so two processes folding the same user, or a recovery racing a
+fold, never count a batch twice (pipeline.py). A crash between the events write and the fold
+leaves the batch `pending` in the journal; every writer runs `Pipeline.recover()` at startup
+and every RECOVER_EVERY_S, which folds pending batches older than `pipeline.RECOVERY_AGE_S`.
 
 After a write the proxy's profile cache is invalidated for the request's users, so the next
 search in this process reads the new profile (other processes: within the cache TTL).
@@ -385,7 +385,7 @@ class GroupCommitter:
 
     def _recovery_loop(self, pipeline: Pipeline) -> None:
         """Its own thread, so a large backlog never stalls acknowledgements. Racing a
-        writer on a profile is safe: optimistic concurrency plus `recent_event_ids`."""
+        writer on a profile is safe: optimistic concurrency plus `recent_batches`."""
         while not self._recovery_stop.is_set():
             try:
                 folded = pipeline.recover()

@@ -9,10 +9,12 @@ One batch goes through these steps (the batch import and `POST /events` share th
 3. `_bulk` create into the events index, doc id = event id: a re-sent event is a 409 there,
    reported as a duplicate, and never folded again;
 4. fold the newly created events per user and write each profile with optimistic concurrency
-   (if_seq_no/if_primary_term; a conflict re-reads and retries). Each profile keeps the ids
-   of the events folded by its last writes (`recent_event_ids`), so an event is never folded
-   twice even when two processes, or a recovery after a crash, race for it;
-5. mark the events `folded`. `recover()` folds events left unfolded by a crash between 3 and 5.
+   (if_seq_no/if_primary_term; a conflict re-reads and retries). Every batch has an id,
+   recorded in a journal (pending → done) and on each of its events; a profile keeps the ids
+   of the batches folded into it (`recent_batches`), so a batch is never folded twice into
+   one profile, even when two processes, or a recovery after a crash, race for it;
+5. mark the batch `done` in the journal: one write per batch, not one per event.
+   `recover()` folds the events of batches a crash left `pending`.
 
 Delivery is at-least-once, the effect exactly-once.
 """
@@ -20,6 +22,7 @@ Delivery is at-least-once, the effect exactly-once.
 from __future__ import annotations
 
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,8 +35,9 @@ from rewriter.boost_profiles import BoostProfile
 from rewriter.events import Event, Rejection
 from rewriter.profiles import FoldConfig, ProfileDoc, fold, opted_out, store_k_for
 
-RECENT_IDS = 2048
-"""Event ids remembered per profile; a batch folds at most this many events per user."""
+RECENT_BATCHES = 64
+"""Batch ids remembered per profile. Only batches still pending in the journal (a crash, or
+a fold in flight) need to be recognized, and those are the newest few."""
 
 RECOVERY_AGE_S = 30.0
 """Unfolded events younger than this belong to a fold in flight; recovery leaves them."""
@@ -175,19 +179,26 @@ class Pipeline:
             else:
                 attrs = attributes_from_source(source, self.cfg.attributes)
                 enriched.append((event.with_attributes(attrs), True))
-        created = self._append(enriched, now, result)
+        batch = uuid.uuid4().hex
+        self._journal(batch, "pending", now, len(enriched))
+        created = self._append(enriched, now, result, batch)
         if created:
-            result.folded = self.fold_into_profiles(created, now)
+            result.folded = self.fold_into_profiles([(e, batch) for e in created], now)
+        self._journal(batch, "done", now, len(created))
         result.users = {e.user_id for e in created}
         return result
 
+    def _journal(self, batch: str, state: str, now: float, events: int) -> None:
+        body = {"batch_id": batch, "state": state, "created": now, "events": events}
+        self.es.index(index=self.settings.indices.journal, id=batch, body=body)
+
     def _append(
-        self, enriched: list[tuple[Event, bool]], now: float, result: BatchResult
+        self, enriched: list[tuple[Event, bool]], now: float, result: BatchResult, batch: str
     ) -> list[Event]:
         index = self.settings.indices.events
         actions = []
         for event, known in enriched:
-            doc = {**event.to_doc(), "known_item": known, "folded": False, "ingested_at": now}
+            doc = {**event.to_doc(), "known_item": known, "batch_id": batch, "ingested_at": now}
             actions.append(
                 {"_op_type": "create", "_index": index, "_id": event.event_id, "_source": doc}
             )
@@ -215,42 +226,42 @@ class Pipeline:
                 result.rejected.append(f"event {info.get('_id')}: OpenSearch refused it: {reason}")
         return created
 
-    def fold_into_profiles(self, events: Sequence[Event], now: float) -> int:
-        """Fold events (already in the log) into their users' profiles; mark them folded."""
-        by_user: dict[str, list[Event]] = defaultdict(list)
-        for event in events:
-            by_user[event.user_id].append(event)
+    def fold_into_profiles(self, events: Sequence[tuple[Event, str]], now: float) -> int:
+        """Fold (event, batch id) pairs, already in the log, into their users' profiles."""
+        by_user: dict[str, list[tuple[Event, str]]] = defaultdict(list)
+        for event, batch in events:
+            by_user[event.user_id].append((event, batch))
         pending = dict(by_user)
-        folded_ids: list[str] = []
+        folded: list[int] = []
         for _attempt in range(10):
             if not pending:
                 break
-            pending = self._fold_round(pending, now, folded_ids)
+            pending = self._fold_round(pending, now, folded)
         if pending:
             raise RuntimeError(
                 f"profiles of {len(pending)} users kept changing under us; "
-                "their events stay unfolded and `recover` will fold them"
+                "their batch stays pending and `recover` will fold it"
             )
-        self._mark_folded([e.event_id for e in events])
-        return len(folded_ids)
+        return sum(folded)
 
     def _fold_round(
-        self, by_user: dict[str, list[Event]], now: float, folded_ids: list[str]
-    ) -> dict[str, list[Event]]:
+        self, by_user: dict[str, list[tuple[Event, str]]], now: float, folded: list[int]
+    ) -> dict[str, list[tuple[Event, str]]]:
         current = self._profiles(sorted(by_user))
         actions, planned = [], {}
-        for user, evs in by_user.items():
+        for user, pairs in by_user.items():
             found = current.get(user)
             doc, seq, term = found if found else (None, None, None)
-            seen = set((doc or {}).get("recent_event_ids", []))
-            new = [e for e in evs if e.event_id not in seen]
             if doc is not None and doc.get("opt_out"):
                 continue
+            ring = list((doc or {}).get("recent_batches", []))
+            new = [(e, b) for e, b in pairs if b not in ring]
             if not new:
                 continue
-            updated = dict(fold(doc, new, self.cfg, now=now))
-            recent = [e.event_id for e in new] + list((doc or {}).get("recent_event_ids", []))
-            updated["recent_event_ids"] = recent[:RECENT_IDS]
+            updated = dict(fold(doc, [e for e, _ in new], self.cfg, now=now))
+            updated.pop("recent_event_ids", None)  # superseded by recent_batches
+            batches = list(dict.fromkeys(b for _, b in new))
+            updated["recent_batches"] = [*batches, *ring][:RECENT_BATCHES]
             action: dict[str, Any] = {
                 "_index": self.settings.indices.profiles,
                 "_id": user,
@@ -261,14 +272,14 @@ class Pipeline:
             else:
                 action.update(_op_type="index", if_seq_no=seq, if_primary_term=term)
             actions.append(action)
-            planned[user] = new
-        retry: dict[str, list[Event]] = {}
+            planned[user] = len(new)
+        retry: dict[str, list[tuple[Event, str]]] = {}
         for ok, item in helpers.streaming_bulk(
             self.es, actions, raise_on_error=False, raise_on_exception=False
         ):
             info = next(iter(item.values()))
             if ok:
-                folded_ids += [e.event_id for e in planned[info["_id"]]]
+                folded.append(planned[info["_id"]])
             elif info.get("status") == 409:
                 retry[info["_id"]] = by_user[info["_id"]]
             else:
@@ -277,34 +288,34 @@ class Pipeline:
                 )
         return retry
 
-    def _mark_folded(self, event_ids: Sequence[str]) -> None:
-        index = self.settings.indices.events
-        actions = (
-            {"_op_type": "update", "_index": index, "_id": i, "doc": {"folded": True}}
-            for i in event_ids
-        )
-        helpers.bulk(self.es, actions, chunk_size=5000, raise_on_error=False, max_retries=3)
-
     # ------------------------------------------------------------------ recovery and users
     def recover(self, now: float | None = None, min_age_s: float = RECOVERY_AGE_S) -> int:
-        """Fold events a crash left unfolded (older than min_age_s). Returns how many."""
+        """Fold the events of batches a crash left pending (older than min_age_s)."""
         now = time.time() if now is None else now
+        journal = self.settings.indices.journal
         query = {
             "bool": {
                 "filter": [
-                    {"term": {"folded": False}},
-                    {"range": {"ingested_at": {"lte": now - min_age_s}}},
+                    {"term": {"state": "pending"}},
+                    {"range": {"created": {"lte": now - min_age_s}}},
                 ]
             }
         }
-        events = [
-            event_from_doc(h["_source"])
-            for h in helpers.scan(
-                self.es, index=self.settings.indices.events, query={"query": query}
+        self.es.indices.refresh(index=[journal, self.settings.indices.events])
+        stale = [h["_source"] for h in helpers.scan(self.es, index=journal, query={"query": query})]
+        total = 0
+        for entry in stale:
+            batch = entry["batch_id"]
+            sources = helpers.scan(
+                self.es,
+                index=self.settings.indices.events,
+                query={"query": {"term": {"batch_id": batch}}},
             )
-        ]
-        events = [e for e in events if not isinstance(e, Rejection)]
-        return self.fold_into_profiles(events, now) if events else 0
+            events = [event_from_doc(h["_source"]) for h in sources]
+            pairs = [(e, batch) for e in events if not isinstance(e, Rejection)]
+            total += self.fold_into_profiles(pairs, now) if pairs else 0
+            self._journal(batch, "done", float(entry.get("created", now)), len(pairs))
+        return total
 
     def opt_out(self, pseudonym: str) -> None:
         """Erase the user's events and leave a tombstone profile (opt_out: true)."""
@@ -359,6 +370,7 @@ def event_from_doc(source: Mapping[str, Any]) -> Event | Rejection:
     """An Event read back from the events log (the shape Event.to_doc writes)."""
     from rewriter.events import validate
 
-    raw = {k: v for k, v in source.items() if k not in ("known_item", "folded", "ingested_at")}
+    internal = ("known_item", "batch_id", "folded", "ingested_at")
+    raw = {k: v for k, v in source.items() if k not in internal}
     types = [str(source.get("type"))]
     return validate(raw, types)

@@ -59,7 +59,8 @@ class OpenSearchProfileStore:
         if hit is not None and now - hit[0] < self.ttl:
             return hit[1]
         response = await self.http.get(
-            f"/{self.alias}/_doc/{pseudonym}", params={"realtime": "true"}
+            f"/{self.alias}/_doc/{pseudonym}",
+            params={"realtime": "true", "_source_excludes": "recent_batches,recent_sessions"},
         )
         if response.status == 404:
             doc = None

@@ -7,9 +7,8 @@ Rebuild is safe while events keep arriving: for each page of users it reads the 
 `_seq_no` first, then refreshes and scans the events log, and writes each rebuilt profile with
 `if_seq_no`/`if_primary_term`. A fold that lands in between makes the write conflict and the
 user is rebuilt again, so no event is lost or counted twice. The rebuilt profile remembers
-the ids of its unfolded events and of its newest `RECENT_IDS` events in `recent_event_ids`,
-and every scanned event is marked `folded`, so neither recovery nor a late fold in flight
-folds them a second time.
+the batch ids of its newest events in `recent_batches`, so neither recovery nor a late fold in
+flight folds a batch whose events the rebuild already counted.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from opensearchpy import OpenSearch, helpers
 from rewriter import config, privacy
 from rewriter.boost_profiles import BoostProfile
 from rewriter.events import Event, Rejection, iso
-from rewriter.pipeline import RECENT_IDS, Pipeline, event_from_doc, fold_config
+from rewriter.pipeline import RECENT_BATCHES, Pipeline, event_from_doc, fold_config
 from rewriter.profiles import (
     ProfileDoc,
     decayed,
@@ -123,12 +122,11 @@ class RebuildResult:
     errors: list[str] = field(default_factory=list)
 
 
-def _recent_ids(sources: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Unfolded events' ids plus the newest RECENT_IDS ids, newest first."""
-    ordered = sorted(sources, key=lambda s: (float(s["timestamp"]), s["event_id"]), reverse=True)
-    unfolded = [s["event_id"] for s in ordered if not s.get("folded")]
-    newest = [s["event_id"] for s in ordered[:RECENT_IDS]]
-    return list(dict.fromkeys([*unfolded, *newest]))
+def _recent_batches(sources: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The batch ids of the user's newest events (newest first), RECENT_BATCHES at most."""
+    ordered = sorted(sources, key=lambda s: float(s.get("ingested_at") or 0.0), reverse=True)
+    batches = (s["batch_id"] for s in ordered if s.get("batch_id"))
+    return list(dict.fromkeys(batches))[:RECENT_BATCHES]
 
 
 def _events(sources: Iterable[Mapping[str, Any]], result: RebuildResult) -> list[Event]:
@@ -187,14 +185,13 @@ class Rebuilder:
             if found is None and not by_user[user]:
                 continue
             doc = dict(rebuild(_events(by_user[user], result), self.cfg, user=user, now=now))
-            doc["recent_event_ids"] = _recent_ids(by_user[user])
+            doc["recent_batches"] = _recent_batches(by_user[user])
             actions.append(_write_action(self.settings.indices.profiles, user, doc, found))
             scanned.append(user)
         conflicts = self._write(actions, result)
         done = [u for u in scanned if u not in conflicts]
         result.users += len(done)
         result.events += sum(len(by_user[u]) for u in done)
-        self._mark_folded([s["event_id"] for u in done for s in by_user[u] if not s.get("folded")])
         return conflicts
 
     def _write(self, actions: list[dict[str, Any]], result: RebuildResult) -> list[str]:
@@ -210,14 +207,6 @@ class Rebuilder:
             else:
                 result.errors.append(f"profile {info['_id']}: not written: {info.get('error')}")
         return conflicts
-
-    def _mark_folded(self, event_ids: Sequence[str]) -> None:
-        index = self.settings.indices.events
-        actions = (
-            {"_op_type": "update", "_index": index, "_id": i, "doc": {"folded": True}}
-            for i in event_ids
-        )
-        helpers.bulk(self.es, actions, chunk_size=5000, raise_on_error=False, max_retries=3)
 
 
 def read_versions(

@@ -24,6 +24,7 @@ from opensearchpy import OpenSearch, helpers
 import cli
 from rewriter import config, privacy, segments, users
 from rewriter import engine as engine_mod
+from rewriter.events import Event
 from rewriter.events_ingest import fold_boost
 from rewriter.events_service import GroupCommitter
 from rewriter.pipeline import Pipeline
@@ -406,6 +407,7 @@ def test_opt_out_event_field_erases_and_drops_the_batch(
 def test_recover_folds_events_a_crash_left_unfolded(
     ev: config.Settings, opensearch: OpenSearch
 ) -> None:
+    """A batch written to the log but never folded: its journal entry is still pending."""
     pseudo = _pseudo(ev, "crashed")
     doc = {
         "event_id": "crash-1",
@@ -415,20 +417,41 @@ def test_recover_folds_events_a_crash_left_unfolded(
         "timestamp": NOW - 3600,
         "attributes": {"brand": [BRANDS[2]], "category": ["outerwear"]},
         "known_item": True,
-        "folded": False,
+        "batch_id": "crash-batch",
         "ingested_at": NOW - 120,
     }
     opensearch.index(index=ev.indices.events, id="crash-1", body=doc, refresh=True)
+    journal = {"batch_id": "crash-batch", "state": "pending", "created": NOW - 120, "events": 1}
+    opensearch.index(index=ev.indices.journal, id="crash-batch", body=journal, refresh=True)
     assert users.read_profile(opensearch, ev, pseudo) is None
     pipeline = Pipeline(opensearch, ev, fold_boost(ev))
-    assert pipeline.recover() >= 1
+    assert pipeline.recover() == 1
     profile = users.read_profile(opensearch, ev, pseudo)
     assert profile is not None
     assert profile["affinities"]["brand"] == {BRANDS[2]: pytest.approx(profile["mass"])}
-    opensearch.indices.refresh(index=ev.indices.events)
-    assert opensearch.get(index=ev.indices.events, id="crash-1")["_source"]["folded"] is True
+    assert opensearch.get(index=ev.indices.journal, id="crash-batch")["_source"]["state"] == "done"
     assert pipeline.recover() == 0
     assert users.read_profile(opensearch, ev, pseudo) == profile
+
+
+def test_a_batch_is_never_folded_twice_into_a_profile(
+    ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    """A recovery racing a fold that already landed (same batch id) changes nothing."""
+    pseudo = _pseudo(ev, "raced")
+    pipeline = Pipeline(opensearch, ev, fold_boost(ev))
+    event = Event(
+        event_id="race-1",
+        user_id=pseudo,
+        type="purchase",
+        item_id="i2",
+        timestamp=NOW - 60,
+        attributes={"brand": (BRANDS[2],)},
+    )
+    assert pipeline.fold_into_profiles([(event, "batch-r")], NOW) == 1
+    before = users.read_profile(opensearch, ev, pseudo)
+    assert pipeline.fold_into_profiles([(event, "batch-r")], NOW) == 0
+    assert users.read_profile(opensearch, ev, pseudo) == before
 
 
 # --------------------------------------------------------------------------- segments

@@ -21,8 +21,12 @@ from rewriter.proxy import create_app
 ITEMS = {
     "1": {"title": "red running shoe", "brand": "acme", "category": ["shoes", "running"]},
     "2": {"title": "blue running shoe", "brand": "zenit", "category": ["shoes", "running"]},
-    "3": {"title": "green running shoe", "brand": "other", "category": ["shoes"],
-          "popularity": 99.0},
+    "3": {
+        "title": "green running shoe",
+        "brand": "other",
+        "category": ["shoes"],
+        "popularity": 99.0,
+    },
     "4": {"title": "running jacket", "brand": "acme", "category": ["outerwear"]},
     "5": {"title": "running hat", "brand": "zenit", "category": ["hats"]},
 }
@@ -258,3 +262,52 @@ def test_engine_down_is_a_fast_503(bootstrapped: config.Settings, catalog: str) 
     assert r.status_code == 503
     assert r.json()["error"]["type"] == "affinity_engine_unavailable"
     assert time.monotonic() - t0 < 5
+
+
+def test_engine_that_never_answers_is_a_504_within_the_timeout(
+    bootstrapped: config.Settings, catalog: str
+) -> None:
+    """A socket that accepts and stays silent: the proxy gives up after AFFINITY_TIMEOUT."""
+    import asyncio
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = silent.getsockname()[1]
+    try:
+        slow = replace(bootstrapped, url=f"http://127.0.0.1:{port}", timeout=1.5)
+        app = create_app(slow)
+
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as c:
+                return await c.post(f"/{catalog}/_search", json=QUERY)
+
+        t0 = time.monotonic()
+        r = asyncio.run(go())
+        elapsed = time.monotonic() - t0
+    finally:
+        silent.close()
+    assert r.status_code == 504, r.text
+    assert r.json()["error"]["type"] == "affinity_engine_timeout"
+    assert 1.0 < elapsed < 5
+
+
+def test_in_process_api_matches_the_proxy(
+    proxy_url: str,
+    catalog: str,
+    zenit_fan: str,
+    opensearch: OpenSearch,
+    bootstrapped: config.Settings,
+) -> None:
+    from rewriter.api import Personalizer
+
+    p = Personalizer(opensearch, bootstrapped)
+    result = p.rewrite(catalog, QUERY, zenit_fan)
+    assert result.log["applied"] is True
+    assert "rescore" in result.body and "rescore" not in QUERY  # the app's body is untouched
+    direct = opensearch.search(index=catalog, body=result.body)
+    proxied = httpx.post(
+        f"{proxy_url}/{catalog}/_search", json=QUERY, headers={"X-User-Id": zenit_fan}
+    ).json()
+    assert _ids(direct) == _ids(proxied)

@@ -311,3 +311,42 @@ def test_in_process_api_matches_the_proxy(
         f"{proxy_url}/{catalog}/_search", json=QUERY, headers={"X-User-Id": zenit_fan}
     ).json()
     assert _ids(direct) == _ids(proxied)
+
+
+def test_recovers_without_restart_when_the_engine_comes_back(
+    bootstrapped: config.Settings,
+) -> None:
+    """503 while nothing listens; the same app answers once a server is there again.
+    (The upstream here is a stub: what is under test is the proxy's connection handling.)"""
+    import asyncio
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Stub(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"version": {"number": "2.19.6"}}'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    port = _free_port()
+    app = create_app(replace(bootstrapped, url=f"http://127.0.0.1:{port}", timeout=2.0))
+
+    async def scenario() -> tuple[int, int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as c:
+            down = (await c.get("/")).status_code
+            server = ThreadingHTTPServer(("127.0.0.1", port), Stub)
+            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread.start()
+            try:
+                up = (await c.get("/")).status_code
+            finally:
+                server.shutdown()
+            return down, up
+
+    assert asyncio.run(scenario()) == (503, 200)

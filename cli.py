@@ -824,7 +824,7 @@ def boost_diff(
     seed: int,
     as_json: bool,
 ) -> None:
-    from rewriter import boost_compare
+    from rewriter import boost_diff
 
     s = _settings()
     before, after = _load_boost_file(old), _load_boost_file(new)
@@ -832,7 +832,7 @@ def boost_diff(
     if queries_file:
         queries = queries_file.read_text(encoding="utf-8").splitlines()
     es = _client(60)
-    report = boost_compare.diff(
+    report = boost_diff.diff(
         es,
         s,
         _boost_index(index, s)(after),
@@ -846,7 +846,7 @@ def boost_diff(
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
     else:
-        click.echo(boost_compare.format_diff(report))
+        click.echo(boost_diff.format_diff(report))
 
 
 # --------------------------------------------------------------------------- measurement

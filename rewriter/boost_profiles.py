@@ -45,7 +45,6 @@ __all__ = [
     "load_boost_profiles",
     "load_directory",
     "parse_boost_profile",
-    "select_profile",
 ]
 
 Shape = Literal["rescore", "function_score"]
@@ -224,24 +223,6 @@ def bind_secret(profile: BoostProfile, pseudonymize: Callable[[str], str]) -> Bo
     if not profile.segments:
         return profile
     return replace(profile, segments=bind_user_lists(profile.segments, pseudonymize))
-
-
-def select_profile(
-    profiles: Mapping[str, BoostProfile],
-    *,
-    header: str | None = None,
-    variant: str | None = None,
-    index_default: str | None = None,
-    default: str = "default",
-) -> str:
-    """Which boost profile ranks a request, by name. Precedence: the request's header
-    (X-Boost-Profile), then the experiment variant's profile (the hook for experiments), then
-    the index's default (AFFINITY_INDEX_PROFILES), then `default`. The caller reports a name
-    that is not loaded."""
-    for name in (header, variant, index_default):
-        if name:
-            return name
-    return default
 
 
 # --- top-level keys --------------------------------------------------------------------------

@@ -188,8 +188,11 @@ def _terms(node: Node, ctx: y.Ctx) -> tuple[tuple[str, tuple[Scalar, ...]], ...]
     pairs = y.pairs(node, ctx, "terms")
     if not pairs:
         y.fail(ctx, node, "give at least one field: value (e.g. `terms: {in_stock: false}`)")
-    parsed = [_field_values(name)(value, y.at(ctx, name)) for name, _, value in pairs]
-    return tuple(parsed)  # type: ignore[arg-type]
+    parsed: list[tuple[str, tuple[Scalar, ...]]] = []
+    for name, key_node, value in pairs:
+        y.ref(y.at(ctx, name), key_node, "field", name)  # the field name is the key
+        parsed.append((name, _scalars(value, y.at(ctx, name))))
+    return tuple(parsed)
 
 
 def _duration(node: Node, ctx: y.Ctx) -> float:

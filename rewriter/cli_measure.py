@@ -223,7 +223,7 @@ def evaluate(
     es = engine_mod.client(s, timeout=300)
     try:
         result = ev.run(es, s, boost, opts, log=_err)
-    except (ScratchError, config.SecretMissing) as exc:
+    except (ScratchError, config.SecretMissing, ValueError) as exc:
         _fail(str(exc))
         return
     click.echo(result.report)

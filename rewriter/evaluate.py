@@ -45,7 +45,7 @@ from opensearchpy import OpenSearch
 from rewriter import config, evaluate_scratch, events_ingest
 from rewriter.boost_profiles import BoostProfile, ColdStart, Shape
 from rewriter.evaluate_metrics import DEPTH, Row, Scores, recommend, render, summarize
-from rewriter.events import Event, parse_timestamp
+from rewriter.events import Event, iso, parse_timestamp
 from rewriter.profiles import affinity_view
 from rewriter.rewrite import RequestContext, rewrite
 
@@ -63,7 +63,7 @@ class Cutoff:
     user_fraction: float | None = None
 
     def __str__(self) -> str:
-        return f"time {self.time:.0f}" if self.time is not None else f"user:{self.user_fraction}"
+        return iso(self.time) if self.time is not None else f"user:{self.user_fraction}"
 
 
 def parse_cutoff(text: str) -> Cutoff:
@@ -310,6 +310,11 @@ def run(
     items = evaluate_scratch.items(es, scratch, [e.item_id for e in tested])
     profiles = evaluate_scratch.profiles(es, scratch, [e.user_id for e in tested])
     cases = case_list(tested, train, items, profiles, opts.fallback)
+    if not cases:
+        raise ValueError(
+            f"nothing to replay: no {'/'.join(opts.positive_types)} events at or after the "
+            f"cutoff ({opts.cutoff}) whose item is in the catalog with a query or a category"
+        )
     boost = replace(boost, shape=opts.shape) if opts.shape else boost
     t0 = time.monotonic()
     scores = replay(es, scratch.indices.catalog, cases, methods(boost, opts.alphas))

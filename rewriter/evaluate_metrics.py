@@ -92,6 +92,12 @@ def recommend(rows: Sequence[Row], scores: Mapping[str, Scores]) -> tuple[float 
         diff, low, high = paired_ci(scores[best.method].ndcg, scores[base].ndcg)
         parts.append(f"vs {base} {diff:+.4f} [{low:+.4f}, {high:+.4f}]")
     text = f"recommended {best.method} (NDCG@10 {best.ndcg:.4f}; {'; '.join(parts)}, 95% CI)"
+    positive = [r.ndcg for r in alphas if float(r.method[6:]) > 0]
+    if len(positive) > 1 and max(positive) - min(positive) < 1e-12:
+        text += (
+            "\nnote: every alpha > 0 ranks alike: relevance is the same for all candidates of "
+            "these queries, so only the affinity order counts, not its weight"
+        )
     return float(best.method[6:]), text
 
 

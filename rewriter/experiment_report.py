@@ -246,14 +246,27 @@ class Report:
     notes: list[str]
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "experiment": describe(self.experiment),
-            "variants": [asdict(v) for v in self.variants],
-            "comparisons": [asdict(c) for c in self.comparisons],
-            "sample_ratio": asdict(self.srm),
-            "verdicts": {k: asdict(v) for k, v in self.verdicts.items()},
-            "notes": self.notes,
-        }
+        """Plain data; undefined numbers (nan) become None, so the output is strict JSON."""
+        return _finite(
+            {
+                "experiment": describe(self.experiment),
+                "variants": [asdict(v) for v in self.variants],
+                "comparisons": [asdict(c) for c in self.comparisons],
+                "sample_ratio": asdict(self.srm),
+                "verdicts": {k: asdict(v) for k, v in self.verdicts.items()},
+                "notes": self.notes,
+            }
+        )
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def build_report(

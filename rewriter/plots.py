@@ -7,6 +7,7 @@ rest of affinity never pays for it.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -77,13 +78,14 @@ def evaluation_plot(
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8))
     for ax, metric in zip(list(axes), metrics, strict=True):
         ax.plot(alphas, personalized[metric], "o-", label="personalized", color="#1f77b4")
-        for (name, values), style in zip(baselines.items(), ("--", ":"), strict=False):
-            ax.axhline(values[metric], linestyle=style, color="#555555", label=name)
+        for (name, values), style in zip(baselines.items(), ("--", ":", "-."), strict=False):
+            colour = "#d62728" if name == "popularity" else "#555555"
+            ax.axhline(values[metric], linestyle=style, color=colour, label=name, linewidth=1.2)
         ax.set_xlabel("alpha")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(textwrap.fill(title, 130), fontsize=9)
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=110)

@@ -15,7 +15,8 @@ explain.
 
 Decisions:
 
-- Not personalized, body unchanged (applied false): `X-Personalization: off`
+- No affinity term, and the body unchanged unless rules apply (then applied is true, reason
+  still says why there is no term): `X-Personalization: off`
   (personalization_off), an opted-out user (opt_out), a `sort` that is anything but `_score`
   descending (sorted_by_field: the app asked for a field order, and OpenSearch rejects
   rescore with a sort), `size: 0` (no_hits_requested: nothing to rank), alpha 0

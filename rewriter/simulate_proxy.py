@@ -8,7 +8,8 @@
    which is served over HTTP in a thread. Every user searches categories through
    `POST /{catalog}/_search` with `X-User-Id`; the proxy assigns the variant, ranks, tags
    the response (experiment, variant, query_id) and logs the impression.
-4. Users click with the position-biased model of simulate.py on what they were shown and
+4. Users click with the position-biased model of simulate.py (with ATTRACT) on what they
+   were shown and
    post clicks and carts with the query_id, purchases without it.
 5. The report is built from the impressions and events indices, exactly as
    `affinity experiment report` does.
@@ -39,6 +40,9 @@ BRANDS = ("acme", "zenit", "orbit", "nova", "lumen", "vertex", "kite", "delta")
 CATEGORIES = ("shoes", "jackets", "hats", "bags", "watches", "gloves", "scarves", "belts")
 FILLER = ("classic", "light", "urban", "trail", "soft", "pro", "daily", "warm")
 HISTORY = 6
+ATTRACT = (0.30, 0.05)
+"""Click attractiveness (favourite brand, other brands) of the end-to-end run: stronger brand
+loyalty than simulate.py's, so that a few hundred users show the lift plainly."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,7 @@ def _session(
     user: str,
     prefs: tuple[int, int, float, int],
     seed: int,
+    attract: tuple[float, float] = ATTRACT,
 ) -> tuple[int, int]:
     """One user's searches and the events they lead to; (searches, events sent)."""
     brand, category, propensity, searches = prefs
@@ -131,8 +136,7 @@ def _session(
         qid = response["personalization"]["query_id"]
         for rank, hit in enumerate(response["hits"]["hits"]):
             fav = world.items["brand"][int(hit["_id"])] == brand
-            attract = sim.ATTRACT_FAVOURITE if fav else sim.ATTRACT_OTHER
-            if rng.random() < propensity * sim.EXAMINE[rank] * attract:
+            if rng.random() < propensity * sim.EXAMINE[rank] * attract[0 if fav else 1]:
                 events += _after_click(user, hit["_id"], qid, rank + 1, world, rng)
     if events:
         client.post("/events", json=events).raise_for_status()

@@ -33,10 +33,10 @@ def shop(opensearch: OpenSearch, bootstrapped: config.Settings) -> config.Settin
 def test_simulated_experiment_through_proxy_and_engine(
     opensearch: OpenSearch, shop: config.Settings
 ) -> None:
-    result = simulate_proxy.run(opensearch, shop, users=500, seed=7)
+    result = simulate_proxy.run(opensearch, shop, users=400, seed=7)
     report = result.report
-    assert result.impressions == result.searches > 900  # one impression per search
-    assert sum(v.users for v in report.variants) == 500
+    assert result.impressions == result.searches > 800  # one impression per search
+    assert sum(v.users for v in report.variants) == 400
     assert not report.srm.mismatch
     ctr = next(c for c in report.comparisons if c.metric == "ctr")
     assert ctr.diff > 0 and ctr.p_value < 0.01, ctr
@@ -58,32 +58,32 @@ def test_response_tags_and_the_impression_document(
         variants=(Variant("off", 50.0, generic=True), Variant("on", 50.0, alpha=3.0)),
     )
     body = {"query": {"match": {"title": "shoes"}}, "size": 3, "from": 1}
+    path = f"/{shop.indices.catalog}/_search"
     with simulate_proxy.serve(shop, ExperimentSet([exp])) as (url, app):
-        tagged = httpx.post(
-            f"{url}/{shop.indices.catalog}/_search", json=body, headers={"X-User-Id": "tag-user"}
-        ).json()
+        tagged = [
+            httpx.post(url + path, json=body, headers={"X-User-Id": f"tag-{n}"}).json()
+            for n in range(12)
+        ]
         opted = httpx.post(
-            f"{url}/{shop.indices.catalog}/_search",
-            json=body,
-            headers={"X-User-Id": "tag-user", "X-Personalization": "off"},
+            url + path, json=body, headers={"X-User-Id": "tag-0", "X-Personalization": "off"}
         ).json()
         hidden = httpx.post(f"{url}/{shop.indices.impressions}/_search", json={})
         assert app.state.proxy.impressions.flush(10)  # type: ignore[attr-defined]
-    info = tagged["personalization"]
-    assert info["experiment"] == "tags" and info["variant"] in ("off", "on")
-    if info["variant"] == "on":
-        assert info["alpha"] == 3.0
-    else:
-        assert info["reason"] == "experiment_control" and info["applied"] is False
+    infos = {r["personalization"]["variant"]: r["personalization"] for r in tagged}
+    assert set(infos) == {"off", "on"} and {i["experiment"] for i in infos.values()} == {"tags"}
+    assert infos["on"]["alpha"] == 3.0 and infos["on"]["applied"] is True
+    assert infos["off"]["reason"] == "experiment_control" and infos["off"]["applied"] is False
     assert opted["personalization"]["experiment"] is None  # chose its own view: not enrolled
+    assert len({r["personalization"]["query_id"] for r in tagged}) == 12
     assert hidden.status_code == 403
     opensearch.indices.refresh(index=shop.indices.impressions)
-    doc = opensearch.get(index=shop.indices.impressions, id=info["query_id"])["_source"]
+    first = tagged[0]["personalization"]
+    doc = opensearch.get(index=shop.indices.impressions, id=first["query_id"])["_source"]
     secret = config.user_secret(shop)
-    assert doc["user_id"] == privacy.pseudonymize("tag-user", secret)
-    assert "tag-user" not in json.dumps(doc)
-    assert doc["query"] == "shoes" and doc["variant"] == info["variant"]
-    ids = [h["_id"] for h in tagged["hits"]["hits"]]
+    assert doc["user_id"] == privacy.pseudonymize("tag-0", secret)
+    assert "tag-0" not in json.dumps(doc)
+    assert doc["query"] == "shoes" and doc["variant"] == first["variant"]
+    ids = [h["_id"] for h in tagged[0]["hits"]["hits"]]
     assert doc["items"] == [{"id": i, "position": n + 2} for n, i in enumerate(ids)]
     erased = Pipeline(opensearch, shop, load_boost_profiles("profiles")["default"]).erase(
         doc["user_id"]
@@ -106,7 +106,7 @@ def _write_shop(directory: Path) -> tuple[Path, Path]:
     for u in range(40):
         mine = [i for i, b, _ in items if b == brands[u % 5]]
         for k in range(8):  # 6 before the cutoff (t < 2000), 2 after
-            t = 1_000_000_000 + (k * 1000 if k < 6 else 3000 + k)
+            t = 1_000_000_000 + (k * 1000 if k < 6 else 10_000 + k)
             item = mine[(u * 7 + k * 3) % len(mine)]
             lines.append({"user_id": f"u{u}", "type": "purchase", "item_id": item, "timestamp": t})
     events.write_text("".join(json.dumps(e) + "\n" for e in lines))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import httpx
 
 from rewriter import config
 from rewriter.boost_profiles import BoostProfile
-from rewriter.boost_reload import BoostRegistry
+from rewriter.boost_reload import BoostRegistry, lifespan
 from rewriter.proxy import create_app
 
 GOOD = "name: shop\nalpha: 1.0\n"
@@ -119,3 +120,26 @@ def test_proxy_health_reports_profile_errors_and_swaps(tmp_path: Path) -> None:
     )
     [error] = body["boost_profile_errors"]  # type: ignore[misc]
     assert "unknown key 'alpah'" in error and "still serving version" in error
+
+
+def test_sighup_reloads_while_the_app_runs(tmp_path: Path) -> None:
+    _write(tmp_path / "shop.yaml", GOOD)
+    registry, _ = _registry(tmp_path)
+    registry.interval = 60.0  # polling cannot be what reloads it
+
+    async def run() -> float:
+        async with lifespan(registry)(None):
+            _write(tmp_path / "shop.yaml", BETTER)
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(250):
+                if registry.profiles["shop"].alpha == 2.0:
+                    break
+                await asyncio.sleep(0.02)
+            return registry.profiles["shop"].alpha
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a missing handler fails, not kills
+    try:
+        assert asyncio.run(run()) == 2.0
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert registry._thread is None  # the watcher stops with the app

@@ -179,3 +179,11 @@ def test_proxy_boost_for_takes_the_variant_after_the_header() -> None:
     plain = state.boost_for("catalog", None, ex.Arm(e.name, e.variant("default")))
     assert (plain.name, plain.alpha) == ("default", 1.0)
     assert state.boost_for("catalog", None).name == "default"
+
+
+def test_the_documented_example_is_valid() -> None:
+    doc = ex.__doc__ or ""
+    block = doc.split("by default; boost profiles")[1].split("\n\n")[1]
+    example = textwrap.dedent(block)
+    parsed = ex.parse_experiment(example, "docstring", PROFILES)
+    assert parsed.name == "movielens-alpha" and parsed.variant("personal").alpha == 2.5

@@ -240,11 +240,20 @@ class ImpressionWriter:
             {"_op_type": "index", "_index": self.index, "_id": d["query_id"], "_source": d}
             for d in batch
         )
-        ok, errors = helpers.bulk(es, actions, raise_on_error=False, max_retries=2)
+        # require_alias: never auto-create a plain index where bootstrap puts the alias
+        ok, errors = helpers.bulk(
+            es, actions, raise_on_error=False, max_retries=2, require_alias=True
+        )
         self.written += ok
         if errors:
             self.failed += len(errors)
-            log.warning("%d impressions refused by OpenSearch, e.g. %s", len(errors), errors[0])
+            log.warning(
+                "%d impressions refused by OpenSearch (is %s bootstrapped? run `affinity "
+                "bootstrap`), e.g. %s",
+                len(errors),
+                self.index,
+                errors[0],
+            )
 
 
 def with_impressions(inner: Lifespan) -> Lifespan:

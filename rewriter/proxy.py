@@ -100,8 +100,8 @@ class ProxyState:
 
 # --------------------------------------------------------------------------- helpers
 def _check_index(state: ProxyState, index: str) -> None:
-    internal = {state.settings.indices.profiles, state.settings.indices.events}
-    internal.add(state.settings.indices.impressions)
+    ix = state.settings.indices
+    internal = {ix.profiles, ix.events, ix.impressions, ix.journal}
     names = index.split(",")
     if any(n in ("_all", "*") or "*" in n or "?" in n for n in names):
         raise ProxyError(

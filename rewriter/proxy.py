@@ -20,10 +20,11 @@ events) are refused, so the proxy can never be used to read another user's profi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,6 +48,7 @@ from rewriter.rules import EMPTY_PLAN, RulePlan
 log = logging.getLogger("affinity.proxy")
 
 JSON_TYPE = "application/json; charset=UTF-8"
+Lifespan = Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]
 _INDEX_OK = re.compile(r"^[a-z0-9][a-z0-9_.,+-]*$")
 
 
@@ -547,11 +549,23 @@ def create_app(
         Route("/{path:path}", refuse, methods=ANY),
     ]
     registry.on_change = lambda boosts, errors: _swap_boosts(state, boosts, errors)
-    lifespan = imp_mod.with_impressions(events_service.lifespan)
+    lifespan = _closing_pool(imp_mod.with_impressions(events_service.lifespan))
     app = Starlette(routes=routes, lifespan=boost_reload.lifespan(registry, lifespan))
     app.state.proxy = state
     app.state.boost_registry = registry
     return app
+
+
+def _closing_pool(inner: Lifespan) -> Lifespan:
+    """Run `inner`, then close the connection pool to OpenSearch on shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with inner(app):
+            yield
+        await app.state.proxy.http.close()
+
+    return lifespan
 
 
 def _swap_boosts(state: ProxyState, boosts: dict[str, BoostProfile], errors: list[str]) -> None:

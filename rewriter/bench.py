@@ -2,9 +2,11 @@
 
 One run, side by side, on the same generated data and the same query set:
 (a) direct to OpenSearch, (b) through the proxy with personalization off, (c) through the
-proxy personalized with the rescore shape, (d) personalized with function_score. Each is
-timed sequentially (latency p50/p99) and with a few client threads (QPS). The proxy runs as
-its own process (`affinity serve`), as in production.
+proxy personalized with the rescore shape, (d) personalized with function_score, (f) rescore
+when each user searches 5 times in a row (the profile cache serves 4 of 5), and (e) the
+rewritten rescore bodies sent directly (the engine's share of the cost). Each is timed
+sequentially (latency p50/p99) and with a few client threads (QPS). The proxy runs as its own
+process (`affinity serve`), as in production.
 """
 
 from __future__ import annotations
@@ -96,16 +98,23 @@ def _queries(n: int, seed: int = 11) -> list[dict]:
     ]
 
 
-def _time(call: Callable[[int], None], n: int, threads: int) -> tuple[list[float], float]:
-    lat = []
-    for i in range(n):  # sequential: latency
-        t0 = time.perf_counter()
-        call(i)
-        lat.append((time.perf_counter() - t0) * 1000)
+def _latencies(cases: dict[str, Callable[[int], None]], n: int) -> dict[str, list[float]]:
+    """Sequential latency, interleaved: query i goes to every case before query i + 1, so
+    drift on a busy machine (GC, other processes) hits all cases alike."""
+    lat: dict[str, list[float]] = {name: [] for name in cases}
+    for i in range(n):
+        for name, call in cases.items():
+            t0 = time.perf_counter()
+            call(i)
+            lat[name].append((time.perf_counter() - t0) * 1000)
+    return lat
+
+
+def _qps(call: Callable[[int], None], n: int, threads: int) -> float:
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:  # concurrent: throughput
+    with ThreadPoolExecutor(threads) as pool:
         list(pool.map(call, range(n)))
-    return lat, n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0)
 
 
 def _result(name: str, lat: list[float], qps: float) -> Result:
@@ -163,6 +172,7 @@ def run(
         load_data(es, s, items, users)
     bodies = [orjson.dumps(b) for b in _queries(queries)]
     user_ids = [f"user-{i % users}" for i in range(queries)]
+    session = [f"user-{(i // 5 + 5000) % users}" for i in range(queries)]  # 5 searches a user
     path = f"/{s.indices.catalog}/_search"
     with tempfile.TemporaryDirectory() as tmp:
         for name, shape in (("default", "rescore"), ("bench-fs", "function_score")):
@@ -188,6 +198,7 @@ def run(
                 "d proxy, function_score": call(
                     via, lambda i: {"X-User-Id": user_ids[i], "X-Boost-Profile": "bench-fs"}
                 ),
+                "f proxy, rescore, 5/user": call(via, lambda i: {"X-User-Id": session[i]}),
                 "e direct, rewritten rescore": lambda i: direct.post(
                     path, content=rewritten[i], headers=json_h
                 ).raise_for_status(),
@@ -195,11 +206,12 @@ def run(
             for fn in cases.values():  # warm up caches and JIT
                 for i in range(min(100, queries)):
                     fn(i)
+            lat = _latencies(cases, queries)
+            log("  latency: done")
             results = []
             for name, fn in cases.items():
-                lat, qps = _time(fn, queries, threads)
-                results.append(_result(name, lat, qps))
-                log(f"  {name}: done")
+                results.append(_result(name, lat[name], _qps(fn, queries, threads)))
+                log(f"  {name} QPS: done")
         finally:
             proxy.terminate()
             proxy.wait(10)

@@ -94,7 +94,9 @@ class Event:
         return _evolve(self, attributes=attributes)
 
     def to_doc(self) -> dict[str, object]:
-        """The events-index document (doc id = `event_id`); `validate` reads it back."""
+        """The events-index document (doc id = `event_id`); `validate` reads it back.
+
+        Written out field by field: it runs once per imported event."""
         doc: dict[str, object] = {
             "event_id": self.event_id,
             "user_id": self.user_id,
@@ -102,22 +104,24 @@ class Event:
             "item_id": self.item_id,
             "timestamp": self.timestamp,
         }
-        optional: dict[str, object] = {
-            "event_id_generated": self.event_id_generated or None,
-            "query": self.query,
-            "query_id": self.query_id,
-            "position": self.position,
-            "value": self.value,
-            "quantity": self.quantity,
-            "session_id": self.session_id,
-            "context": dict(self.context) or None,
-            "experiment": self.experiment,
-            "variant": self.variant,
-            "opt_out": self.opt_out or None,
-            "attributes": {a: list(v) for a, v in self.attributes.items()} or None,
-        }
-        doc.update({k: v for k, v in optional.items() if v is not None})
+        if self.event_id_generated:
+            doc["event_id_generated"] = True
+        for name in _OPTIONAL_SCALARS:
+            value = self.__dict__[name]
+            if value is not None:
+                doc[name] = value
+        if self.context:
+            doc["context"] = dict(self.context)
+        if self.opt_out:
+            doc["opt_out"] = True
+        if self.attributes:
+            doc["attributes"] = {a: list(v) for a, v in self.attributes.items()}
         return doc
+
+
+_OPTIONAL_SCALARS = (
+    "query", "query_id", "position", "value", "quantity", "session_id", "experiment", "variant",
+)  # fmt: skip
 
 
 def _evolve(event: Event, **changes: object) -> Event:

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rewriter import boost_reload, config, events_service, pins, privacy, reference
+from rewriter import boost_reload, config, events_service, explain, pins, privacy
 from rewriter import experiments as exp_mod
 from rewriter import impressions as imp_mod
 from rewriter.boost_profiles import BoostProfile
@@ -43,7 +43,7 @@ from rewriter.model import UserAffinity
 from rewriter.profile_store import OpenSearchProfileStore, ProfileStore
 from rewriter.profiles import affinity_view
 from rewriter.rewrite import RequestContext, RewriteResult, rewrite
-from rewriter.rules import EMPTY_PLAN, RulePlan
+from rewriter.rules import EMPTY_PLAN
 
 log = logging.getLogger("affinity.proxy")
 
@@ -209,59 +209,6 @@ async def _send(state: ProxyState, method: str, path: str, **kwargs: Any) -> Eng
         raise _engine_error(exc) from exc
 
 
-def _explain_hits(
-    response: dict[str, Any],
-    log_: dict[str, Any],
-    boost: BoostProfile,
-    user: UserAffinity | None,
-    body: Mapping[str, Any],
-    rules: RulePlan = EMPTY_PLAN,
-) -> None:
-    """Attach `_affinity` (the score breakdown) to each hit, from the same params the engine
-    used; relevance = (_score − the added term) / buries − boosts (hits past a rescore window
-    get no added term; pinned hits, placed by position, get none of it)."""
-    params = log_.get("params") or reference.script_params(user, boost)
-    weight = float(log_.get("alpha_eff") or 0.0)
-    start = int(body.get("from", 0) or 0)
-    window = boost.window if log_.get("shape") == "rescore" else None
-    now = time.time()
-    organic = [h for h in response.get("hits", {}).get("hits", []) if "_pinned" not in h]
-    for i, hit in enumerate(organic):
-        source = dict(hit.get("_source") or {})
-        source.update(hit.get("fields") or {})
-        item = reference.hit_from_source(hit["_id"], 0.0, source, list(params["attributes"]))
-        aff, matches = reference.affinity(item.attributes, params)
-        in_window = window is None or start + i < window
-        if log_.get("mode") == "popularity":  # cold start: the popularity term, not affinity
-            pop = reference.popularity_term(item.popularity, boost.cold_start.modifier)
-            added = float(log_.get("popularity_weight") or 0.0) * pop if in_window else 0.0
-        else:
-            added = weight * aff if (log_.get("applied") and in_window) else 0.0
-        boosted, bury, fired = reference.rule_effects(item, rules, now)
-        added *= bury
-        score = hit.get("_score")
-        hit["_affinity"] = {
-            "relevance": None if score is None else (score - added) / bury - boosted,
-            "boost": boosted,
-            "bury": bury,
-            "rules": list(fired),
-            "mode": log_.get("mode"),
-            "affinity": aff,
-            "alpha_eff": weight,
-            "added": added,
-            "final": score,
-            "attributes": {
-                m.attribute: {
-                    "value": m.value,
-                    "affinity": m.affinity,
-                    "weight": m.weight,
-                    "contribution": m.contribution,
-                }
-                for m in matches
-            },
-        }
-
-
 async def _personalized(
     state: ProxyState, request: Request, index: str, body: dict[str, Any]
 ) -> tuple[
@@ -340,7 +287,7 @@ async def search(request: Request) -> Response:
         return _passthrough(upstream)
     response = orjson.loads(upstream.content)
     if ctx.explain:
-        _explain_hits(response, plog, boost, affinity, new_body, result.rules)
+        explain.explain_hits(response, plog, boost, affinity, new_body, result.rules)
     plog.pop("params", None)
     response["personalization"] = plog
     if state.impressions is not None:

@@ -151,7 +151,7 @@ def movielens(s: config.Settings, es: OpenSearch) -> dict[str, Any] | None:
 class Server:
     """`affinity serve` in a subprocess (its own interpreter: no GIL shared with clients)."""
 
-    def __init__(self, s: config.Settings) -> None:
+    def __init__(self, s: config.Settings, workers: int = 1) -> None:
         self.port = _free_port()
         env = {
             **os.environ,
@@ -163,7 +163,16 @@ class Server:
         env.pop("AFFINITY_FOLD_PROFILE", None)
         exe = Path(sys.executable).parent / "affinity"
         self.proc = subprocess.Popen(
-            [str(exe), "serve", "--port", str(self.port), "--log-level", "warning"],
+            [
+                str(exe),
+                "serve",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--workers",
+                str(workers),
+            ],
             env=env,
             cwd=ROOT,
         )
@@ -327,6 +336,7 @@ def main() -> None:
     parser.add_argument("--post-batch", type=int, default=100)
     parser.add_argument("--post-concurrency", type=int, default=8)
     parser.add_argument("--freshness", type=int, default=1_000)
+    parser.add_argument("--workers", type=int, default=1, help="Server processes for POST.")
     parser.add_argument("--profile-events", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=None, help="Also write the results as JSON.")
     args = parser.parse_args()
@@ -342,7 +352,7 @@ def main() -> None:
         results["import_again_duplicates_s"] = import_file(s, es, path, "jsonl")["seconds"]
         results["import_movielens"] = movielens(s, es)
         _log("2./3. POST /events ...")
-        server = Server(s)
+        server = Server(s, args.workers)
         try:
             results["post_single"] = asyncio.run(
                 post_load(server.url, min(args.post_events, 10_000), 1, 32)

@@ -17,8 +17,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +25,6 @@ from dataclasses import dataclass
 
 import httpx
 import numpy as np
-import uvicorn
 from opensearchpy import OpenSearch, helpers
 
 from rewriter import config
@@ -35,6 +32,7 @@ from rewriter import experiment_report as er
 from rewriter import simulate as sim
 from rewriter.experiments import Experiment, ExperimentSet, Variant
 from rewriter.proxy import create_app
+from rewriter.serve_thread import serve_in_thread
 
 BRANDS = ("acme", "zenit", "orbit", "nova", "lumen", "vertex", "kite", "delta")
 CATEGORIES = ("shoes", "jackets", "hats", "bags", "watches", "gloves", "scarves", "belts")
@@ -54,31 +52,13 @@ class EndToEnd:
     seconds: float
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def serve(settings: config.Settings, experiments: ExperimentSet) -> Iterator[tuple[str, object]]:
     """The proxy app with `experiments`, served over HTTP in a thread: (url, app)."""
     app = create_app(settings)
     app.state.proxy.experiments = experiments
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if not server.started:
-        raise RuntimeError("the proxy did not start within 20 s")
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        server.should_exit = True
-        thread.join(15)
+    with serve_in_thread(app) as url:
+        yield url, app
 
 
 def index_catalog(es: OpenSearch, index: str, world: sim.World, seed: int) -> None:

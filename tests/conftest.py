@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
@@ -22,14 +21,9 @@ from opensearchpy import OpenSearch
 
 from rewriter import config, local_engine
 from rewriter import engine as engine_mod
+from rewriter.serve_thread import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _docker_answers() -> bool:
@@ -60,7 +54,7 @@ def engine_url(
         return
     data_dir = tmp_path_factory.mktemp("engine")
     try:
-        st = local_engine.start(data_dir, port=_free_port(), heap="1g", timeout=180)
+        st = local_engine.start(data_dir, port=free_port(), heap="1g", timeout=180)
     except local_engine.EngineError as exc:
         pytest.fail(f"The local OpenSearch engine could not start:\n{exc}", pytrace=False)
     assert st.url

@@ -5,7 +5,6 @@ response names the version that ranked it; the invalid file is reported and neve
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections import Counter
@@ -14,12 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from opensearchpy import OpenSearch
 
 from rewriter import config
 from rewriter.boost_profiles import content_version
 from rewriter.proxy import create_app
+from rewriter.serve_thread import serve_in_thread
 
 pytestmark = pytest.mark.engine
 
@@ -29,12 +28,6 @@ V1 = "name: shop\nalpha: 1.0\nattributes: {brand: 1.0}\n"
 V2 = V1 + "rules:\n  - {id: hide-hats, hide: {category: hats}}\n"
 BROKEN = V2 + "  - {id: oops, boost: {brand: acme}}\n"  # a boost without a weight
 V3 = V1 + "rules:\n  - {id: acme-up, boost: {brand: acme, weight: 5}}\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture()
@@ -63,17 +56,8 @@ def proxy(bootstrapped: config.Settings, tmp_path: Path) -> Iterator[tuple[str, 
     (tmp_path / "shop.yaml").write_text(V1)
     app = create_app(bootstrapped, profiles_dir=str(tmp_path))
     app.state.boost_registry.interval = 0.1
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the proxy did not start"
-    yield f"http://127.0.0.1:{port}", tmp_path / "shop.yaml"
-    server.should_exit = True
-    thread.join(10)
+    with serve_in_thread(app) as url:
+        yield url, tmp_path / "shop.yaml"
 
 
 def _replace(path: Path, text: str) -> None:

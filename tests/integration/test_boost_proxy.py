@@ -4,21 +4,19 @@ lists, pins in _search and _msearch, explain with rules, the version in every re
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from opensearchpy import OpenSearch
 
 from rewriter import config, privacy
 from rewriter.boost_profiles import content_version
 from rewriter.profiles import FoldConfig, empty_profile
 from rewriter.proxy import create_app
+from rewriter.serve_thread import serve_in_thread
 
 pytestmark = pytest.mark.engine
 
@@ -46,12 +44,6 @@ ITEMS = {
     "jacket": {"title": "rain jacket", "brand": "other", "in_stock": True},
 }
 QUERY = {"query": {"match": {"title": "running"}}, "size": 10}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -98,17 +90,8 @@ def proxy_url(
     (directory / "default.yaml").write_text("name: default\n")
     (directory / "shop.yaml").write_text(PROFILE)
     app = create_app(bootstrapped, profiles_dir=str(directory))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def _search(url: str, index: str, user: str, context: str | None = None, **params: str) -> dict:

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 import cli
 from rewriter import config, local_engine
 from rewriter import engine as engine_mod
+from rewriter.serve_thread import free_port
 
 pytestmark = pytest.mark.engine
 
@@ -23,12 +24,6 @@ if os.environ.get("OPENSEARCH_URL"):
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("lifecycle")
@@ -37,7 +32,7 @@ def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def test_start_status_stop_and_data_survives(node_dir: Path) -> None:
-    port = _free_port()
+    port = free_port()
     runner = CliRunner()
     started = runner.invoke(
         cli.main, ["engine", "start", "--port", str(port), "--data-dir", str(node_dir)]
@@ -69,7 +64,7 @@ def test_start_status_stop_and_data_survives(node_dir: Path) -> None:
 def test_second_start_is_idempotent(node_dir: Path) -> None:
     st = local_engine.status(node_dir)
     assert st.running
-    again = local_engine.start(node_dir, port=_free_port(), log=lambda m: None)
+    again = local_engine.start(node_dir, port=free_port(), log=lambda m: None)
     assert again.pid == st.pid
 
 
@@ -89,7 +84,7 @@ def test_locked_data_dir_is_a_clear_error(node_dir: Path) -> None:
     pid_file.unlink()
     try:
         with pytest.raises(local_engine.EngineError, match="locked by another OpenSearch node"):
-            local_engine.start(node_dir, port=_free_port(), timeout=120)
+            local_engine.start(node_dir, port=free_port(), timeout=120)
     finally:
         pid_file.write_text(saved)
     assert local_engine.status(node_dir).running

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from click.testing import CliRunner
 from opensearchpy import OpenSearch, helpers
 
@@ -29,18 +27,13 @@ from rewriter.events_ingest import fold_boost
 from rewriter.events_service import GroupCommitter
 from rewriter.pipeline import Pipeline
 from rewriter.proxy import create_app
+from rewriter.serve_thread import serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = time.time()
 ITEMS = 200
 BRANDS = ("acme", "zenit", "nova", "orbit", "pike", "quill", "rho")
 CATEGORIES = ("shoes", "hats", "outerwear", "bags", "socks")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -189,18 +182,9 @@ def test_bad_lines_are_reported_with_line_and_field(tmp_path: Path, env: dict[st
 @pytest.fixture(scope="module")
 def server(ev: config.Settings) -> Iterator[tuple[str, Any]]:
     """The proxy app (with POST /events) under uvicorn, so its lifespan runs."""
-    port = _free_port()
     app = create_app(ev)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "the proxy did not start"
-    yield f"http://127.0.0.1:{port}", app
-    srv.should_exit = True
-    thread.join(10)
+    with serve_in_thread(app) as url:
+        yield url, app
 
 
 def _event(user: str, n: int, **extra: Any) -> dict[str, Any]:

@@ -10,13 +10,13 @@ from dataclasses import replace
 
 import httpx
 import pytest
-import uvicorn
 from opensearchpy import OpenSearch
 
 from rewriter import config, privacy
 from rewriter.events import Event
 from rewriter.profiles import FoldConfig, fold
 from rewriter.proxy import create_app
+from rewriter.serve_thread import free_port, serve_in_thread
 
 ITEMS = {
     "1": {"title": "red running shoe", "brand": "acme", "category": ["shoes", "running"]},
@@ -30,12 +30,6 @@ ITEMS = {
     "4": {"title": "running jacket", "brand": "acme", "category": ["outerwear"]},
     "5": {"title": "running hat", "brand": "zenit", "category": ["hats"]},
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -84,18 +78,8 @@ def zenit_fan(opensearch: OpenSearch, bootstrapped: config.Settings) -> str:
 
 @pytest.fixture(scope="module")
 def proxy_url(bootstrapped: config.Settings) -> Iterator[str]:
-    port = _free_port()
-    app = create_app(bootstrapped)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the proxy did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve_in_thread(create_app(bootstrapped)) as url:
+        yield url
 
 
 QUERY = {"query": {"match": {"title": "running"}}, "size": 5}
@@ -247,7 +231,7 @@ def test_engine_errors_keep_status_and_body(
 
 
 def test_engine_down_is_a_fast_503(bootstrapped: config.Settings, catalog: str) -> None:
-    dead = replace(bootstrapped, url=f"http://127.0.0.1:{_free_port()}", timeout=2.0)
+    dead = replace(bootstrapped, url=f"http://127.0.0.1:{free_port()}", timeout=2.0)
     app = create_app(dead)
     transport = httpx.ASGITransport(app=app)
 
@@ -333,7 +317,7 @@ def test_recovers_without_restart_when_the_engine_comes_back(
         def log_message(self, *args: object) -> None:
             pass
 
-    port = _free_port()
+    port = free_port()
     app = create_app(replace(bootstrapped, url=f"http://127.0.0.1:{port}", timeout=2.0))
 
     async def scenario() -> tuple[int, int]:

@@ -6,7 +6,6 @@ Thin, like cli.py (which registers them): parse, call the package, print.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -20,12 +19,8 @@ from rewriter.boost_profiles import (
     load_boost_profile,
     load_boost_profiles,
 )
+from rewriter.cli_common import fail as _fail
 from rewriter.experiments import ExperimentError, ExperimentSet, experiments_dir, load_experiments
-
-
-def _fail(message: str, code: int = 1) -> None:
-    click.secho(message, fg="red", err=True)
-    sys.exit(code)
 
 
 def _err(message: str) -> None:

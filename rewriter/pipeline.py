@@ -199,7 +199,8 @@ class Pipeline:
         self._journal(batch, "pending", now, len(enriched))
         created = self._append(enriched, now, result, batch)
         if created:
-            result.folded = self.fold_into_profiles([(e, batch) for e in created], now)
+            pairs = [(e, batch) for e in created]
+            result.folded = self.fold_into_profiles(pairs, now, prefetched=profiles)
         self._journal(batch, "done", now, len(created))
         result.users = {e.user_id for e in created}
         return result
@@ -262,8 +263,17 @@ class Pipeline:
             reason = error.get("reason", error) if isinstance(error, dict) else error
             result.rejected.append(f"event {event_id}: OpenSearch refused it: {reason}")
 
-    def fold_into_profiles(self, events: Sequence[tuple[Event, str]], now: float) -> int:
-        """Fold (event, batch id) pairs, already in the log, into their users' profiles."""
+    def fold_into_profiles(
+        self,
+        events: Sequence[tuple[Event, str]],
+        now: float,
+        prefetched: Mapping[str, tuple[ProfileDoc, int, int] | None] | None = None,
+    ) -> int:
+        """Fold (event, batch id) pairs, already in the log, into their users' profiles.
+
+        `prefetched`: the profiles as just read (with seq_no/primary_term), saving the first
+        round a read; a profile that changed since makes its write conflict, and the retry
+        reads it again."""
         by_user: dict[str, list[tuple[Event, str]]] = defaultdict(list)
         for event, batch in events:
             by_user[event.user_id].append((event, batch))
@@ -272,7 +282,8 @@ class Pipeline:
         for _attempt in range(10):
             if not pending:
                 break
-            pending = self._fold_round(pending, now, folded)
+            pending = self._fold_round(pending, now, folded, prefetched)
+            prefetched = None
         if pending:
             raise RuntimeError(
                 f"profiles of {len(pending)} users kept changing under us; "
@@ -281,9 +292,16 @@ class Pipeline:
         return sum(folded)
 
     def _fold_round(
-        self, by_user: dict[str, list[tuple[Event, str]]], now: float, folded: list[int]
+        self,
+        by_user: dict[str, list[tuple[Event, str]]],
+        now: float,
+        folded: list[int],
+        prefetched: Mapping[str, tuple[ProfileDoc, int, int] | None] | None = None,
     ) -> dict[str, list[tuple[Event, str]]]:
-        current = self._profiles(sorted(by_user))
+        if prefetched is not None and all(u in prefetched for u in by_user):
+            current = prefetched
+        else:
+            current = self._profiles(sorted(by_user))
         actions, planned = [], {}
         for user, pairs in by_user.items():
             found = current.get(user)

@@ -11,7 +11,7 @@ What it measures (all under the index prefix --prefix, deleted first):
 1. batch import: a generated JSONL file (--events events of --users users over a 5,000-item
    catalog) through `affinity ingest events`'s code path (parse, Pipeline.ingest in batches
    of 5,000, popularity); events folded per second, wall clock. Also the MovieLens ratings
-   (../shared/data) with the movielens boost profile, when the file is there.
+   (data/movielens) with the movielens boost profile.
 2. POST /events: `affinity serve` in a subprocess, clients posting --post-batch events per
    request from --post-concurrency connections; events acknowledged (written and folded)
    per second.
@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ITEMS = 5_000
 BRANDS = 500
 CATEGORIES = 200
-MOVIELENS = ROOT.parent / "shared" / "data" / "movielens-latest-small"
+MOVIELENS = ROOT / "data" / "movielens"
 TYPES = ("view", "view", "view", "click", "click", "add_to_cart", "purchase")
 
 

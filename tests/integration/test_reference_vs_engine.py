@@ -8,16 +8,15 @@ with rewriter/reference.py. Needs a real node (fixtures `opensearch`, `index_pre
 
 from __future__ import annotations
 
-import math
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+from engine_helpers import close, scratch_index
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
-from opensearchpy import OpenSearch, helpers
+from opensearchpy import OpenSearch
 
 from rewriter.boost_profiles import BoostProfile, ColdStart, Shape
 from rewriter.model import UserAffinity
@@ -41,10 +40,6 @@ MAPPING = {
 }
 
 
-def _close(got: float, want: float) -> bool:
-    return math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-5)
-
-
 @pytest.fixture(scope="module")
 def engine(opensearch: OpenSearch) -> OpenSearch:
     body = {"script": {"lang": "painless", "source": PAINLESS.read_text()}}
@@ -52,18 +47,10 @@ def engine(opensearch: OpenSearch) -> OpenSearch:
     return opensearch
 
 
-@contextmanager
-def _catalog(engine: OpenSearch, prefix: str, docs: list[dict[str, JSON]]) -> Iterator[str]:
-    """A fresh one-shard index holding `docs` (ids "0", "1", ...), deleted afterwards."""
-    name = f"{prefix}refscore-{uuid.uuid4().hex[:8]}"
-    settings_ = {"number_of_shards": 1, "number_of_replicas": 0}
-    engine.indices.create(index=name, body={"settings": settings_, "mappings": MAPPING})
-    try:
-        actions = [{"_index": name, "_id": str(i), "_source": d} for i, d in enumerate(docs)]
-        helpers.bulk(engine, actions, refresh="wait_for")
-        yield name
-    finally:
-        engine.indices.delete(index=name, ignore_unavailable=True)
+def _catalog(
+    engine: OpenSearch, prefix: str, docs: list[dict[str, JSON]]
+) -> AbstractContextManager[str]:
+    return scratch_index(engine, f"{prefix}refscore", MAPPING, docs)
 
 
 def _keyword(values: list[str]) -> st.SearchStrategy[JSON]:
@@ -184,8 +171,8 @@ def _check(
     final_by_id = {h.id: h.final for h in expected}
     assert len(got) == len(page)
     for hit, want in zip(got, page, strict=True):
-        assert _close(hit["_score"], final_by_id[hit["_id"]]), (hit, result.log)
-        assert _close(hit["_score"], want.final), ("order differs", hit, want, result.log)
+        assert close(hit["_score"], final_by_id[hit["_id"]]), (hit, result.log)
+        assert close(hit["_score"], want.final), ("order differs", hit, want, result.log)
 
 
 def _property(shape: Shape) -> Callable[..., None]:

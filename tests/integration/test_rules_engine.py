@@ -7,17 +7,15 @@ Needs a real node (fixtures `opensearch`, `bootstrapped`, `index_prefix` in conf
 
 from __future__ import annotations
 
-import math
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import replace
 
 import pytest
+from engine_helpers import close, scratch_index
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
-from opensearchpy import OpenSearch, helpers
+from opensearchpy import OpenSearch
 
 from rewriter import config, privacy
 from rewriter.api import Personalizer, run_search
@@ -50,22 +48,10 @@ MAPPING = {
 }
 
 
-def _close(got: float, want: float) -> bool:
-    return math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-5)
-
-
-@contextmanager
-def _catalog(engine: OpenSearch, prefix: str, docs: list[dict[str, JSON]]) -> Iterator[str]:
-    """A fresh one-shard index holding `docs` (ids "0", "1", ...), deleted afterwards."""
-    name = f"{prefix}rules-{uuid.uuid4().hex[:8]}"
-    body = {"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": MAPPING}
-    engine.indices.create(index=name, body=body)
-    try:
-        actions = [{"_index": name, "_id": str(i), "_source": d} for i, d in enumerate(docs)]
-        helpers.bulk(engine, actions, refresh="wait_for")
-        yield name
-    finally:
-        engine.indices.delete(index=name, ignore_unavailable=True)
+def _catalog(
+    engine: OpenSearch, prefix: str, docs: list[dict[str, JSON]]
+) -> AbstractContextManager[str]:
+    return scratch_index(engine, f"{prefix}rules", MAPPING, docs)
 
 
 def _served(
@@ -98,8 +84,8 @@ def _served(
             assert (hit["_id"], hit["_pinned"]["position"]) == (want_id, pinned), (hit, page)
             continue
         assert "_pinned" not in hit
-        assert _close(hit["_score"], final[hit["_id"]]), (hit, result.log)
-        assert _close(hit["_score"], final[want_id]), ("order differs", hit, want_id)
+        assert close(hit["_score"], final[hit["_id"]]), (hit, result.log)
+        assert close(hit["_score"], final[want_id]), ("order differs", hit, want_id)
 
 
 # --- the property test -----------------------------------------------------------------------

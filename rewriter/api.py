@@ -58,7 +58,9 @@ class Personalizer:
         return self.boost_profiles[key]
 
     def user_affinity(self, user_id: str, boost: BoostProfile) -> UserAffinity | None:
-        pseudonym = privacy.pseudonymize(user_id, self.secret)
+        return self._affinity(self.pseudonym(user_id), boost)
+
+    def _affinity(self, pseudonym: str, boost: BoostProfile) -> UserAffinity | None:
         try:
             doc = self.es.get(index=self.settings.indices.profiles, id=pseudonym, realtime=True)
         except NotFoundError:
@@ -74,10 +76,11 @@ class Personalizer:
         boost_profile: str | None = None,
     ) -> RewriteResult:
         boost = self.boost(boost_profile or self.settings.index_profile_map.get(index))
-        user = self.user_affinity(user_id, boost) if user_id else None
+        pseudonym = self.pseudonym(user_id) if user_id else None
+        user = self._affinity(pseudonym, boost) if pseudonym else None
         ctx = context or RequestContext()
-        if user_id and ctx.user is None:  # segments that list users compare pseudonyms
-            ctx = replace(ctx, user=self.pseudonym(user_id))
+        if pseudonym and ctx.user is None:  # segments that list users compare pseudonyms
+            ctx = replace(ctx, user=pseudonym)
         return rewrite(body, user, boost, ctx)
 
     def search(

@@ -46,7 +46,6 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from rewriter import privacy
 from rewriter.boost_profiles import BoostProfile
 from rewriter.events import iso, parse_timestamp
 from rewriter.rewrite import RequestContext
@@ -366,16 +365,15 @@ def describe(exp: Experiment) -> Mapping[str, object]:
 def enroll_search(
     experiments: ExperimentSet,
     index: str,
-    raw_user: str | None,
-    secret: bytes,
+    pseudonym: str | None,
     chosen: bool,
     now: float | None = None,
 ) -> Arm | None:
-    """The arm of one search, or None: anonymous searches, and searches that chose their own
-    treatment (`chosen`: X-Boost-Profile or X-Personalization: off), are not enrolled."""
-    if chosen or not raw_user or not len(experiments):
+    """The arm of one search by the user `pseudonym`, or None: anonymous searches, and
+    searches that chose their own treatment (`chosen`: X-Boost-Profile or
+    X-Personalization: off), are not enrolled."""
+    if chosen or not pseudonym or not len(experiments):
         return None
-    pseudonym = privacy.pseudonymize(raw_user, secret)
     return experiments.enroll(index, pseudonym, time.time() if now is None else now)
 
 

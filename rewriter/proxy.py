@@ -122,18 +122,20 @@ def _check_index(state: ProxyState, index: str) -> None:
         )
 
 
+def _json_object(raw: bytes | str, kind: str, what: str) -> dict[str, Any]:
+    """`raw` parsed as a JSON object, or a 400 ProxyError of type `kind` naming `what`."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ProxyError(400, kind, f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ProxyError(400, kind, f"{what} must be a JSON object")
+    return value
+
+
 def _context(request: Request) -> tuple[str | None, RequestContext]:
     raw_ctx = request.headers.get("x-user-context")
-    ctx: dict[str, Any] = {}
-    if raw_ctx:
-        try:
-            ctx = orjson.loads(raw_ctx)
-        except orjson.JSONDecodeError as exc:
-            raise ProxyError(
-                400, "affinity_bad_header", f"X-User-Context is not valid JSON: {exc}"
-            ) from None
-        if not isinstance(ctx, dict):
-            raise ProxyError(400, "affinity_bad_header", "X-User-Context must be a JSON object")
+    ctx = _json_object(raw_ctx, "affinity_bad_header", "X-User-Context") if raw_ctx else {}
     off = request.headers.get("x-personalization", "").strip().lower() in ("off", "0", "false")
     explain = request.query_params.get("explain", "").lower() in ("true", "1", "")
     explain = explain and "explain" in request.query_params
@@ -149,11 +151,10 @@ def _context(request: Request) -> tuple[str | None, RequestContext]:
 
 
 async def _user_affinity(
-    state: ProxyState, user: str | None, boost: BoostProfile
+    state: ProxyState, pseudonym: str | None, boost: BoostProfile
 ) -> UserAffinity | None:
-    if not user:
+    if not pseudonym:
         return None
-    pseudonym = privacy.pseudonymize(user, state.secret)
     doc = await state.profiles.get(pseudonym)
     if doc is None:
         return None
@@ -161,16 +162,7 @@ async def _user_affinity(
 
 
 def _body_from(raw: bytes, params: Mapping[str, str]) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    if raw.strip():
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise ProxyError(
-                400, "parse_exception", f"request body is not valid JSON: {exc}"
-            ) from None
-        if not isinstance(body, dict):
-            raise ProxyError(400, "parse_exception", "request body must be a JSON object")
+    body = _json_object(raw, "parse_exception", "request body") if raw.strip() else {}
     for key in ("from", "size"):  # URL from/size move into the body (rewrite reads them there)
         if key in params:
             try:
@@ -215,15 +207,16 @@ async def _personalized(
     dict[str, Any], dict[str, Any], BoostProfile, UserAffinity | None, RequestContext, RewriteResult
 ]:
     user, ctx = _context(request)
-    if user:  # the pseudonym, for boost-profile segments that list users
-        ctx = replace(ctx, user=privacy.pseudonymize(user, state.secret))
+    pseudonym = privacy.pseudonymize(user, state.secret) if user else None
+    if pseudonym:  # for boost-profile segments that list users
+        ctx = replace(ctx, user=pseudonym)
     header = request.headers.get("x-boost-profile")
     chosen = bool(header) or ctx.personalization_off
-    arm = exp_mod.enroll_search(state.experiments, index, user, state.secret, chosen)
+    arm = exp_mod.enroll_search(state.experiments, index, pseudonym, chosen)
     ctx = exp_mod.arm_context(arm, ctx)
     boost = state.boost_for(index, header, arm)
     try:
-        affinity = await _user_affinity(state, user, boost)
+        affinity = await _user_affinity(state, pseudonym, boost)
     except EngineError as exc:
         raise _engine_error(exc) from exc
     result = rewrite(body, affinity, boost, ctx)

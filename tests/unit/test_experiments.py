@@ -9,6 +9,7 @@ import pytest
 from scipy import stats as ss
 
 from rewriter import experiments as ex
+from rewriter import privacy
 from rewriter.boost_profiles import BoostProfile
 from rewriter.proxy import ProxyState
 from rewriter.rewrite import RequestContext
@@ -138,14 +139,14 @@ def test_assignments_of_two_experiments_are_independent() -> None:
 def test_enroll_only_active_identified_searches_on_the_target_index() -> None:
     e = parse(GOOD)
     found = ex.ExperimentSet([e])
-    secret = b"s" * 32
+    u1 = privacy.pseudonymize("u1", b"s" * 32)
     at = e.start + 10
-    arm = ex.enroll_search(found, "catalog", "u1", secret, chosen=False, now=at)
+    arm = ex.enroll_search(found, "catalog", u1, chosen=False, now=at)
     assert arm is not None and arm.experiment == "movielens-alpha"
-    assert ex.enroll_search(found, "products", "u1", secret, chosen=False, now=at) is None
-    assert ex.enroll_search(found, "catalog", None, secret, chosen=False, now=at) is None
-    assert ex.enroll_search(found, "catalog", "u1", secret, chosen=True, now=at) is None
-    assert ex.enroll_search(found, "catalog", "u1", secret, chosen=False, now=e.end) is None
+    assert ex.enroll_search(found, "products", u1, chosen=False, now=at) is None
+    assert ex.enroll_search(found, "catalog", None, chosen=False, now=at) is None
+    assert ex.enroll_search(found, "catalog", u1, chosen=True, now=at) is None
+    assert ex.enroll_search(found, "catalog", u1, chosen=False, now=e.end) is None
     with pytest.raises(KeyError, match="known: movielens-alpha"):
         found.get("nope")
 

@@ -54,6 +54,11 @@ class EngineUnavailable(RuntimeError):
     """OpenSearch did not answer; the message says where we looked and what to do."""
 
 
+POOL_SIZE = 8
+"""Connections kept open to the cluster; urllib3's default of one made every concurrent
+request (the import's two `_bulk` senders, the events writers) open and drop a socket."""
+
+
 def client(settings: Settings, timeout: float | None = None) -> OpenSearch:
     """A client for the configured cluster (OPENSEARCH_URL) or the local engine."""
     auth = (settings.user, settings.password) if settings.user else None
@@ -66,6 +71,7 @@ def client(settings: Settings, timeout: float | None = None) -> OpenSearch:
         timeout=timeout or settings.timeout,
         http_compress=False,
         serializer=OrjsonSerializer(),
+        pool_maxsize=POOL_SIZE,
     )
 
 

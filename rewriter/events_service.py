@@ -360,11 +360,7 @@ class GroupCommitter:
         with self._cond:
             self.batches += 1
         _resolve(jobs, batch)
-        created = [
-            e
-            for sid, e in unique.items()
-            if batch.outcomes.get(sid) == "accepted" and e.item_id not in batch.unknown_items
-        ]
+        created = [e for e in batch.created if e.item_id not in batch.unknown_items]
         if created:
             self._pop_buffer.add(created)
 

@@ -18,13 +18,13 @@ Accepted sources:
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
+import orjson
 import yaml
 
 from rewriter.events import (
@@ -54,8 +54,8 @@ def _json_lines(lines: Iterable[str]) -> Iterator[tuple[int, Raw | Rejection]]:
         if not line.strip():
             continue
         try:
-            doc = json.loads(line)
-        except json.JSONDecodeError as err:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError as err:
             yield line_no, Rejection("record", f"record is not valid JSON: {err.msg}", line_no)
             continue
         if not isinstance(doc, dict):

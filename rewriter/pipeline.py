@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,16 @@ a fold in flight) need to be recognized, and those are the newest few."""
 
 RECOVERY_AGE_S = 30.0
 """Unfolded events younger than this belong to a fold in flight; recovery leaves them."""
+
+APPEND_CHUNK = 5_000
+"""Events per `_bulk` request. A larger batch (the batch import folds windows of 100,000
+events) is sent in chunks, `SENDERS` at a time: one is built while the engine indexes
+another."""
+SENDERS = 2
+MGET_CHUNK = 1_000
+"""Profiles per `_mget` request."""
+PROFILE_CHUNK = 500
+"""Profiles per `_bulk` request."""
 
 
 def fold_config(boost: BoostProfile) -> FoldConfig:
@@ -70,6 +81,8 @@ class BatchResult:
     outcomes: dict[str, str] = field(default_factory=dict)
     """Stored event id (after pseudonymization) → accepted | duplicate | rejected |
     not_stored (opted out); the first outcome of an id sent twice in one batch wins."""
+    created: list[Event] = field(default_factory=list)
+    """The events newly written to the log, as stored: pseudonymized and enriched."""
 
     def merge(self, other: BatchResult) -> None:
         self.accepted += other.accepted
@@ -80,6 +93,7 @@ class BatchResult:
         self.folded += other.folded
         self.unknown_items |= other.unknown_items
         self.outcomes = {**other.outcomes, **self.outcomes}
+        self.created += other.created
 
 
 def attributes_from_source(source: Mapping[str, Any], names: Iterable[str]) -> dict:
@@ -109,17 +123,18 @@ class Pipeline:
 
     # ------------------------------------------------------------------ reads
     def _profiles(self, users: Sequence[str]) -> dict[str, tuple[ProfileDoc, int, int] | None]:
-        if not users:
-            return {}
-        response = self.es.mget(
-            index=self.settings.indices.profiles, body={"ids": list(users)}, realtime=True
-        )
         out: dict[str, tuple[ProfileDoc, int, int] | None] = {}
-        for doc in response["docs"]:
-            found = doc.get("found")
-            out[doc["_id"]] = (
-                (doc["_source"], doc["_seq_no"], doc["_primary_term"]) if found else None
+        for start in range(0, len(users), MGET_CHUNK):
+            response = self.es.mget(
+                index=self.settings.indices.profiles,
+                body={"ids": list(users[start : start + MGET_CHUNK])},
+                realtime=True,
             )
+            for doc in response["docs"]:
+                found = doc.get("found")
+                out[doc["_id"]] = (
+                    (doc["_source"], doc["_seq_no"], doc["_primary_term"]) if found else None
+                )
         return out
 
     def _items(self, item_ids: Iterable[str]) -> dict[str, dict | None]:
@@ -152,8 +167,18 @@ class Pipeline:
         return found
 
     # ------------------------------------------------------------------ write path
-    def ingest(self, events: Sequence[Event], now: float | None = None) -> BatchResult:
-        """Steps 1-5 for one batch of validated events with raw user ids."""
+    def ingest(
+        self,
+        events: Sequence[Event],
+        now: float | None = None,
+        chunk_size: int = APPEND_CHUNK,
+        progress: Callable[[int], None] | None = None,
+    ) -> BatchResult:
+        """Steps 1-5 for one batch of validated events with raw user ids.
+
+        The batch is written in `_bulk` requests of `chunk_size` events and folded once:
+        each touched profile is read and written once per batch, so the batch import hands
+        in large batches. `progress(n)` is told of every chunk written."""
         now = time.time() if now is None else now
         result = BatchResult()
         pseudo = [e.with_user(self._pseudonym(e.user_id)) for e in events]
@@ -197,12 +222,13 @@ class Pipeline:
                 enriched.append((event.with_attributes(attrs), True))
         batch = uuid.uuid4().hex
         self._journal(batch, "pending", now, len(enriched))
-        created = self._append(enriched, now, result, batch)
+        created = self._append(enriched, now, result, batch, chunk_size, progress)
         if created:
             pairs = [(e, batch) for e in created]
             result.folded = self.fold_into_profiles(pairs, now, prefetched=profiles)
         self._journal(batch, "done", now, len(created))
         result.users = {e.user_id for e in created}
+        result.created = created
         return result
 
     def _journal(self, batch: str, state: str, now: float, events: int) -> None:
@@ -210,8 +236,41 @@ class Pipeline:
         self.es.index(index=self.settings.indices.journal, id=batch, body=body)
 
     def _append(
-        self, enriched: list[tuple[Event, bool]], now: float, result: BatchResult, batch: str
+        self,
+        enriched: list[tuple[Event, bool]],
+        now: float,
+        result: BatchResult,
+        batch: str,
+        chunk_size: int = APPEND_CHUNK,
+        progress: Callable[[int], None] | None = None,
     ) -> list[Event]:
+        """Create the events in the log, `chunk_size` per `_bulk`; the ones newly created."""
+        step = max(1, chunk_size)
+        chunks = [enriched[i : i + step] for i in range(0, len(enriched), step)]
+        created: list[Event] = []
+
+        def record(sent: list[tuple[Event | None, Mapping[str, Any], int]]) -> None:
+            for event, info, status in sent:
+                self._record(result, info, status)
+                if event is not None:
+                    created.append(event)
+            if progress is not None:
+                progress(len(sent))
+
+        if len(chunks) <= 1:
+            for chunk in chunks:
+                record(self._append_chunk(chunk, now, batch))
+            return created
+        with ThreadPoolExecutor(SENDERS, thread_name_prefix="affinity-bulk") as pool:
+            for sent in pool.map(lambda c: self._append_chunk(c, now, batch), chunks):
+                record(sent)
+        return created
+
+    def _append_chunk(
+        self, enriched: Sequence[tuple[Event, bool]], now: float, batch: str
+    ) -> list[tuple[Event | None, Mapping[str, Any], int]]:
+        """One `_bulk` of creates (429s resent with back-off): per event (the event if
+        it was newly created, the item's response, its status)."""
         index = self.settings.indices.events
         pending = {
             event.event_id: (
@@ -220,7 +279,7 @@ class Pipeline:
             )
             for event, known in enriched
         }
-        created: list[Event] = []
+        out: list[tuple[Event | None, Mapping[str, Any], int]] = []
         for attempt in range(4):  # 429 (the node's write queue is full): back off, resend those
             if not pending:
                 break
@@ -242,11 +301,10 @@ class Pipeline:
                 if status == 429 and attempt < 3:
                     retry[event_id] = pending[event_id]
                     continue
-                self._record(result, info, status)
-                if 200 <= status < 300:
-                    created.append(pending[event_id][0])
+                event = pending[event_id][0] if 200 <= status < 300 else None
+                out.append((event, info, status))
             pending = retry
-        return created
+        return out
 
     @staticmethod
     def _record(result: BatchResult, info: Mapping[str, Any], status: int) -> None:
@@ -302,46 +360,86 @@ class Pipeline:
             current = prefetched
         else:
             current = self._profiles(sorted(by_user))
-        actions, planned = [], {}
-        for user, pairs in by_user.items():
-            found = current.get(user)
-            doc, seq, term = found if found else (None, None, None)
-            if doc is not None and doc.get("opt_out"):
-                continue
-            ring = list((doc or {}).get("recent_batches", []))
-            seen = set(ring)
-            new = [(e, b) for e, b in pairs if b not in seen]
-            if not new:
-                continue
-            updated = dict(fold(doc, [e for e, _ in new], self.cfg, now=now))
-            updated.pop("recent_event_ids", None)  # superseded by recent_batches
-            batches = list(dict.fromkeys(b for _, b in new))
-            updated["recent_batches"] = [*batches, *ring][:RECENT_BATCHES]
-            action: dict[str, Any] = {
-                "_index": self.settings.indices.profiles,
-                "_id": user,
-                "_source": updated,
-            }
-            if doc is None:
-                action["_op_type"] = "create"
-            else:
-                action.update(_op_type="index", if_seq_no=seq, if_primary_term=term)
-            actions.append(action)
-            planned[user] = len(new)
+        planned: dict[str, int] = {}
+
+        def bodies() -> Iterator[bytes]:  # folded lazily: the next while one is written
+            lines: list[bytes] = []
+            for user, pairs in by_user.items():
+                write = self._fold_write(user, pairs, current.get(user), now)
+                if write is None:
+                    continue
+                header, source, planned[user] = write
+                lines += (orjson.dumps(header), orjson.dumps(source))
+                if len(lines) >= 2 * PROFILE_CHUNK:
+                    yield b"\n".join(lines) + b"\n"
+                    lines = []
+            if lines:
+                yield b"\n".join(lines) + b"\n"
+
         retry: dict[str, list[tuple[Event, str]]] = {}
-        for ok, item in helpers.streaming_bulk(
-            self.es, actions, raise_on_error=False, raise_on_exception=False
-        ):
-            info = next(iter(item.values()))
-            if ok:
-                folded.append(planned[info["_id"]])
-            elif info.get("status") == 409:
-                retry[info["_id"]] = by_user[info["_id"]]
-            else:
-                raise RuntimeError(
-                    f"profile {info['_id']} could not be written: {info.get('error')}"
-                )
+        for items in self._bulk_all(bodies()):
+            for item in items:
+                info = next(iter(item.values()))
+                user, status = str(info["_id"]), int(info.get("status", 500))
+                if 200 <= status < 300:
+                    folded.append(planned[user])
+                elif status == 409:
+                    retry[user] = by_user[user]
+                else:
+                    raise RuntimeError(f"profile {user} could not be written: {info.get('error')}")
         return retry
+
+    def _bulk_all(self, bodies: Iterator[bytes]) -> Iterator[list[dict[str, Any]]]:
+        """Each `_bulk` body sent, SENDERS in flight; the response items of each, in order."""
+        first = next(bodies, None)
+        if first is None:
+            return
+        second = next(bodies, None)
+        if second is None:  # one request (the usual `POST /events` batch): no threads
+            yield self._bulk(first)
+            return
+        with ThreadPoolExecutor(SENDERS, thread_name_prefix="affinity-bulk") as pool:
+            inflight = deque([pool.submit(self._bulk, first), pool.submit(self._bulk, second)])
+            for body in bodies:
+                yield inflight.popleft().result()
+                inflight.append(pool.submit(self._bulk, body))
+            while inflight:
+                yield inflight.popleft().result()
+
+    def _bulk(self, body: bytes) -> list[dict[str, Any]]:
+        response = self.es.bulk(
+            body=body,
+            request_timeout=120,
+            filter_path="items.*._id,items.*.status,items.*.error",
+        )
+        return list(response.get("items", []))
+
+    def _fold_write(
+        self,
+        user: str,
+        pairs: Sequence[tuple[Event, str]],
+        found: tuple[ProfileDoc, int, int] | None,
+        now: float,
+    ) -> tuple[dict[str, Any], dict[str, Any], int] | None:
+        """(`_bulk` header, profile, events folded) writing `user`'s profile with the events
+        of batches it has not folded yet; None when there is nothing to write."""
+        doc, seq, term = found if found else (None, None, None)
+        if doc is not None and doc.get("opt_out"):
+            return None
+        ring = list((doc or {}).get("recent_batches", []))
+        seen = set(ring)
+        new = [(e, b) for e, b in pairs if b not in seen]
+        if not new:
+            return None
+        updated = dict(fold(doc, [e for e, _ in new], self.cfg, now=now))
+        updated.pop("recent_event_ids", None)  # superseded by recent_batches
+        batches = list(dict.fromkeys(b for _, b in new))
+        updated["recent_batches"] = [*batches, *ring][:RECENT_BATCHES]
+        target: dict[str, Any] = {"_index": self.settings.indices.profiles, "_id": user}
+        if doc is None:
+            return {"create": target}, updated, len(new)
+        target.update(if_seq_no=seq, if_primary_term=term)
+        return {"index": target}, updated, len(new)
 
     # ------------------------------------------------------------------ recovery and users
     def recover(self, now: float | None = None, min_age_s: float = RECOVERY_AGE_S) -> int:

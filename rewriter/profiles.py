@@ -424,7 +424,7 @@ def popularity_updates(
     float64 limits: multiply every stored popularity by 2^(-(L' - L)/H) and move the landmark.
     """
     masses: dict[str, float] = defaultdict(float)
-    for event in _canonical(events):
+    for event in dedupe(events):  # summed in input order: popularity is approximate
         weight = cfg.weight(event.type)
         if event.opt_out or weight == 0.0:
             continue

@@ -20,12 +20,13 @@ from click.testing import CliRunner
 from opensearchpy import OpenSearch, helpers
 
 import cli
-from rewriter import config, privacy, segments, users
+from rewriter import config, privacy, profiles, segments, users
 from rewriter import engine as engine_mod
-from rewriter.events import Event
+from rewriter import pipeline as pipeline_mod
+from rewriter.events import Event, validate
 from rewriter.events_ingest import fold_boost
 from rewriter.events_service import GroupCommitter
-from rewriter.pipeline import Pipeline
+from rewriter.pipeline import Pipeline, event_from_doc, fold_config
 from rewriter.proxy import create_app
 from rewriter.serve_thread import serve_in_thread
 
@@ -436,6 +437,47 @@ def test_a_batch_is_never_folded_twice_into_a_profile(
     before = users.read_profile(opensearch, ev, pseudo)
     assert pipeline.fold_into_profiles([(event, "batch-r")], NOW) == 0
     assert users.read_profile(opensearch, ev, pseudo) == before
+
+
+def test_a_large_batch_is_written_in_chunks_and_folded_once(
+    ev: config.Settings, opensearch: OpenSearch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch import's shape, made small: many `_bulk` chunks in flight, then every
+    profile written once (several profile requests in flight), equal to a rebuild."""
+    monkeypatch.setattr(pipeline_mod, "PROFILE_CHUNK", 3)
+    boost = fold_boost(ev)
+    pipeline = Pipeline(opensearch, ev, boost)
+    rng = random.Random(11)
+    raw = [
+        {
+            "event_id": f"chunk-{u}-{k}",
+            "user_id": f"chunk-user-{u}",
+            "type": rng.choice(("view", "click", "purchase")),
+            "item_id": f"i{rng.randrange(ITEMS)}",
+            "timestamp": NOW - 86_400 * rng.random(),
+        }
+        for k in range(9)
+        for u in range(10)
+    ]
+    events = [validate(r, tuple(boost.event_weights)) for r in raw]
+    assert all(isinstance(e, Event) for e in events)
+    chunks: list[int] = []
+    result = pipeline.ingest(events, NOW, chunk_size=7, progress=chunks.append)  # type: ignore[arg-type]
+    assert (result.accepted, result.folded, len(result.created)) == (90, 90, 90)
+    assert sum(chunks) == 90 and len(chunks) == 13
+    opensearch.indices.refresh(index=ev.indices.events)
+    cfg = fold_config(boost)
+    for u in range(10):
+        pseudo = _pseudo(ev, f"chunk-user-{u}")
+        stored = users.read_profile(opensearch, ev, pseudo)
+        assert stored is not None and stored["counters"]["events"] == 9
+        logged = [event_from_doc(d) for d in users.scan_events(opensearch, ev, [pseudo])]
+        rebuilt = profiles.rebuild(logged, cfg, now=NOW)  # type: ignore[arg-type]
+        assert stored["mass"] == pytest.approx(rebuilt["mass"], rel=1e-9)
+        for attribute, values in rebuilt["affinities"].items():
+            assert stored["affinities"][attribute] == pytest.approx(values, rel=1e-9)
+    again = pipeline.ingest(events, NOW, chunk_size=7)  # type: ignore[arg-type]
+    assert (again.accepted, again.duplicates, again.folded) == (0, 90, 0)
 
 
 # --------------------------------------------------------------------------- segments

@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -223,7 +224,27 @@ class RawClient:
             self.writer.close()
 
 
-async def post_load(url: str, total: int, batch: int, concurrency: int) -> dict[str, Any]:
+def wait_until_folded(es: OpenSearch, s: config.Settings, timeout: float = 300.0) -> None:
+    """Until the journal has no `pending` batch: every acknowledged event is folded."""
+    deadline = time.monotonic() + timeout
+    query = {"query": {"term": {"state": "pending"}}}
+    while time.monotonic() < deadline:
+        es.indices.refresh(index=s.indices.journal)
+        if es.count(index=s.indices.journal, body=query)["count"] == 0:
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"batches still pending after {timeout} s")
+
+
+async def post_load(
+    url: str,
+    total: int,
+    batch: int,
+    concurrency: int,
+    folded: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """`total` events in requests of `batch` from `concurrency` connections. events_per_s:
+    acknowledged (durable) per second; folded_per_s: until `folded()` returns too."""
     rng, now = random.Random(f"post{batch}-{time.time()}"), time.time()
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for r in range(total // batch):
@@ -256,12 +277,16 @@ async def post_load(url: str, total: int, batch: int, concurrency: int) -> dict[
     cpu0 = time.process_time()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     seconds = time.perf_counter() - t0
+    folded()
+    fold_seconds = time.perf_counter() - t0
     return {
         "batch": batch,
         "concurrency": concurrency,
         "events": accepted,
         "seconds": round(seconds, 2),
         "events_per_s": round(accepted / seconds),
+        "folded_seconds": round(fold_seconds, 2),
+        "folded_per_s": round(accepted / fold_seconds),
         "requests_per_s": round(requests / seconds),
         "client_cpu_s": round(time.process_time() - cpu0, 2),
         "statuses": statuses,
@@ -353,12 +378,18 @@ def main() -> None:
         results["import_movielens"] = movielens(s, es)
         _log("2./3. POST /events ...")
         server = Server(s, args.workers)
+
+        def folded() -> None:
+            wait_until_folded(es, s)
+
         try:
             results["post_single"] = asyncio.run(
-                post_load(server.url, min(args.post_events, 10_000), 1, 32)
+                post_load(server.url, min(args.post_events, 10_000), 1, 32, folded)
             )
             results["post_batched"] = asyncio.run(
-                post_load(server.url, args.post_events, args.post_batch, args.post_concurrency)
+                post_load(
+                    server.url, args.post_events, args.post_batch, args.post_concurrency, folded
+                )
             )
             results["freshness"] = freshness(server.url, s, es, args.freshness)
         finally:

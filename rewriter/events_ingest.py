@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -38,8 +38,15 @@ EVENT_FORMATS = ("jsonl", "csv", "segment", "ubi", "movielens")
 BATCH_SIZE = 5_000
 """Events per `_bulk` request."""
 WINDOW = 100_000
-"""Events per pipeline batch: written in BATCH_SIZE chunks, then folded into profiles at
-once, so a profile is read and rewritten once per window rather than once per chunk."""
+"""Events folded into profiles at once (written in BATCH_SIZE batches before), so a profile
+is read and rewritten once per window rather than once per batch."""
+READ_AHEAD = 50_000
+"""Events read and sorted by user before they are cut into batches: a batch then touches
+fewer users (its opt-out check and the fold read fewer profiles), while writing starts
+soon after the import does."""
+MAX_BATCHES_PER_FOLD = 32
+"""A fold covers at most this many batches: fewer than pipeline.RECENT_BATCHES, the batch
+ids each profile remembers."""
 POPULARITY_FLUSH_EVENTS = 1_000_000
 """Popularity increments are summed over this many events before they are written (each
 write is a scripted update of a catalog item, which costs the engine about as much as
@@ -248,21 +255,6 @@ class PopularityBuffer:
         return write_popularity(es, catalog, masses)[1] if masses else []
 
 
-def _run_batch(
-    pipeline: Pipeline, lined: Lined, chunk_size: int, progress: Callable[[int], None]
-) -> tuple[Lined, BatchResult]:
-    written = 0
-
-    def chunk_done(n: int) -> None:
-        nonlocal written
-        written += n
-        progress(n)
-
-    batch = pipeline.ingest([e for _, e in lined], chunk_size=chunk_size, progress=chunk_done)
-    progress(len(lined) - written)  # events not written: opted-out users
-    return lined, batch
-
-
 def _count(
     pipeline: Pipeline, lined: Lined, batch: BatchResult, result: EventsIngestResult
 ) -> list[Event]:
@@ -295,33 +287,62 @@ def ingest_events(
 ) -> EventsIngestResult:
     """Every parsed event through the pipeline; every rejection with its line.
 
-    Windows of `window` events go through `Pipeline.ingest` one after the other (written in
-    `_bulk` requests of `batch_size`, then folded) while this thread parses the next window.
-    Popularity is buffered and written every POPULARITY_FLUSH_EVENTS events and at the end.
-    Python's cyclic garbage collector runs less often meanwhile (see `gc_quiet`).
+    A pipeline of three stages on two cores: this thread parses; as soon as `batch_size`
+    events are parsed, `Pipeline.write` puts them in the log (two writes in flight); after
+    every `window` events, `Pipeline.fold_batches` folds the window's batches into the
+    profiles at once (each touched profile read and written once per window; folds run one
+    after the other). Parsing runs ahead by at most two windows. Popularity is buffered and
+    written every POPULARITY_FLUSH_EVENTS events and at the end. Python's cyclic garbage
+    collector runs less often meanwhile (see `gc_quiet`).
     """
     result = EventsIngestResult()
     popularity = PopularityBuffer(pipeline.cfg)
     catalog = pipeline.settings.indices.catalog
+    per_window = max(1, min(window // max(1, batch_size), MAX_BATCHES_PER_FOLD))
 
-    def collect(future: Future[tuple[Lined, BatchResult]]) -> None:
-        lined, batch = future.result()
-        popularity.add(_count(pipeline, lined, batch, result))
+    def write(lined: Lined) -> BatchResult:
+        batch = pipeline.write([e for _, e in lined])
+        progress(len(lined))
+        return batch
+
+    def fold(writes: list[Future[BatchResult]], before: Future[int] | None) -> int:
+        written = [w.result() for w in writes]  # submitted earlier: never waits on itself
+        if before is not None:
+            before.result()  # folds in order: two would race for the same profiles
+        return pipeline.fold_batches(written)
+
+    Writes = list[tuple[Lined, Future[BatchResult]]]
+
+    def collect(writes: Writes, folded: Future[int]) -> None:
+        for lined, future in writes:
+            popularity.add(_count(pipeline, lined, future.result(), result))
+        result.folded += folded.result()
         if popularity.due:
             result.warnings += popularity.flush(pipeline.es, catalog)
 
-    with gc_quiet(), ThreadPoolExecutor(1, thread_name_prefix="ingest") as pool:
-        inflight: Future[tuple[Lined, BatchResult]] | None = None
-        for lined, rejections in batches(parsed, window, window):
+    with gc_quiet(), ThreadPoolExecutor(2, thread_name_prefix="ingest") as pool:
+        current: Writes = []
+        folds: deque[tuple[Writes, Future[int]]] = deque()
+
+        def close_window() -> None:
+            before = folds[-1][1] if folds else None
+            futures = [f for _, f in current]
+            folds.append((list(current), pool.submit(fold, futures, before)))
+            current.clear()
+            while len(folds) > 2:
+                collect(*folds.popleft())
+
+        for lined, rejections in batches(parsed, batch_size, READ_AHEAD):
             result.rejected += [str(r) for r in rejections]
             progress(len(rejections))
-            if not lined:
-                continue
-            if inflight is not None:
-                collect(inflight)
-            inflight = pool.submit(_run_batch, pipeline, lined, batch_size, progress)
-        if inflight is not None:
-            collect(inflight)
+            if lined:
+                current.append((lined, pool.submit(write, lined)))
+            if len(current) >= per_window:
+                close_window()
+        if current:
+            close_window()
+        while folds:
+            collect(*folds.popleft())
     result.warnings += popularity.flush(pipeline.es, catalog)
     return result
 

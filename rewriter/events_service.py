@@ -14,23 +14,19 @@ MAX_BODY_BYTES or MAX_EVENTS_PER_REQUEST events, 429 with Retry-After when the w
 full (nothing of that request was stored: send it again), 503 when OpenSearch refused the
 write (send it again: event ids make that safe).
 
-Group commit. Requests do not write. They validate, enqueue their events to the process's one
-writer thread and await their own result. The writer takes the first waiting request, lingers
-LINGER_S for others (no linger when requests already queued up while it was busy) and sends
-all of them through `Pipeline.ingest` together: one `_bulk` create into the events index, one
-profile fold. `_bulk` answers after OpenSearch has fsynced its translog (the default
-`index.translog.durability: request`), so the 202 means the events survive a crash of this
-process or of the node. The queue is bounded (MAX_PENDING_EVENTS): beyond it, 429.
+`?wait_for_profiles=true`: answer only after the events are folded into the profiles
+(read-your-writes; `folded` in the response says whether the fold succeeded). Without it the
+202 comes once the events are durable in the events log, and the profiles follow: within
+milliseconds when the server is idle, in folds that cover many requests when it is busy.
 
-Exactly-once across processes. Several server processes (uvicorn workers, replicas) each run
-a writer. Event ids are the events index doc ids (create-only: a second delivery is a 409,
-reported as duplicate and never folded); profile writes use optimistic concurrency plus each
-profile's `recent_batches`, so two processes folding the same user, or a recovery racing a
-fold, never count a batch twice (pipeline.py). A crash between the events write and the fold
-leaves the batch `pending` in the journal; every writer runs `Pipeline.recover()` at startup
-and every RECOVER_EVERY_S, which folds pending batches older than `pipeline.RECOVERY_AGE_S`.
+Group commit, folding and recovery are events_writer.py's. Exactly-once across processes:
+several server processes (uvicorn workers, replicas) each run a writer. Event ids are the
+events index doc ids (create-only: a second delivery is a 409, reported as duplicate and never
+folded); profile writes use optimistic concurrency plus each profile's `recent_batches`, so
+two processes folding the same user, or a recovery racing a fold, never count a batch twice
+(pipeline.py).
 
-After a write the proxy's profile cache is invalidated for the request's users, so the next
+After each fold the proxy's profile cache is invalidated for the folded users, so the next
 search in this process reads the new profile (other processes: within the cache TTL).
 """
 
@@ -39,12 +35,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -53,34 +46,26 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from rewriter import config, privacy
+from rewriter import config
 from rewriter import engine as engine_mod
 from rewriter.boost_profiles import BoostProfile
 from rewriter.events import Event, Rejection, validate
-from rewriter.events_ingest import FoldProfileError, PopularityBuffer, fold_boost, stored_ids
-from rewriter.pipeline import BatchResult, Pipeline
+from rewriter.events_ingest import FoldProfileError, fold_boost
+from rewriter.events_writer import (
+    RETRY_AFTER_S,
+    GroupCommitter,
+    JobResult,
+    Overloaded,
+    WriteFailed,
+)
+from rewriter.pipeline import Pipeline
 
 log = logging.getLogger("affinity.events")
 
 JSON_TYPE = "application/json; charset=UTF-8"
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_EVENTS_PER_REQUEST = 10_000
-LINGER_S = 0.005
-MAX_BATCH_EVENTS = 5_000
-MAX_PENDING_EVENTS = 50_000
-RECOVER_EVERY_S = 30.0
-WRITERS = 2
-POPULARITY_EVERY_S = 5.0
-RETRY_AFTER_S = 1
 ACK_TIMEOUT_S = 60.0
-
-
-class Overloaded(Exception):
-    """The write queue is full; the request was not enqueued."""
-
-
-class WriteFailed(Exception):
-    """The batch holding a request's events could not be written; nothing is acknowledged."""
 
 
 # --------------------------------------------------------------------------- body parsing
@@ -172,248 +157,6 @@ def _rejection(item: Item, rejection: Rejection, event_id: object = None) -> dic
     return out
 
 
-# --------------------------------------------------------------------------- group commit
-@dataclass
-class JobResult:
-    """Per event of one request: its stored id and outcome; rejection reasons by stored id."""
-
-    ids: list[str]
-    outcomes: list[str]
-    users: set[str] = field(default_factory=set)
-    reasons: dict[str, str] = field(default_factory=dict)
-    unknown_items: set[str] = field(default_factory=set)
-
-
-@dataclass
-class _Job:
-    events: list[Event]
-    ids: list[str]
-    users: set[str]
-    future: Future[JobResult]
-    enqueued: float = field(default_factory=time.monotonic)
-
-
-class GroupCommitter:
-    """Writer threads that write concurrent submissions together through the pipeline.
-
-    `submit` never blocks: it enqueues or raises Overloaded. A free writer takes the oldest
-    waiting submission, lingers `linger_s` after it (less if `max_batch` events are waiting),
-    then writes up to `max_batch` events (always at least one whole submission) in one
-    `Pipeline.ingest`, resolves each submission's future, and buffers item popularity
-    (written every POPULARITY_EVERY_S). With `writers` > 1, a batch is written while the
-    next one forms: OpenSearch and Python wait on each other less (two batches touching one
-    user stay exact: the fold's optimistic concurrency retries). Each writer has its own
-    pipeline (`make_pipeline()`), so its catalog cache, forgotten every `recover_every_s`, is
-    never cleared under another writer. One more thread runs `Pipeline.recover()` at start
-    and every `recover_every_s`.
-    """
-
-    def __init__(
-        self,
-        make_pipeline: Callable[[], Pipeline],
-        *,
-        writers: int = WRITERS,
-        linger_s: float = LINGER_S,
-        max_batch: int = MAX_BATCH_EVENTS,
-        max_pending: int = MAX_PENDING_EVENTS,
-        recover_every_s: float = RECOVER_EVERY_S,
-    ) -> None:
-        self.make_pipeline = make_pipeline
-        self.pipeline = make_pipeline()
-        self.writers = max(1, writers)
-        self.linger_s = linger_s
-        self.max_batch = max_batch
-        self.max_pending = max_pending
-        self.recover_every_s = recover_every_s
-        self.batches = 0
-        self.recovered = 0
-        self._queue: deque[_Job] = deque()
-        self._pending = 0
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._threads: list[threading.Thread] = []
-        self._recovery_stop = threading.Event()
-        self._next_popularity = time.monotonic() + POPULARITY_EVERY_S
-        self._pop_buffer = PopularityBuffer(self.pipeline.cfg)
-
-    @property
-    def known_types(self) -> tuple[str, ...]:
-        return tuple(self.pipeline.boost.event_weights)
-
-    @property
-    def running(self) -> bool:
-        return bool(self._threads) and not self._stopping
-
-    def start(self) -> None:
-        with self._cond:
-            if self._threads:
-                return
-            self._stopping = False
-            self._recovery_stop.clear()
-            pipelines = [self.pipeline, *(self.make_pipeline() for _ in range(self.writers - 1))]
-            self._threads = [
-                threading.Thread(
-                    target=self._run, args=(p,), name=f"affinity-events-{n}", daemon=True
-                )
-                for n, p in enumerate(pipelines)
-            ]
-            self._threads.append(
-                threading.Thread(
-                    target=self._recovery_loop,
-                    args=(self.make_pipeline(),),
-                    name="affinity-recovery",
-                    daemon=True,
-                )
-            )
-            for thread in self._threads:
-                thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Write what is queued, then end the writer and recovery threads."""
-        self._recovery_stop.set()
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-            threads, self._threads = self._threads, []
-        for thread in threads:
-            thread.join(timeout)
-        self._maybe_flush_popularity(force=True)
-
-    def submit(self, events: list[Event]) -> Future[JobResult]:
-        """Enqueue one request's events; the future resolves once they are written."""
-        secret = self.pipeline.secret
-        users = {e.user_id: privacy.pseudonymize(e.user_id, secret) for e in events}
-        job = _Job(list(events), stored_ids(events, secret), set(users.values()), Future())
-        with self._cond:
-            if not self.running:
-                raise WriteFailed("the events writer is not running (the server is stopping)")
-            if self._pending and self._pending + len(events) > self.max_pending:
-                raise Overloaded(
-                    f"{self._pending} events are waiting to be written (limit "
-                    f"{self.max_pending}); nothing of this request was stored: send it again "
-                    f"in {RETRY_AFTER_S} s"
-                )
-            self._queue.append(job)
-            self._pending += len(events)
-            self._cond.notify()
-        return job.future
-
-    # ------------------------------------------------------------------ writer threads
-    def _run(self, pipeline: Pipeline) -> None:
-        next_forget = time.monotonic() + self.recover_every_s
-        while True:
-            if time.monotonic() >= next_forget:  # only this thread reads this cache
-                next_forget = time.monotonic() + self.recover_every_s
-                pipeline.forget_catalog()
-            self._maybe_flush_popularity()
-            jobs = self._take(next_forget)
-            if jobs is None:
-                return
-            if jobs:
-                self._commit_safely(pipeline, jobs)
-
-    def _take(self, next_forget: float) -> list[_Job] | None:
-        """The next batch of jobs; [] when housekeeping is due; None when stopped."""
-        with self._cond:
-            while not self._queue:
-                if self._stopping:
-                    return None
-                wait = min(next_forget, self._next_popularity) - time.monotonic()
-                if wait <= 0 or not self._cond.wait(wait):
-                    return []
-            deadline = self._queue[0].enqueued + self.linger_s
-            while self._pending < self.max_batch and not self._stopping:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            if not self._queue:  # another writer took them while this one lingered
-                return []
-            return self._pop_batch()
-
-    def _pop_batch(self) -> list[_Job]:
-        jobs = [self._queue.popleft()]
-        size = len(jobs[0].events)
-        while self._queue and size + len(self._queue[0].events) <= self.max_batch:
-            job = self._queue.popleft()
-            jobs.append(job)
-            size += len(job.events)
-        self._pending -= size
-        return jobs
-
-    def _commit_safely(self, pipeline: Pipeline, jobs: list[_Job]) -> None:
-        """Commit; an error fails these jobs (503: resend) but never the writer."""
-        try:
-            self._commit(pipeline, jobs)
-        except Exception as exc:  # the whole batch is unacknowledged; clients resend
-            log.exception("the events writer failed on a batch")
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(WriteFailed(f"{exc.__class__.__name__}: {exc}"))
-
-    def _commit(self, pipeline: Pipeline, jobs: list[_Job]) -> None:
-        unique: dict[str, Event] = {}
-        for job in jobs:
-            for event, sid in zip(job.events, job.ids, strict=True):
-                unique.setdefault(sid, event)
-        batch = pipeline.ingest(list(unique.values()))
-        with self._cond:
-            self.batches += 1
-        _resolve(jobs, batch)
-        created = [e for e in batch.created if e.item_id not in batch.unknown_items]
-        if created:
-            self._pop_buffer.add(created)
-
-    def _maybe_flush_popularity(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not (force or self._pop_buffer.due or now >= self._next_popularity):
-            return
-        self._next_popularity = now + POPULARITY_EVERY_S
-        try:
-            errors = self._pop_buffer.flush(
-                self.pipeline.es, self.pipeline.settings.indices.catalog
-            )
-        except Exception:
-            log.exception("popularity update failed; these increments are lost (approximate)")
-            return
-        for error in errors[:5]:
-            log.warning("%s", error)
-
-    def _recovery_loop(self, pipeline: Pipeline) -> None:
-        """Its own thread, so a large backlog never stalls acknowledgements. Racing a
-        writer on a profile is safe: optimistic concurrency plus `recent_batches`."""
-        while not self._recovery_stop.is_set():
-            try:
-                folded = pipeline.recover()
-            except Exception:
-                log.exception(
-                    "recovery of unfolded events failed; retrying in %.0f s", self.recover_every_s
-                )
-            else:
-                self.recovered += folded
-                if folded:
-                    log.warning("recovered %d events left unfolded by an earlier crash", folded)
-            self._recovery_stop.wait(self.recover_every_s)
-
-
-def _resolve(jobs: Sequence[_Job], batch: BatchResult) -> None:
-    reasons: dict[str, str] = {}
-    for line in batch.rejected:
-        sid, _, reason = line.removeprefix("event ").partition(": ")
-        reasons[sid] = reason
-    claimed: set[str] = set()
-    for job in jobs:
-        outcomes = []
-        for sid in job.ids:
-            outcome = batch.outcomes.get(sid, "rejected")
-            if sid in claimed and outcome in ("accepted", "not_stored"):
-                outcome = "duplicate"  # the same event twice in one commit: first one wins
-            claimed.add(sid)
-            outcomes.append(outcome)
-        unknown = {e.item_id for e in job.events} & batch.unknown_items
-        job.future.set_result(JobResult(job.ids, outcomes, job.users, reasons, unknown))
-
-
 # --------------------------------------------------------------------------- HTTP
 def _json(body: Mapping[str, Any], status: int, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status, media_type=JSON_TYPE, headers=headers)
@@ -481,6 +224,7 @@ async def post_events(request: Request) -> Response:
     if isinstance(committer, str):
         return _error(503, "affinity_events_unavailable", committer)
     try:
+        wait = _wait_for_profiles(request)
         raw = await _read_body(request)
         items = parse_body(raw, request.headers.get("content-type", ""))
         if len(items) > MAX_EVENTS_PER_REQUEST:
@@ -497,7 +241,7 @@ async def post_events(request: Request) -> Response:
     if not valid:
         return _json(summary(valid, None, rejections), 400)
     try:
-        future = committer.submit([event for _, event in valid])
+        future = committer.submit([event for _, event in valid], wait_for_profiles=wait)
         result = await asyncio.wait_for(asyncio.wrap_future(future), ACK_TIMEOUT_S)
     except Overloaded as err:
         return _error(
@@ -509,8 +253,20 @@ async def post_events(request: Request) -> Response:
             "request again: event ids make a resend safe"
         )
         return _error(503, "affinity_events_not_written", reason)
-    _invalidate(request.app, result)
-    return _json(summary(valid, result, rejections), 202)
+    body = summary(valid, result, rejections)
+    if wait:
+        _invalidate(request.app, result.users)
+        body["folded"] = result.folded
+    return _json(body, 202)
+
+
+def _wait_for_profiles(request: Request) -> bool:
+    value = request.query_params.get("wait_for_profiles", "false").strip().lower()
+    if value in ("", "true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise BodyError(400, f"wait_for_profiles must be true or false, got {value!r}")
 
 
 async def _read_body(request: Request) -> bytes:
@@ -528,11 +284,12 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _invalidate(app: Starlette, result: JobResult) -> None:
+def _invalidate(app: Starlette, users: set[str]) -> None:
+    """Drop `users`' cached profiles in this process's proxy (they were just folded)."""
     state = getattr(app.state, "proxy", None)
     if state is None:
         return
-    for user in result.users:
+    for user in users:
         state.profiles.invalidate(user)
 
 
@@ -552,7 +309,11 @@ def committer_for(app: Starlette) -> GroupCommitter | str:
     if found is None:
         state = app.state.proxy
         try:
-            found = create_committer(state.settings, state.boost_profiles)
+            found = create_committer(
+                state.settings,
+                state.boost_profiles,
+                on_folded=lambda users: _invalidate(app, users),
+            )
             found.start()
         except (FoldProfileError, config.SecretMissing) as exc:
             found = f"POST /events is unavailable: {exc}"

@@ -203,7 +203,12 @@ def fold(
     if not batch:
         return _copy(doc)
     landmark, scale = _landmark(doc, batch, cfg)
-    affinities = {a: {v: g * scale for v, g in vs.items()} for a, vs in doc["affinities"].items()}
+    if scale == 1.0:  # the usual case: copy without touching each value
+        affinities = {a: dict(vs) for a, vs in doc["affinities"].items()}
+    else:
+        affinities = {
+            a: {v: g * scale for v, g in vs.items()} for a, vs in doc["affinities"].items()
+        }
     mass = doc["mass"] * scale + _add_masses(affinities, batch, cfg, landmark)
     first = min(e.timestamp for e in batch)
     last = max(e.timestamp for e in batch)
@@ -333,12 +338,18 @@ def _kept(g: float, horizon_log2: float) -> bool:
 def _trim(
     affinities: dict[str, dict[str, float]], horizon_log2: float, store_k: int
 ) -> dict[str, dict[str, float]]:
-    """Drop expired values, keep the `store_k` largest per attribute (ties: by value)."""
+    """Drop expired values, keep the `store_k` largest per attribute (ties: by value).
+
+    `affinities` is the fold's own copy: an attribute with nothing to drop is kept as is."""
     out: dict[str, dict[str, float]] = {}
+    log2 = math.log2
     for attribute, values in affinities.items():
-        alive = [(v, g) for v, g in values.items() if _kept(g, horizon_log2)]
+        alive = [(v, g) for v, g in values.items() if g > 0.0 and log2(g) >= horizon_log2]
         if len(alive) > store_k:
             alive = sorted(alive, key=lambda vg: (-vg[1], vg[0]))[:store_k]
+        elif alive and len(alive) == len(values):  # `_kept` inlined: this runs per value
+            out[attribute] = values
+            continue
         if alive:
             out[attribute] = dict(alive)
     return out

@@ -25,7 +25,7 @@ from rewriter import engine as engine_mod
 from rewriter import pipeline as pipeline_mod
 from rewriter.events import Event, validate
 from rewriter.events_ingest import fold_boost
-from rewriter.events_service import GroupCommitter
+from rewriter.events_writer import GroupCommitter
 from rewriter.pipeline import Pipeline, event_from_doc, fold_config
 from rewriter.proxy import create_app
 from rewriter.serve_thread import serve_in_thread
@@ -227,6 +227,23 @@ def test_post_event_is_in_the_profile_the_proxy_reads_within_1s(
     assert body["hits"]["hits"][0]["_source"]["brand"] == BRANDS[1 % len(BRANDS)]
 
 
+def test_wait_for_profiles_answers_after_the_fold(
+    server: tuple[str, Any], ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    url, _ = server
+    pseudo = _pseudo(ev, "ryw-1")
+    with httpx.Client(base_url=url, timeout=10) as c:
+        r = c.post("/events?wait_for_profiles=true", json=[_event("ryw-1", n) for n in range(4)])
+        assert r.status_code == 202, r.text
+        assert (r.json()["accepted"], r.json()["folded"]) == (4, True)
+        profile = users.read_profile(opensearch, ev, pseudo)
+        assert profile is not None and profile["counters"]["events"] == 4  # no polling
+        durable = c.post("/events", json=[_event("ryw-1", 9)]).json()
+        assert durable["accepted"] == 1 and "folded" not in durable
+        bad = c.post("/events?wait_for_profiles=maybe", json=[_event("ryw-1", 10)])
+        assert bad.status_code == 400 and "wait_for_profiles" in bad.json()["error"]["reason"]
+
+
 def test_bad_events_are_rejected_by_field_good_ones_accepted(
     server: tuple[str, Any], ev: config.Settings, opensearch: OpenSearch
 ) -> None:
@@ -292,13 +309,13 @@ def test_full_queue_answers_429_with_retry_after(
 ) -> None:
     gate = threading.Event()
     pipeline = Pipeline(opensearch, ev, fold_boost(ev))
-    real_ingest = pipeline.ingest
+    real_write = pipeline.write
 
-    def slow_ingest(events: Any, now: float | None = None) -> Any:
+    def slow_write(events: Any, now: float | None = None) -> Any:
         gate.wait(10)
-        return real_ingest(events, now)
+        return real_write(events, now)
 
-    pipeline.ingest = slow_ingest  # type: ignore[method-assign]
+    pipeline.write = slow_write  # type: ignore[method-assign]
     committer = GroupCommitter(lambda: pipeline, writers=1, max_pending=3, recover_every_s=3600)
     committer.start()
     app = create_app(ev)
@@ -308,7 +325,7 @@ def test_full_queue_answers_429_with_retry_after(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as c:
             first = asyncio.create_task(c.post("/events", json=[_event("q", 1)]))
-            await asyncio.sleep(0.2)  # the writer holds request 1, blocked in ingest
+            await asyncio.sleep(0.2)  # the writer holds request 1, blocked in write
             second = asyncio.create_task(c.post("/events", json=[_event("q", 2), _event("q", 3)]))
             await asyncio.sleep(0.1)
             third = await c.post("/events", json=[_event("q", 4), _event("q", 5)])
@@ -331,7 +348,11 @@ def test_user_delete_leaves_no_document_with_the_pseudonym(
     server: tuple[str, Any], env: dict[str, str], ev: config.Settings, opensearch: OpenSearch
 ) -> None:
     url, _ = server
-    r = httpx.post(f"{url}/events", json=[_event("gone", n) for n in range(3)], timeout=10)
+    r = httpx.post(
+        f"{url}/events?wait_for_profiles=true",
+        json=[_event("gone", n) for n in range(3)],
+        timeout=10,
+    )
     assert r.status_code == 202
     pseudo = _pseudo(ev, "gone")
     assert sum(users.pseudonym_counts(opensearch, ev, pseudo).values()) == 4  # 3 events + 1
@@ -354,7 +375,8 @@ def test_opt_out_stops_storing_and_personalizing(
     mine = {"term": {"user_id": pseudo}}
     headers = {"X-User-Id": user}
     with httpx.Client(base_url=url, timeout=10) as c:
-        assert c.post("/events", json=[_event(user, 1)]).status_code == 202
+        r = c.post("/events?wait_for_profiles=true", json=[_event(user, 1)])
+        assert r.status_code == 202 and r.json()["folded"] is True
         search = f"/{ev.indices.catalog}/_search"
         assert (
             c.post(search, json=SEARCH, headers=headers).json()["personalization"]["mode"]
@@ -370,7 +392,7 @@ def test_opt_out_stops_storing_and_personalizing(
         assert info["applied"] is False and info["reason"] == "opt_out"
 
         assert _invoke(env, "user", "opt-in", user).exit_code == 0
-        out = c.post("/events", json=[_event(user, 3)]).json()
+        out = c.post("/events?wait_for_profiles=1", json=[_event(user, 3)]).json()
         assert out["accepted"] == 1
     profile = users.read_profile(opensearch, ev, pseudo)
     assert profile is not None and profile["counters"]["events"] == 1  # started fresh

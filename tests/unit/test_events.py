@@ -592,3 +592,36 @@ def test_movielens_files_parse_cleanly() -> None:
     assert all(isinstance(r, Event) for _, r in first)
     line_no, event = first[0]
     assert (line_no, event.event_id, event.type) == (2, "ml-1-1-964982703", "rating_high")
+
+
+def test_the_log_document_is_to_doc_plus_the_pipeline_fields() -> None:
+    """pipeline._log_doc builds the stored document in one pass; it must equal to_doc's."""
+    import orjson
+
+    from rewriter.pipeline import _log_doc
+
+    full = validate(
+        {
+            "user_id": "u",
+            "type": "purchase",
+            "item_id": "i",
+            "timestamp": 1_714_564_800,
+            "query": "red shoes",
+            "query_id": "q1",
+            "position": 0,
+            "value": 0.0,
+            "quantity": 2,
+            "session_id": "s",
+            "context": {"device": "mobile"},
+            "experiment": "x",
+            "variant": "b",
+        },
+        ("purchase",),
+    )
+    bare = validate({"event_id": "e", "user_id": "u", "type": "view", "item_id": "i",
+                     "timestamp": 1_714_564_800})  # fmt: skip
+    assert isinstance(full, Event) and isinstance(bare, Event)
+    for event in (full, bare, full.with_attributes({"brand": ("acme",)})):
+        expected = {**event.to_doc(), "known_item": True, "batch_id": "b1", "ingested_at": 5.0}
+        got = _log_doc(event, True, "b1", 5.0)
+        assert orjson.loads(orjson.dumps(got)) == orjson.loads(orjson.dumps(expected))

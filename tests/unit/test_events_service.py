@@ -40,27 +40,36 @@ def raw(n: int, **extra: object) -> dict[str, object]:
 
 
 class FakePipeline:
-    """Records each ingest call; every event is created (or a duplicate when seen before)."""
+    """Records each write and fold; every event is created (or a duplicate when seen
+    before). `gate` holds writes, `fold_gate` holds folds; `fold_fails` makes folds raise."""
 
-    def __init__(self, fail: bool = False, gate: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        fail: bool = False,
+        gate: threading.Event | None = None,
+        fold_gate: threading.Event | None = None,
+    ) -> None:
         self.boost = BoostProfile(name="default")
         self.cfg = fold_config(self.boost)
         self.secret = SECRET
         self.es = None
         self.settings = SimpleNamespace(indices=SimpleNamespace(catalog="catalog"))
         self.calls: list[list[str]] = []
+        self.folds: list[list[str]] = []
         self.stored: set[str] = set()
         self.fail = fail
+        self.fold_fails = False
         self.gate = gate
+        self.fold_gate = fold_gate
         self.entered = 0
 
-    def ingest(self, events: Sequence[Event], now: float | None = None) -> BatchResult:
+    def write(self, events: Sequence[Event], now: float | None = None) -> BatchResult:
         self.entered += 1
         if self.gate is not None:
             self.gate.wait(5)
         if self.fail:
             raise ConnectionError("engine down")
-        result = BatchResult()
+        result = BatchResult(batch_id=f"b{len(self.calls)}")
         stored = [e.with_user(privacy.pseudonymize(e.user_id, SECRET)) for e in events]
         self.calls.append([e.event_id for e in stored])
         for event in stored:
@@ -68,7 +77,18 @@ class FakePipeline:
             self.stored.add(event.event_id)
             result.outcomes.setdefault(event.event_id, "accepted" if new else "duplicate")
             result.unknown_items.add(event.item_id)  # keeps popularity (and its I/O) out
+            if new:
+                result.created.append(event)
+                result.users.add(event.user_id)
         return result
+
+    def fold_batches(self, written: Sequence[BatchResult], now: float | None = None) -> int:
+        if self.fold_gate is not None:
+            self.fold_gate.wait(5)
+        if self.fold_fails:
+            raise ConnectionError("engine down while folding")
+        self.folds.append([b.batch_id for b in written])
+        return sum(len(b.created) for b in written)
 
     def recover(self) -> int:
         return 0
@@ -136,7 +156,7 @@ def test_concurrent_submissions_share_one_write() -> None:
     committer.start()
     try:
         first = committer.submit(events(0))
-        time.sleep(0.1)  # the writer holds the first submission, blocked in ingest
+        time.sleep(0.1)  # the writer holds the first submission, blocked in write
         rest = [committer.submit(events(n)) for n in range(1, 6)]
         gate.set()
         results = [f.result(5) for f in [first, *rest]]
@@ -237,7 +257,7 @@ def test_two_writers_write_two_batches_at_once() -> None:
         first = committer.submit(events(1))
         time.sleep(0.1)
         second = committer.submit(events(2))
-        time.sleep(0.1)  # both writers are now blocked in ingest, one batch each
+        time.sleep(0.1)  # both writers are now blocked in write, one batch each
         inside_at_once = sum(p.entered for p in made)
         gate.set()
         assert first.result(5).outcomes == second.result(5).outcomes == ["accepted"]
@@ -246,3 +266,98 @@ def test_two_writers_write_two_batches_at_once() -> None:
     assert inside_at_once == 2  # one writer would hold the second batch until the first is done
     writers = [p for p in made if p.calls]
     assert len(writers) == 2 and all(len(p.calls) == 1 for p in writers)
+
+
+# --------------------------------------------------------------------------- folding apart
+def test_the_ack_does_not_wait_for_the_fold_unless_asked() -> None:
+    fold_gate = threading.Event()
+    pipeline = FakePipeline(fold_gate=fold_gate)
+    committer = GroupCommitter(lambda: pipeline, writers=1, linger_s=0.0)  # type: ignore
+    committer.start()
+    try:
+        durable = committer.submit(events(1))
+        assert durable.result(5).outcomes == ["accepted"]  # the fold is still held
+        assert durable.result().folded is False and pipeline.folds == []
+        waiting = committer.submit(events(2), wait_for_profiles=True)
+        time.sleep(0.2)
+        assert not waiting.done()  # written, but not folded yet
+        fold_gate.set()
+        result = waiting.result(5)
+    finally:
+        fold_gate.set()
+        committer.stop()
+    assert result.folded is True and result.outcomes == ["accepted"]
+    assert sorted(b for fold in pipeline.folds for b in fold) == ["b0", "b1"]
+
+
+def test_batches_written_during_a_fold_are_folded_together() -> None:
+    fold_gate = threading.Event()
+    pipeline = FakePipeline(fold_gate=fold_gate)
+    committer = GroupCommitter(lambda: pipeline, writers=1, linger_s=0.0)  # type: ignore
+    committer.start()
+    try:
+        committer.submit(events(0)).result(5)
+        time.sleep(0.1)  # the folder took batch b0 and is held
+        for n in range(1, 5):
+            committer.submit(events(n)).result(5)  # four more batches, one per request
+        last = committer.submit(events(9), wait_for_profiles=True)
+        time.sleep(0.1)  # written as a fifth batch
+        fold_gate.set()
+        assert last.result(5).folded is True
+    finally:
+        fold_gate.set()
+        committer.stop()
+    assert pipeline.folds[0] == ["b0"]
+    assert pipeline.folds[1] == ["b1", "b2", "b3", "b4", "b5"]  # one fold, five requests
+
+
+def test_too_many_unfolded_events_refuse_new_requests() -> None:
+    fold_gate = threading.Event()
+    pipeline = FakePipeline(fold_gate=fold_gate)
+    committer = GroupCommitter(
+        lambda: pipeline,  # type: ignore[arg-type,return-value]
+        writers=1,
+        linger_s=0.0,
+        max_unfolded=2,
+    )
+    committer.start()
+    try:
+        committer.submit(events(1, 2, 3)).result(5)
+        with pytest.raises(Overloaded, match="waiting to be folded"):
+            committer.submit(events(4))
+        fold_gate.set()
+        deadline = time.monotonic() + 5
+        while pipeline.folds == [] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        assert committer.submit(events(5)).result(5).outcomes == ["accepted"]
+    finally:
+        fold_gate.set()
+        committer.stop()
+
+
+def test_a_failed_fold_is_reported_and_the_folder_goes_on() -> None:
+    pipeline = FakePipeline()
+    pipeline.fold_fails = True
+    committer = GroupCommitter(lambda: pipeline, writers=1, linger_s=0.0)  # type: ignore
+    committer.start()
+    try:
+        failed = committer.submit(events(1), wait_for_profiles=True).result(5)
+        pipeline.fold_fails = False
+        ok = committer.submit(events(2), wait_for_profiles=True).result(5)
+    finally:
+        committer.stop()
+    assert failed.outcomes == ["accepted"] and failed.folded is False  # durable, not folded
+    assert ok.folded is True
+
+
+def test_stop_folds_what_was_written() -> None:
+    pipeline = FakePipeline()
+    committer = GroupCommitter(lambda: pipeline, writers=1, linger_s=0.0)  # type: ignore
+    committer.start()
+    for n in range(5):
+        committer.submit(events(n))
+    committer.stop()
+    assert sum(len(c) for c in pipeline.calls) == 5
+    written = [f"b{n}" for n in range(len(pipeline.calls))]
+    assert sorted(b for fold in pipeline.folds for b in fold) == written

@@ -23,7 +23,7 @@ from rewriter import config, pins, privacy
 from rewriter import engine as engine_mod
 from rewriter.boost_profiles import BoostProfile, bind_secret, load_boost_profiles
 from rewriter.model import UserAffinity
-from rewriter.profiles import affinity_view
+from rewriter.profiles import affinity_view, decode
 from rewriter.rewrite import RequestContext, RewriteResult, rewrite
 
 
@@ -65,7 +65,7 @@ class Personalizer:
             doc = self.es.get(index=self.settings.indices.profiles, id=pseudonym, realtime=True)
         except NotFoundError:
             return None
-        return affinity_view(doc["_source"], time.time(), boost.top_k)
+        return affinity_view(decode(doc["_source"]), time.time(), boost.top_k)  # type: ignore[arg-type]
 
     def rewrite(
         self,

@@ -29,7 +29,7 @@ from opensearchpy import OpenSearch, helpers
 
 from rewriter import config, privacy
 from rewriter.events import Event
-from rewriter.profiles import FoldConfig, fold
+from rewriter.profiles import FoldConfig, fold, to_source
 
 WORDS = [f"w{i}" for i in range(400)]
 
@@ -84,7 +84,8 @@ def load_data(es: OpenSearch, s: config.Settings, items: int, users: int, seed: 
                 )
                 for j in range(rng.randint(5, 60))
             ]
-            yield {"_index": s.indices.profiles, "_id": pseudo, "_source": fold(None, events, cfg)}
+            source = to_source(fold(None, events, cfg))
+            yield {"_index": s.indices.profiles, "_id": pseudo, "_source": source}
 
     helpers.bulk(es, profiles(), chunk_size=1000, request_timeout=120)
     es.indices.refresh(index=s.indices.profiles)

@@ -23,6 +23,7 @@ from rewriter import ingest as ingest_mod
 from rewriter.boost_profiles import BoostProfile
 from rewriter.events import Event
 from rewriter.pipeline import Pipeline
+from rewriter.profiles import decode
 
 Log = Callable[[str], None]
 
@@ -118,7 +119,7 @@ def profiles(
     ids = sorted(pseudo)
     for start in range(0, len(ids), 1000):
         docs = es.mget(index=s.indices.profiles, body={"ids": ids[start : start + 1000]})["docs"]
-        out.update({pseudo[d["_id"]]: d["_source"] for d in docs if d.get("found")})
+        out.update({pseudo[d["_id"]]: decode(d["_source"]) for d in docs if d.get("found")})
     return out
 
 

@@ -41,7 +41,15 @@ from opensearchpy import OpenSearch, helpers
 from rewriter import config, privacy
 from rewriter.boost_profiles import BoostProfile
 from rewriter.events import Event, Rejection
-from rewriter.profiles import FoldConfig, ProfileDoc, fold, opted_out, store_k_for
+from rewriter.profiles import (
+    FoldConfig,
+    ProfileDoc,
+    decode,
+    fold,
+    opted_out,
+    store_k_for,
+    to_source,
+)
 
 log = logging.getLogger("affinity.pipeline")
 
@@ -163,7 +171,7 @@ class Pipeline:
             for doc in response["docs"]:
                 found = doc.get("found")
                 out[doc["_id"]] = (
-                    (doc.get("_source", {}), doc["_seq_no"], doc["_primary_term"])
+                    (decode(doc.get("_source", {})), doc["_seq_no"], doc["_primary_term"])
                     if found
                     else None
                 )
@@ -523,7 +531,7 @@ class Pipeline:
                 if self.profile_cache:
                     sources[user] = source
                 body += _line(header)
-                body += _line(source)
+                body += _line(to_source(source))
                 count += 1
                 if count >= PROFILE_CHUNK:
                     yield bytes(body)
@@ -636,7 +644,7 @@ class Pipeline:
         """Erase the user's events and leave a tombstone profile (opt_out: true)."""
         self._forget([pseudonym])
         self.erase(pseudonym)
-        tomb = dict(opted_out(_empty(pseudonym, self.cfg), time.time()))
+        tomb = to_source(opted_out(_empty(pseudonym, self.cfg), time.time()))
         self.es.index(
             index=self.settings.indices.profiles, id=pseudonym, body=tomb, refresh="wait_for"
         )

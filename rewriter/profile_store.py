@@ -15,7 +15,7 @@ from typing import Protocol
 import orjson
 
 from rewriter.engine_http import EngineDown, EngineHTTP
-from rewriter.profiles import ProfileDoc
+from rewriter.profiles import ProfileDoc, decode
 
 
 class ProfileStore(Protocol):
@@ -67,7 +67,8 @@ class OpenSearchProfileStore:
         elif response.status != 200:
             raise EngineDown(f"reading profile {pseudonym} failed with HTTP {response.status}")
         else:
-            doc = orjson.loads(response.content).get("_source")
+            source = orjson.loads(response.content).get("_source")
+            doc = None if source is None else decode(source)  # type: ignore[assignment]
         self._cache[pseudonym] = (now, doc)
         self._cache.move_to_end(pseudonym)
         while len(self._cache) > self.capacity:

@@ -23,12 +23,16 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from rewriter.events import Event
 from rewriter.model import UserAffinity
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: `affinities` and `recent_sessions` are stored as parallel arrays (`to_source`), not as
+objects keyed by brand, category or session id: OpenSearch's JSON parser interns every field
+name it meets, and ever-new names made a profile write cost ~4x more. 1 is still read."""
+READABLE_SCHEMAS = (1, 2)
 DAY_S = 86_400.0
 DEFAULT_HALF_LIFE_S = 30 * DAY_S
 DEFAULT_ATTRIBUTES: tuple[str, ...] = ("brand", "category")
@@ -494,14 +498,52 @@ def segment_priors(
 
 
 def profile_from_source(source: Mapping[str, object]) -> ProfileDoc:
-    """A stored profile document, checked for the schema this code reads."""
+    """A stored profile document, checked for a schema this code reads, decoded."""
     schema = source.get("schema")
-    if schema != SCHEMA_VERSION:
+    if schema not in READABLE_SCHEMAS:
         raise ProfileError(
             f"profile {source.get('user')!r} has schema {schema!r}; this version reads "
-            f"schema {SCHEMA_VERSION}: rebuild profiles from the events log"
+            f"schemas {', '.join(map(str, READABLE_SCHEMAS))}: rebuild profiles from the "
+            "events log"
         )
     missing = sorted(k for k in ProfileDoc.__required_keys__ if k not in source)
     if missing:
         raise ProfileError(f"profile {source.get('user')!r} lacks {missing[0]!r}; rebuild it")
-    return source  # type: ignore[return-value]
+    return decode(source)  # type: ignore[return-value]
+
+
+def to_source(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored form of a profile (schema 2): each attribute's values and masses, and the
+    recent sessions' ids and times, as parallel arrays. `decode` inverts it."""
+    out = dict(doc)
+    out["schema"] = SCHEMA_VERSION
+    affinities = doc.get("affinities")
+    if isinstance(affinities, Mapping):
+        out["affinities"] = {
+            a: {"values": list(vs), "masses": list(vs.values())} for a, vs in affinities.items()
+        }
+    sessions = doc.get("recent_sessions")
+    if isinstance(sessions, Mapping) and not _is_pairs(sessions, "ids"):
+        out["recent_sessions"] = {"ids": list(sessions), "last": list(sessions.values())}
+    return out
+
+
+def decode(source: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored profile (schema 1 or 2; parts may be filtered out) in the in-memory shape:
+    affinities as {attribute: {value: mass}}, recent_sessions as {session id: time}."""
+    out = dict(source)
+    affinities = source.get("affinities")
+    if isinstance(affinities, Mapping):
+        out["affinities"] = {
+            a: dict(zip(vs["values"], vs["masses"], strict=True)) if _is_pairs(vs, "values") else vs
+            for a, vs in affinities.items()
+        }
+    sessions = source.get("recent_sessions")
+    if isinstance(sessions, Mapping) and _is_pairs(sessions, "ids"):
+        out["recent_sessions"] = dict(zip(sessions["ids"], sessions["last"], strict=True))
+    return out
+
+
+def _is_pairs(value: object, key: str) -> bool:
+    """Schema 2's {key: [...], other: [...]} (a schema 1 object maps names to numbers)."""
+    return isinstance(value, Mapping) and len(value) == 2 and isinstance(value.get(key), list)

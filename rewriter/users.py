@@ -28,8 +28,10 @@ from rewriter.pipeline import RECENT_BATCHES, Pipeline, event_from_doc, fold_con
 from rewriter.profiles import (
     ProfileDoc,
     decayed,
+    decode,
     profile_from_source,
     rebuild,
+    to_source,
     top_values,
 )
 
@@ -43,9 +45,9 @@ def pseudonym(settings: config.Settings, raw_user: str) -> str:
 
 # --------------------------------------------------------------------------- show
 def read_profile(es: OpenSearch, settings: config.Settings, user: str) -> dict[str, Any] | None:
-    """The stored profile document of the pseudonym `user` (realtime), or None."""
+    """The profile document of the pseudonym `user` (realtime, decoded), or None."""
     found = es.get(index=settings.indices.profiles, id=user, realtime=True, ignore=[404])
-    return found.get("_source") if found.get("found") else None
+    return decode(found["_source"]) if found.get("found") else None
 
 
 def describe(
@@ -223,7 +225,7 @@ def read_versions(
 def _write_action(
     index: str, user: str, doc: dict[str, Any], found: tuple[Any, int, int] | None
 ) -> dict[str, Any]:
-    action: dict[str, Any] = {"_index": index, "_id": user, "_source": doc}
+    action: dict[str, Any] = {"_index": index, "_id": user, "_source": to_source(doc)}
     if found is None:
         action["_op_type"] = "create"
     else:

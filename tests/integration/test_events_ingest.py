@@ -90,7 +90,7 @@ def _count(es: OpenSearch, index: str, query: dict | None = None) -> int:
 def _profiles(es: OpenSearch, s: config.Settings) -> dict[str, dict]:
     es.indices.refresh(index=s.indices.profiles)
     hits = helpers.scan(es, index=s.indices.profiles, query={"query": {"match_all": {}}})
-    return {h["_id"]: h["_source"] for h in hits}
+    return {h["_id"]: profiles.decode(h["_source"]) for h in hits}
 
 
 def _events_file(path: Path, n_users: int = 100, per_user: int = 100) -> Path:
@@ -493,6 +493,8 @@ def test_a_large_batch_is_written_in_chunks_and_folded_once(
         pseudo = _pseudo(ev, f"chunk-user-{u}")
         stored = users.read_profile(opensearch, ev, pseudo)
         assert stored is not None and stored["counters"]["events"] == 9
+        raw = opensearch.get(index=ev.indices.profiles, id=pseudo)["_source"]
+        assert raw["schema"] == 2 and set(raw["affinities"]["brand"]) == {"values", "masses"}
         logged = [event_from_doc(d) for d in users.scan_events(opensearch, ev, [pseudo])]
         rebuilt = profiles.rebuild(logged, cfg, now=NOW)  # type: ignore[arg-type]
         assert stored["mass"] == pytest.approx(rebuilt["mass"], rel=1e-9)

@@ -24,6 +24,7 @@ from rewriter.profiles import (
     ProfileError,
     affinity_view,
     decayed,
+    decode,
     dedupe,
     empty_profile,
     fold,
@@ -32,6 +33,7 @@ from rewriter.profiles import (
     rebuild,
     segment_priors,
     store_k_for,
+    to_source,
 )
 
 H = 3600.0
@@ -289,12 +291,23 @@ def test_fold_config_is_validated(kwargs: dict[str, object], message: str) -> No
 
 
 def test_document_is_json_and_reads_back() -> None:
-    profile = fold(None, [ev(T0, "purchase", category=["x"], session="s", value=1.5)], CFG)
-    stored = profile_from_source(json.loads(json.dumps(profile)))
+    events = [
+        ev(T0, "purchase", category=["x", "y"], session="s", value=1.5),
+        ev(T0 + 5, "view", category=["values"], session="t"),
+    ]
+    profile = fold(None, events, CFG)
+    source = to_source(profile)
+    # stored as arrays: no brand, category or session id becomes a JSON field name
+    assert source["affinities"]["category"]["values"] == list(profile["affinities"]["category"])
+    assert source["recent_sessions"] == {"ids": ["s", "t"], "last": [T0, T0 + 5]}
+    stored = profile_from_source(json.loads(json.dumps(source)))
     assert stored == profile
-    assert fold(stored, [ev(T0 + 1)], CFG)["counters"]["events"] == 2
-    with pytest.raises(ProfileError, match="schema 2"):
-        profile_from_source({**profile, "schema": 2})
+    assert fold(stored, [ev(T0 + 1)], CFG)["counters"]["events"] == 3
+    schema_1 = {**json.loads(json.dumps(profile)), "schema": 1}  # still read: objects
+    assert profile_from_source(schema_1) == {**profile, "schema": 1}
+    assert decode(source) == profile
+    with pytest.raises(ProfileError, match="schema 3"):
+        profile_from_source({**source, "schema": 3})
     with pytest.raises(ProfileError, match="lacks 'mass'"):
         profile_from_source({k: v for k, v in profile.items() if k != "mass"})
 

@@ -42,7 +42,7 @@ from typing import Any
 import httpx
 from opensearchpy import OpenSearch, helpers
 
-from rewriter import config, events_ingest, privacy
+from rewriter import config, events_ingest, privacy, profiles
 from rewriter import engine as engine_mod
 from rewriter import ingest as ingest_mod
 from rewriter.pipeline import Pipeline
@@ -346,7 +346,9 @@ def profile_size(s: config.Settings, es: OpenSearch, n: int, tmp: Path) -> dict[
         "affinities_bytes": size(source["affinities"]),
         "recent_batches_bytes": size(source.get("recent_batches", [])),
         "recent_sessions_bytes": size(source["recent_sessions"]),
-        "values_per_attribute": {a: len(v) for a, v in source["affinities"].items()},
+        "values_per_attribute": {
+            a: len(v) for a, v in profiles.decode(source)["affinities"].items()
+        },
     }
 
 

@@ -504,6 +504,44 @@ def test_a_large_batch_is_written_in_chunks_and_folded_once(
     assert (again.accepted, again.duplicates, again.folded) == (0, 90, 0)
 
 
+def test_two_writers_folding_the_same_users_stay_exactly_once(
+    ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    """Two server processes' writers (each with its own folder and remembered profiles)
+    take turns on the same users: every event is folded once, and each profile equals a
+    rebuild from the log."""
+    boost = fold_boost(ev)
+    committers = [
+        GroupCommitter(lambda: Pipeline(opensearch, ev, boost), linger_s=0.0, recover_every_s=3600)
+        for _ in range(2)
+    ]
+    for committer in committers:
+        committer.start()
+    names = [f"twin-{u}" for u in range(4)]
+    try:
+        futures = []
+        for n in range(30):
+            batch = [validate(_event(user, n, type="click"), ("click",)) for user in names]
+            futures.append(committers[n % 2].submit(batch, wait_for_profiles=n >= 28))  # type: ignore[arg-type]
+        results = [f.result(30) for f in futures]
+    finally:
+        for committer in committers:
+            committer.stop()
+    assert all(r.outcomes == ["accepted"] * 4 for r in results)
+    assert results[-1].folded and results[-2].folded
+    cfg = fold_config(boost)
+    for user in names:
+        pseudo = _pseudo(ev, user)
+        stored = users.read_profile(opensearch, ev, pseudo)
+        assert stored is not None and stored["counters"]["events"] == 30
+        logged = [event_from_doc(d) for d in users.scan_events(opensearch, ev, [pseudo])]
+        rebuilt = profiles.rebuild(logged, cfg)  # type: ignore[arg-type]
+        at = time.time()  # masses are relative to each profile's landmark: compare decayed
+        mine = profiles.decayed(stored["mass"], stored["landmark"], at, cfg.half_life_s)
+        theirs = profiles.decayed(rebuilt["mass"], rebuilt["landmark"], at, cfg.half_life_s)
+        assert mine == pytest.approx(theirs, rel=1e-9)
+
+
 # --------------------------------------------------------------------------- segments
 def test_segments_build_stores_priors_and_profile_segments(
     env: dict[str, str], ev: config.Settings, opensearch: OpenSearch

@@ -45,7 +45,7 @@ READ_AHEAD = 50_000
 fewer users (its opt-out check and the fold read fewer profiles), while writing starts
 soon after the import does."""
 MAX_BATCHES_PER_FOLD = 32
-"""A fold covers at most this many batches: fewer than pipeline.RECENT_BATCHES, the batch
+"""A fold covers at most this many batches: fewer than profile_writes.RECENT_BATCHES, the batch
 ids each profile remembers."""
 POPULARITY_FLUSH_EVENTS = 1_000_000
 """Popularity increments are summed over this many events before they are written (each

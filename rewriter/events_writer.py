@@ -42,10 +42,10 @@ MAX_BATCH_EVENTS = 5_000
 MAX_PENDING_EVENTS = 50_000
 MAX_UNFOLDED_EVENTS = 200_000
 MAX_FOLD_BATCHES = 32
-"""Batches per fold: well under pipeline.RECENT_BATCHES, the batch ids a profile remembers."""
+"""Batches per fold: well under profile_writes.RECENT_BATCHES, the batch ids a profile remembers."""
 PROFILE_CACHE = 10_000
 """Profiles the folder remembers as it last wrote them (its next fold of those users reads
-nothing; pipeline.Pipeline._current). Up to ~100 MB with 4 KB profiles."""
+nothing; profile_writes.ProfileWriter.current). Up to ~100 MB with 4 KB profiles."""
 RECOVER_EVERY_S = 30.0
 WRITERS = 2
 POPULARITY_EVERY_S = 30.0

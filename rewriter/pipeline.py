@@ -2,17 +2,18 @@
 
 One batch goes through these steps (the batch import and `POST /events` share them):
 
-1. pseudonymize users; read their profiles (one mget); drop events of opted-out users
+1. pseudonymize users; find the opted-out ones among them (one search); drop their events
    (reported, never stored); an event with `opt_out` erases the user and leaves a tombstone;
 2. enrich with the item's attribute values from the catalog (unknown items are accepted and
    reported: they carry no attributes, so the profile learns nothing from them);
 3. `_bulk` create into the events index, doc id = event id: a re-sent event is a 409 there,
    reported as a duplicate, and never folded again;
 4. fold the newly created events per user and write each profile with optimistic concurrency
-   (if_seq_no/if_primary_term; a conflict re-reads and retries). Every batch has an id,
-   recorded in a journal (pending → done) and on each of its events; a profile keeps the ids
-   of the batches folded into it (`recent_batches`), so a batch is never folded twice into
-   one profile, even when two processes, or a recovery after a crash, race for it;
+   (profile_writes.py: if_seq_no/if_primary_term; a conflict re-reads and retries). Every
+   batch has an id, recorded in a journal (pending → done) and on each of its events; a
+   profile keeps the ids of the batches folded into it (`recent_batches`), so a batch is
+   never folded twice into one profile, even when two processes, or a recovery after a
+   crash, race for it;
 5. mark the batch `done` in the journal: one write per batch, not one per event.
    `recover()` folds the events of batches a crash left `pending`.
 
@@ -26,49 +27,29 @@ Delivery is at-least-once, the effect exactly-once.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
-from collections import OrderedDict, defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from opensearchpy import OpenSearch, helpers
 
 from rewriter import config, privacy
 from rewriter.boost_profiles import BoostProfile
 from rewriter.events import Event, Rejection
-from rewriter.profiles import (
-    FoldConfig,
-    ProfileDoc,
-    decode,
-    fold,
-    opted_out,
-    store_k_for,
-    to_source,
-)
+from rewriter.profile_writes import SENDERS, Found, ProfileWriter, bulk, line
+from rewriter.profiles import FoldConfig, ProfileDoc, opted_out, store_k_for, to_source
 
 log = logging.getLogger("affinity.pipeline")
-
-RECENT_BATCHES = 64
-"""Batch ids remembered per profile. Only batches still pending in the journal (a crash, or
-a fold in flight) need to be recognized, and those are the newest few."""
 
 RECOVERY_AGE_S = 30.0
 """Unfolded events younger than this belong to a fold in flight; recovery leaves them."""
 
 APPEND_CHUNK = 5_000
-"""Events per `_bulk` request. A larger batch (the batch import folds windows of 100,000
-events) is sent in chunks, `SENDERS` at a time: one is built while the engine indexes
-another."""
-SENDERS = 2
-MGET_CHUNK = 1_000
-"""Profiles per `_mget` request."""
-PROFILE_CHUNK = 500
-"""Profiles per `_bulk` request."""
+"""Events per `_bulk` request. A larger batch is sent in chunks, SENDERS at a time: one is
+built while the engine indexes another."""
 
 
 def fold_config(boost: BoostProfile) -> FoldConfig:
@@ -139,7 +120,7 @@ class Pipeline:
         profile_cache: int = 0,
     ) -> None:
         """`profile_cache`: how many profiles this pipeline last wrote to keep, with their
-        seq_no, so the next fold of those users needs no read (see `_current`)."""
+        seq_no, so the next fold of those users needs no read (profile_writes.py)."""
         self.es = es
         self.settings = settings
         self.boost = boost
@@ -148,80 +129,22 @@ class Pipeline:
         self._catalog_cache: dict[str, dict | None] = {}
         self._attrs_cache: dict[str, dict[str, tuple[str, ...]]] = {}
         self._pseudonyms: dict[str, str] = {}
-        self.profile_cache = profile_cache
-        self._written: OrderedDict[str, tuple[ProfileDoc, int, int]] = OrderedDict()
-        self._written_lock = threading.Lock()
+        self.profiles = ProfileWriter(es, settings, self.cfg, profile_cache)
         self._read_pool: ThreadPoolExecutor | None = None
 
-    # ------------------------------------------------------------------ reads
-    def _profiles(
-        self, users: Sequence[str], whole: bool = True
-    ) -> dict[str, tuple[ProfileDoc, int, int] | None]:
-        """Profiles by user with seq_no/primary_term (realtime); only `opt_out` unless
-        `whole`."""
-        out: dict[str, tuple[ProfileDoc, int, int] | None] = {}
-        only = {} if whole else {"_source_includes": "opt_out"}
-        for start in range(0, len(users), MGET_CHUNK):
-            response = self.es.mget(
-                index=self.settings.indices.profiles,
-                body={"ids": list(users[start : start + MGET_CHUNK])},
-                realtime=True,
-                **only,
-            )
-            for doc in response["docs"]:
-                found = doc.get("found")
-                out[doc["_id"]] = (
-                    (decode(doc.get("_source", {})), doc["_seq_no"], doc["_primary_term"])
-                    if found
-                    else None
-                )
-        return out
+    @property
+    def profile_cache(self) -> int:
+        return self.profiles.cache_size
 
+    @profile_cache.setter
+    def profile_cache(self, size: int) -> None:
+        self.profiles.cache_size = size
+
+    # ------------------------------------------------------------------ reads
     def _reader(self) -> ThreadPoolExecutor:
         if self._read_pool is None:
             self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="affinity-read")
         return self._read_pool
-
-    def _opted_out(self, users: Sequence[str]) -> set[str]:
-        """The users among `users` whose profile is an opt-out tombstone.
-
-        A search (no realtime read: a realtime GET of a profile the folder just rewrote costs
-        the engine far more). Tombstones are written, and removed, with refresh=wait_for, so
-        an opt-out or opt-in that has returned is already visible here."""
-        found: set[str] = set()
-        for start in range(0, len(users), MGET_CHUNK):
-            chunk = list(users[start : start + MGET_CHUNK])
-            query = {"bool": {"filter": [{"ids": {"values": chunk}}, {"term": {"opt_out": True}}]}}
-            response = self.es.search(
-                index=self.settings.indices.profiles,
-                body={"query": query, "size": len(chunk), "_source": False},
-                filter_path="hits.hits._id",
-            )
-            found.update(h["_id"] for h in response.get("hits", {}).get("hits", []))
-        return found
-
-    def _current(self, users: Sequence[str]) -> dict[str, tuple[ProfileDoc, int, int] | None]:
-        """Profiles to fold into: as this pipeline last wrote them where it remembers them
-        (a write by anyone else since then changed their seq_no, so writing over them
-        conflicts and the retry reads them afresh), else read (realtime)."""
-        with self._written_lock:
-            known = {u: self._written[u] for u in users if u in self._written}
-        missing = [u for u in users if u not in known]
-        return {**known, **(self._profiles(missing) if missing else {})}
-
-    def _remember(self, user: str, doc: ProfileDoc, seq_no: object, term: object) -> None:
-        if not self.profile_cache or not isinstance(seq_no, int) or not isinstance(term, int):
-            return
-        with self._written_lock:
-            self._written[user] = (doc, seq_no, term)
-            self._written.move_to_end(user)
-            while len(self._written) > self.profile_cache:
-                self._written.popitem(last=False)
-
-    def _forget(self, users: Iterable[str]) -> None:
-        with self._written_lock:
-            for user in users:
-                self._written.pop(user, None)
 
     def _items(self, item_ids: Iterable[str]) -> dict[str, dict | None]:
         wanted = set(item_ids)
@@ -287,9 +210,9 @@ class Pipeline:
         pseudo = [e.with_user(self._pseudonym(e.user_id)) for e in events]
         touched = sorted({e.user_id for e in pseudo})
         if prefetch:
-            profiles = self._profiles(touched)
+            profiles = self.profiles.read(touched)
         else:  # two reads at once: opted-out users (a search) and the items (mostly cached)
-            opted_out = self._reader().submit(self._opted_out, touched)
+            opted_out = self._reader().submit(self.profiles.opted_out, touched)
             self._items(e.item_id for e in pseudo)
             tombstone: tuple[ProfileDoc, int, int] = ({"opt_out": True}, 0, 0)  # type: ignore[assignment]
             profiles = dict.fromkeys(opted_out.result(), tombstone)
@@ -371,9 +294,9 @@ class Pipeline:
             return
         body = bytearray()
         for b in written:
-            body += _line({"index": {"_index": self.settings.indices.journal, "_id": b.batch_id}})
-            body += _line(_journal_entry(b.batch_id, "done", b.written_at, len(b.created)))
-        items = self._bulk(bytes(body)) if written else []
+            body += line({"index": {"_index": self.settings.indices.journal, "_id": b.batch_id}})
+            body += line(_journal_entry(b.batch_id, "done", b.written_at, len(b.created)))
+        items = bulk(self.es, bytes(body)) if written else []
         failed = [i for i in items if int(next(iter(i.values())).get("status", 500)) >= 300]
         if failed:
             log.warning("%d journal entries stay pending: %s", len(failed), failed[0])
@@ -438,10 +361,10 @@ class Pipeline:
             body = bytearray()
             if not journal_ok:
                 target = {"index": {"_index": self.settings.indices.journal, "_id": batch}}
-                body += _line(target) + _line(journal)
+                body += line(target) + line(journal)
             for event_id, (_, doc) in pending.items():
-                body += _line({"create": {"_index": index, "_id": event_id}})
-                body += _line(doc)
+                body += line({"create": {"_index": index, "_id": event_id}})
+                body += line(doc)
             response = self.es.bulk(
                 body=bytes(body),
                 request_timeout=120,
@@ -483,133 +406,11 @@ class Pipeline:
         self,
         events: Sequence[tuple[Event, str]],
         now: float,
-        prefetched: Mapping[str, tuple[ProfileDoc, int, int] | None] | None = None,
+        prefetched: Mapping[str, Found | None] | None = None,
     ) -> int:
-        """Fold (event, batch id) pairs, already in the log, into their users' profiles.
-
-        `prefetched`: the profiles as just read (with seq_no/primary_term), saving the first
-        round a read; a profile that changed since makes its write conflict, and the retry
-        reads it again."""
-        by_user: dict[str, list[tuple[Event, str]]] = defaultdict(list)
-        for event, batch in events:
-            by_user[event.user_id].append((event, batch))
-        pending = dict(by_user)
-        folded: list[int] = []
-        for _attempt in range(10):
-            if not pending:
-                break
-            pending = self._fold_round(pending, now, folded, prefetched)
-            prefetched = None
-        if pending:
-            raise RuntimeError(
-                f"profiles of {len(pending)} users kept changing under us; "
-                "their batch stays pending and `recover` will fold it"
-            )
-        return sum(folded)
-
-    def _fold_round(
-        self,
-        by_user: dict[str, list[tuple[Event, str]]],
-        now: float,
-        folded: list[int],
-        prefetched: Mapping[str, tuple[ProfileDoc, int, int] | None] | None = None,
-    ) -> dict[str, list[tuple[Event, str]]]:
-        if prefetched is not None and all(u in prefetched for u in by_user):
-            current = prefetched
-        else:
-            current = self._current(sorted(by_user))
-        planned: dict[str, int] = {}
-        sources: dict[str, ProfileDoc] = {}
-
-        def bodies() -> Iterator[bytes]:  # folded lazily: the next while one is written
-            body, count = bytearray(), 0
-            for user, pairs in by_user.items():
-                write = self._fold_write(user, pairs, current.get(user), now)
-                if write is None:
-                    continue
-                header, source, planned[user] = write
-                if self.profile_cache:
-                    sources[user] = source
-                body += _line(header)
-                body += _line(to_source(source))
-                count += 1
-                if count >= PROFILE_CHUNK:
-                    yield bytes(body)
-                    body, count = bytearray(), 0
-            if count:
-                yield bytes(body)
-
-        retry: dict[str, list[tuple[Event, str]]] = {}
-        for items in self._bulk_all(bodies()):
-            for item in items:
-                info = next(iter(item.values()))
-                user, status = str(info["_id"]), int(info.get("status", 500))
-                if 200 <= status < 300:
-                    folded.append(planned[user])
-                    if user in sources:
-                        self._remember(
-                            user, sources[user], info.get("_seq_no"), info.get("_primary_term")
-                        )
-                elif status == 409:
-                    self._forget([user])
-                    retry[user] = by_user[user]
-                else:
-                    self._forget([user])
-                    raise RuntimeError(f"profile {user} could not be written: {info.get('error')}")
-        return retry
-
-    def _bulk_all(self, bodies: Iterator[bytes]) -> Iterator[list[dict[str, Any]]]:
-        """Each `_bulk` body sent, SENDERS in flight; the response items of each, in order."""
-        first = next(bodies, None)
-        if first is None:
-            return
-        second = next(bodies, None)
-        if second is None:  # one request (the usual `POST /events` batch): no threads
-            yield self._bulk(first)
-            return
-        with ThreadPoolExecutor(SENDERS, thread_name_prefix="affinity-bulk") as pool:
-            inflight = deque([pool.submit(self._bulk, first), pool.submit(self._bulk, second)])
-            for body in bodies:
-                yield inflight.popleft().result()
-                inflight.append(pool.submit(self._bulk, body))
-            while inflight:
-                yield inflight.popleft().result()
-
-    def _bulk(self, body: bytes) -> list[dict[str, Any]]:
-        response = self.es.bulk(
-            body=body,
-            request_timeout=120,
-            filter_path="items.*._id,items.*.status,items.*.error,items.*._seq_no,"
-            "items.*._primary_term",
-        )
-        return list(response.get("items", []))
-
-    def _fold_write(
-        self,
-        user: str,
-        pairs: Sequence[tuple[Event, str]],
-        found: tuple[ProfileDoc, int, int] | None,
-        now: float,
-    ) -> tuple[dict[str, Any], dict[str, Any], int] | None:
-        """(`_bulk` header, profile, events folded) writing `user`'s profile with the events
-        of batches it has not folded yet; None when there is nothing to write."""
-        doc, seq, term = found if found else (None, None, None)
-        if doc is not None and doc.get("opt_out"):
-            return None
-        ring = list((doc or {}).get("recent_batches", []))
-        seen = set(ring)
-        new = [(e, b) for e, b in pairs if b not in seen]
-        if not new:
-            return None
-        updated = dict(fold(doc, [e for e, _ in new], self.cfg, now=now))
-        updated.pop("recent_event_ids", None)  # superseded by recent_batches
-        batches = list(dict.fromkeys(b for _, b in new))
-        updated["recent_batches"] = [*batches, *ring][:RECENT_BATCHES]
-        target: dict[str, Any] = {"_index": self.settings.indices.profiles, "_id": user}
-        if doc is None:
-            return {"create": target}, updated, len(new)
-        target.update(if_seq_no=seq, if_primary_term=term)
-        return {"index": target}, updated, len(new)
+        """Fold (event, batch id) pairs, already in the log, into their users' profiles
+        (`ProfileWriter.fold`)."""
+        return self.profiles.fold(events, now, prefetched)
 
     # ------------------------------------------------------------------ recovery and users
     def recover(self, now: float | None = None, min_age_s: float = RECOVERY_AGE_S) -> int:
@@ -642,7 +443,7 @@ class Pipeline:
 
     def opt_out(self, pseudonym: str) -> None:
         """Erase the user's events and leave a tombstone profile (opt_out: true)."""
-        self._forget([pseudonym])
+        self.profiles.forget([pseudonym])
         self.erase(pseudonym)
         tomb = to_source(opted_out(_empty(pseudonym, self.cfg), time.time()))
         self.es.index(
@@ -651,7 +452,7 @@ class Pipeline:
 
     def erase(self, pseudonym: str) -> dict[str, int]:
         """Delete the user's profile and every event; counts of what was deleted."""
-        self._forget([pseudonym])
+        self.profiles.forget([pseudonym])
         self.es.indices.refresh(index=self.settings.indices.events)  # see unrefreshed events too
         events = self.es.delete_by_query(
             index=self.settings.indices.events,
@@ -686,12 +487,6 @@ class Pipeline:
 
 
 _UNSET: dict[str, Any] = {}
-
-
-def _line(obj: object) -> bytes:
-    """One NDJSON line. Append it to a bytearray right away: keeping thousands of small
-    orjson results alive to join them later measured 5x slower (allocator churn)."""
-    return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def _log_doc(event: Event, known: bool, batch: str, now: float) -> dict[str, Any]:

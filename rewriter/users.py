@@ -24,7 +24,8 @@ from opensearchpy import OpenSearch, helpers
 from rewriter import config, privacy
 from rewriter.boost_profiles import BoostProfile
 from rewriter.events import Event, Rejection, iso
-from rewriter.pipeline import RECENT_BATCHES, Pipeline, event_from_doc, fold_config
+from rewriter.pipeline import Pipeline, event_from_doc, fold_config
+from rewriter.profile_writes import RECENT_BATCHES
 from rewriter.profiles import (
     ProfileDoc,
     decayed,

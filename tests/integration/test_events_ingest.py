@@ -20,9 +20,8 @@ from click.testing import CliRunner
 from opensearchpy import OpenSearch, helpers
 
 import cli
-from rewriter import config, privacy, profiles, segments, users
+from rewriter import config, privacy, profile_writes, profiles, segments, users
 from rewriter import engine as engine_mod
-from rewriter import pipeline as pipeline_mod
 from rewriter.events import Event, validate
 from rewriter.events_ingest import fold_boost
 from rewriter.events_writer import GroupCommitter
@@ -466,7 +465,7 @@ def test_a_large_batch_is_written_in_chunks_and_folded_once(
 ) -> None:
     """The batch import's shape, made small: many `_bulk` chunks in flight, then every
     profile written once (several profile requests in flight), equal to a rebuild."""
-    monkeypatch.setattr(pipeline_mod, "PROFILE_CHUNK", 3)
+    monkeypatch.setattr(profile_writes, "PROFILE_CHUNK", 3)
     boost = fold_boost(ev)
     pipeline = Pipeline(opensearch, ev, boost)
     rng = random.Random(11)

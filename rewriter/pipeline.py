@@ -287,17 +287,22 @@ class Pipeline:
 
     def _journal_done(self, written: Sequence[BatchResult]) -> None:
         """Mark folded batches `done` (one `_bulk` for many). An entry left `pending` by a
-        failed write only makes `recover` look at a batch whose profiles already hold it."""
+        failed write only makes `recover` look at a batch whose profiles already hold it.
+        The ids marked done are told to the profile writer, which then drops them from the
+        `recent_batches` rings it writes: recovery never folds a `done` batch again."""
         if len(written) == 1:
             b = written[0]
             self._journal(b.batch_id, "done", b.written_at, len(b.created))
+            self.profiles.done([b.batch_id])
             return
         body = bytearray()
         for b in written:
             body += line({"index": {"_index": self.settings.indices.journal, "_id": b.batch_id}})
             body += line(_journal_entry(b.batch_id, "done", b.written_at, len(b.created)))
         items = bulk(self.es, bytes(body)) if written else []
-        failed = [i for i in items if int(next(iter(i.values())).get("status", 500)) >= 300]
+        infos = [next(iter(i.values())) for i in items]
+        self.profiles.done(str(i["_id"]) for i in infos if 200 <= int(i.get("status", 500)) < 300)
+        failed = [i for i in infos if int(i.get("status", 500)) >= 300]
         if failed:
             log.warning("%d journal entries stay pending: %s", len(failed), failed[0])
 

@@ -29,7 +29,10 @@ from rewriter.profiles import FoldConfig, ProfileDoc, decode, fold, to_source
 
 RECENT_BATCHES = 64
 """Batch ids remembered per profile. Only batches still pending in the journal (a crash, or
-a fold in flight) need to be recognized, and those are the newest few."""
+a fold in flight) need to be recognized: a writer drops the ids it knows are `done`
+(`ProfileWriter.done`), so the ring holds those plus other processes' newest."""
+DONE_MEMORY = 100_000
+"""Batch ids marked `done` that a writer remembers, to drop from the rings it writes."""
 SENDERS = 2
 """`_bulk` requests in flight at once: one is built while the engine indexes another."""
 MGET_CHUNK = 1_000
@@ -90,6 +93,7 @@ class ProfileWriter:
         self.cfg = cfg
         self.cache_size = cache_size
         self._written: OrderedDict[str, Found] = OrderedDict()
+        self._done: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ reads
@@ -142,6 +146,15 @@ class ProfileWriter:
         with self._lock:
             for user in users:
                 self._written.pop(user, None)
+
+    def done(self, batches: Iterable[str]) -> None:
+        """These batches are `done` in the journal (durably): recovery will never fold them
+        again, so the profiles written from now on need not remember them."""
+        with self._lock:
+            for batch in batches:
+                self._done[batch] = None
+            while len(self._done) > DONE_MEMORY:
+                self._done.popitem(last=False)
 
     def _remember(self, user: str, doc: ProfileDoc, seq_no: object, term: object) -> None:
         if not self.cache_size or not isinstance(seq_no, int) or not isinstance(term, int):
@@ -247,6 +260,8 @@ class ProfileWriter:
         new = [(e, b) for e, b in pairs if b not in seen]
         if not new:
             return None
+        done = self._done
+        ring = [b for b in ring if b not in done]  # a `done` batch is never folded again
         updated = dict(fold(doc, [e for e, _ in new], self.cfg, now=now))
         updated.pop("recent_event_ids", None)  # superseded by recent_batches
         batches = list(dict.fromkeys(b for _, b in new))

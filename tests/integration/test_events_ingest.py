@@ -503,6 +503,27 @@ def test_a_large_batch_is_written_in_chunks_and_folded_once(
     assert (again.accepted, again.duplicates, again.folded) == (0, 90, 0)
 
 
+def test_profiles_forget_batches_once_they_are_done(
+    ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    """A batch marked `done` is never folded again, so the rings written afterwards drop it;
+    a batch only folded (journal still pending) stays recognized."""
+    pipeline = Pipeline(opensearch, ev, fold_boost(ev))
+    pseudo = _pseudo(ev, "ringer")
+    first = pipeline.ingest([validate(_event("ringer", 1), ("purchase",))])  # type: ignore[list-item]
+    stored = users.read_profile(opensearch, ev, pseudo)
+    assert stored is not None and stored["recent_batches"] == [first.batch_id]
+    second = pipeline.ingest([validate(_event("ringer", 2), ("purchase",))])  # type: ignore[list-item]
+    stored = users.read_profile(opensearch, ev, pseudo)
+    assert stored is not None and stored["recent_batches"] == [second.batch_id]
+    event = Event("ring-3", pseudo, "purchase", "i1", NOW, attributes={"brand": (BRANDS[0],)})
+    assert pipeline.fold_into_profiles([(event, "never-done")], NOW) == 1
+    assert pipeline.fold_into_profiles([(event, "never-done")], NOW) == 0
+    stored = users.read_profile(opensearch, ev, pseudo)
+    assert stored is not None and stored["counters"]["events"] == 3
+    assert stored["recent_batches"] == ["never-done"]  # the second batch is done: dropped
+
+
 def test_two_writers_folding_the_same_users_stay_exactly_once(
     ev: config.Settings, opensearch: OpenSearch
 ) -> None:

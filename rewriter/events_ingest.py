@@ -291,9 +291,10 @@ def ingest_events(
     events are parsed, `Pipeline.write` puts them in the log (two writes in flight); after
     every `window` events, `Pipeline.fold_batches` folds the window's batches into the
     profiles at once (each touched profile read and written once per window; folds run one
-    after the other). Parsing runs ahead by at most two windows. Popularity is buffered and
-    written every POPULARITY_FLUSH_EVENTS events and at the end. Python's cyclic garbage
-    collector runs less often meanwhile (see `gc_quiet`).
+    after the other). Parsing runs at most two folds ahead, so about three windows of
+    events are in memory at most. Popularity is buffered and written every
+    POPULARITY_FLUSH_EVENTS events and at the end. Python's cyclic garbage collector runs
+    less often meanwhile (see `gc_quiet`).
     """
     result = EventsIngestResult()
     popularity = PopularityBuffer(pipeline.cfg)

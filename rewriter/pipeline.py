@@ -204,7 +204,8 @@ class Pipeline:
         """Steps 1-3: the batch is in the log (durable) and `pending` in the journal.
 
         `fold_batches` folds it later. `prefetch` reads the touched profiles whole (kept in
-        the result for the fold); otherwise only their opt-out flags are read."""
+        the result for the fold's first round); otherwise a search finds the opted-out users
+        among them, while the items are looked up."""
         now = time.time() if now is None else now
         result = BatchResult(batch_id=uuid.uuid4().hex, written_at=now)
         pseudo = [e.with_user(self._pseudonym(e.user_id)) for e in events]

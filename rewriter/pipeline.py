@@ -293,8 +293,12 @@ class Pipeline:
         `recent_batches` rings it writes: recovery never folds a `done` batch again."""
         if len(written) == 1:
             b = written[0]
-            self._journal(b.batch_id, "done", b.written_at, len(b.created))
-            self.profiles.done([b.batch_id])
+            try:
+                self._journal(b.batch_id, "done", b.written_at, len(b.created))
+            except Exception as exc:  # the profiles hold the batch: recovery will skip it
+                log.warning("batch %s: its journal entry stays pending: %s", b.batch_id, exc)
+            else:
+                self.profiles.done([b.batch_id])
             return
         body = bytearray()
         for b in written:
@@ -390,7 +394,16 @@ class Pipeline:
                 out.append((event, info, status))
             pending = retry
         if not journal_ok and journal is not None:  # rare: events in, journal not; once more
-            self.es.index(index=self.settings.indices.journal, id=batch, body=journal)
+            try:
+                self.es.index(index=self.settings.indices.journal, id=batch, body=journal)
+            except Exception as exc:  # the events are stored: fold them, don't fail the batch
+                log.error(
+                    "batch %s: its journal entry could not be written (%s); its events are "
+                    "in the log and are folded now, but a crash before that fold would leave "
+                    "them out of the profiles until `affinity profile rebuild`",
+                    batch,
+                    exc,
+                )
         return out
 
     @staticmethod

@@ -524,6 +524,25 @@ def test_profiles_forget_batches_once_they_are_done(
     assert stored["recent_batches"] == ["never-done"]  # the second batch is done: dropped
 
 
+def test_an_unwritable_journal_does_not_lose_accepted_events(
+    ev: config.Settings, opensearch: OpenSearch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The journal is only crash insurance: when it refuses writes, the batch is still
+    stored and folded, and the log says what protection is missing."""
+    pipeline = Pipeline(opensearch, ev, fold_boost(ev))
+    journal = ev.indices.journal
+    opensearch.indices.put_settings(index=journal, body={"index.blocks.write": True})
+    try:
+        result = pipeline.ingest([validate(_event("journal-less", 1), ("purchase",))])  # type: ignore[list-item]
+    finally:
+        opensearch.indices.put_settings(index=journal, body={"index.blocks.write": False})
+    assert (result.accepted, result.folded) == (1, 1)
+    profile = users.read_profile(opensearch, ev, _pseudo(ev, "journal-less"))
+    assert profile is not None and profile["counters"]["events"] == 1
+    assert "journal entry could not be written" in caplog.text
+    assert "affinity profile rebuild" in caplog.text
+
+
 def test_two_writers_folding_the_same_users_stay_exactly_once(
     ev: config.Settings, opensearch: OpenSearch
 ) -> None:

@@ -29,8 +29,8 @@ from rewriter.profiles import FoldConfig, ProfileDoc, decode, fold, to_source
 
 RECENT_BATCHES = 64
 """Batch ids remembered per profile. Only batches still pending in the journal (a crash, or
-a fold in flight) need to be recognized: a writer drops the ids it knows are `done`
-(`ProfileWriter.done`), so the ring holds those plus other processes' newest."""
+a fold in flight) need to be recognized: a writer drops the ids that are `done` (its own,
+and others' it looks up in the journal), so the ring holds pending batches only."""
 DONE_MEMORY = 100_000
 """Batch ids marked `done` that a writer remembers, to drop from the rings it writes."""
 SENDERS = 2
@@ -90,6 +90,7 @@ class ProfileWriter:
     ) -> None:
         self.es = es
         self.index = settings.indices.profiles
+        self.journal = settings.indices.journal
         self.cfg = cfg
         self.cache_size = cache_size
         self._written: OrderedDict[str, Found] = OrderedDict()
@@ -156,6 +157,34 @@ class ProfileWriter:
             while len(self._done) > DONE_MEMORY:
                 self._done.popitem(last=False)
 
+    def _learn_done(self, found: Iterable[Found | None], folding: set[str]) -> None:
+        """Look up, in the journal, the batches in these profiles' rings that this writer
+        does not know to be done (other processes' batches); remember the done ones, so the
+        rings written next drop them and keep their room for batches still pending."""
+        unknown = {
+            b
+            for entry in found
+            if entry is not None
+            for b in entry[0].get("recent_batches", ())
+            if b not in self._done and b not in folding
+        }
+        if not unknown:
+            return
+        ids = sorted(unknown)
+        done = []
+        for start in range(0, len(ids), MGET_CHUNK):
+            response = self.es.mget(
+                index=self.journal,
+                body={"ids": ids[start : start + MGET_CHUNK]},
+                _source_includes="state",
+            )
+            done += [
+                d["_id"]
+                for d in response["docs"]
+                if d.get("found") and (d.get("_source") or {}).get("state") == "done"
+            ]
+        self.done(done)
+
     def _remember(self, user: str, doc: ProfileDoc, seq_no: object, term: object) -> None:
         if not self.cache_size or not isinstance(seq_no, int) or not isinstance(term, int):
             return
@@ -208,6 +237,7 @@ class ProfileWriter:
             current = prefetched
         else:
             current = self.current(sorted(by_user))
+        self._learn_done(current.values(), {b for pairs in by_user.values() for _, b in pairs})
         planned: dict[str, int] = {}
         sources: dict[str, ProfileDoc] = {}
 

@@ -524,6 +524,25 @@ def test_profiles_forget_batches_once_they_are_done(
     assert stored["recent_batches"] == ["never-done"]  # the second batch is done: dropped
 
 
+def test_rings_drop_other_processes_done_batches(
+    ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    """A process folds a batch and marks it done, then stops. Another process writing the
+    same profile looks that batch up in the journal and drops it from the ring: only
+    batches still pending keep their room (a crashed process's pending one among them)."""
+    boost = fold_boost(ev)
+    gone, alive = Pipeline(opensearch, ev, boost), Pipeline(opensearch, ev, boost)
+    pseudo = _pseudo(ev, "turns")
+    crashed = Event("turns-c", pseudo, "purchase", "i1", NOW, attributes={"brand": (BRANDS[0],)})
+    assert gone.fold_into_profiles([(crashed, "pending-c")], NOW) == 1  # never marked done
+    old = gone.ingest([validate(_event("turns", 1), ("purchase",))])  # type: ignore[list-item]
+    new = alive.ingest([validate(_event("turns", 2), ("purchase",))])  # type: ignore[list-item]
+    stored = users.read_profile(opensearch, ev, pseudo)
+    assert stored is not None and stored["counters"]["events"] == 3
+    assert old.batch_id not in stored["recent_batches"]
+    assert stored["recent_batches"] == [new.batch_id, "pending-c"]
+
+
 def test_an_unwritable_journal_does_not_lose_accepted_events(
     ev: config.Settings, opensearch: OpenSearch, caplog: pytest.LogCaptureFixture
 ) -> None:

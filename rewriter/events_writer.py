@@ -292,8 +292,11 @@ class GroupCommitter:
             if not job.wait_for_profiles:
                 job.future.set_result(result)
         created = [e for e in batch.created if e.item_id not in batch.unknown_items]
-        if created:
-            self._pop_buffer.add(created)
+        try:  # the batch is written and acknowledged: popularity must not fail it now
+            if created:
+                self._pop_buffer.add(created)
+        except Exception:
+            log.exception("popularity of a written batch was not counted (approximate)")
 
     # ------------------------------------------------------------------ folder thread
     def _fold_loop(self, pipeline: Pipeline) -> None:
@@ -335,7 +338,8 @@ class GroupCommitter:
         for written in taken:
             for job, result in written.waiting:
                 result.folded = folded
-                job.future.set_result(result)
+                if not job.future.done():
+                    job.future.set_result(result)
 
     # ------------------------------------------------------------------ housekeeping
     def _maybe_flush_popularity(self, force: bool = False) -> None:

@@ -361,3 +361,33 @@ def test_stop_folds_what_was_written() -> None:
     assert sum(len(c) for c in pipeline.calls) == 5
     written = [f"b{n}" for n in range(len(pipeline.calls))]
     assert sorted(b for fold in pipeline.folds for b in fold) == written
+
+
+def test_a_popularity_error_neither_fails_a_written_batch_nor_its_fold() -> None:
+    pipeline = FakePipeline()
+    committer = GroupCommitter(lambda: pipeline, writers=1, linger_s=0.0)  # type: ignore
+
+    def broken(events: object) -> None:
+        raise ValueError("popularity landmark too old")
+
+    committer._pop_buffer.add = broken  # type: ignore[method-assign]
+    pipeline.write = _known_items(pipeline.write)  # type: ignore[method-assign]
+    committer.start()
+    try:
+        result = committer.submit(events(1), wait_for_profiles=True).result(5)
+        again = committer.submit(events(2), wait_for_profiles=True).result(5)
+    finally:
+        committer.stop()
+    assert result.outcomes == ["accepted"] and result.folded is True
+    assert again.outcomes == ["accepted"] and again.folded is True
+
+
+def _known_items(write):  # type: ignore[no-untyped-def]
+    """FakePipeline.write with every item known (so popularity is counted)."""
+
+    def known(events: Sequence[Event], now: float | None = None) -> BatchResult:
+        result = write(events, now)
+        result.unknown_items.clear()
+        return result
+
+    return known

@@ -32,7 +32,7 @@ from rewriter import imports as imp
 from rewriter.boost_profiles import BoostProfile, load_boost_profiles
 from rewriter.events import Event, Rejection
 from rewriter.pipeline import BatchResult, Pipeline
-from rewriter.profiles import FoldConfig, popularity_updates
+from rewriter.profiles import FoldConfig, ProfileError, popularity_updates
 
 EVENT_FORMATS = ("jsonl", "csv", "segment", "ubi", "movielens")
 BATCH_SIZE = 5_000
@@ -316,7 +316,12 @@ def ingest_events(
 
     def collect(writes: Writes, folded: Future[int]) -> None:
         for lined, future in writes:
-            popularity.add(_count(pipeline, lined, future.result(), result))
+            created = _count(pipeline, lined, future.result(), result)
+            try:
+                popularity.add(created)
+            except ProfileError as exc:  # the events are stored and folded: warn, go on
+                if not any(w.startswith("popularity") for w in result.warnings):
+                    result.warnings.append(f"popularity not counted: {exc}")
         result.folded += folded.result()
         if popularity.due:
             result.warnings += popularity.flush(pipeline.es, catalog)

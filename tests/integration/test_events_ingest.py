@@ -562,6 +562,27 @@ def test_an_unwritable_journal_does_not_lose_accepted_events(
     assert "affinity profile rebuild" in caplog.text
 
 
+def test_an_import_goes_on_when_popularity_cannot_be_counted(
+    ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    """With a one-hour half-life, today's events lie too many half-lives after the catalog's
+    popularity landmark: popularity says so once, and every event is still stored and
+    folded."""
+    from rewriter import events_ingest
+
+    boost = replace(fold_boost(ev), half_life_days=1 / 24)
+    pipeline = Pipeline(opensearch, ev, boost)
+    parsed = iter(
+        (n + 1, validate(_event(f"hourly-{n % 3}", n), tuple(boost.event_weights)))
+        for n in range(9)
+    )
+    result = events_ingest.ingest_events(pipeline, parsed)  # type: ignore[arg-type]
+    assert (result.accepted, result.folded, result.rejected) == (9, 9, [])
+    assert [w for w in result.warnings if w.startswith("popularity")] == [
+        next(w for w in result.warnings if "half-lives after the popularity landmark" in w)
+    ]
+
+
 def test_two_writers_folding_the_same_users_stay_exactly_once(
     ev: config.Settings, opensearch: OpenSearch
 ) -> None:

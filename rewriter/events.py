@@ -96,32 +96,21 @@ class Event:
     def to_doc(self) -> dict[str, object]:
         """The events-index document (doc id = `event_id`); `validate` reads it back.
 
-        Written out field by field: it runs once per imported event."""
+        Every set field (no None, False or empty mapping), in one pass over the fields: it
+        runs once per imported event."""
         doc: dict[str, object] = {
-            "event_id": self.event_id,
-            "user_id": self.user_id,
-            "type": self.type,
-            "item_id": self.item_id,
-            "timestamp": self.timestamp,
+            k: v
+            for k, v in self.__dict__.items()
+            if v is not None and v is not False and v != _UNSET
         }
-        if self.event_id_generated:
-            doc["event_id_generated"] = True
-        for name in _OPTIONAL_SCALARS:
-            value = self.__dict__[name]
-            if value is not None:
-                doc[name] = value
-        if self.context:
+        if "context" in doc:
             doc["context"] = dict(self.context)
-        if self.opt_out:
-            doc["opt_out"] = True
-        if self.attributes:
+        if "attributes" in doc:
             doc["attributes"] = {a: list(v) for a, v in self.attributes.items()}
         return doc
 
 
-_OPTIONAL_SCALARS = (
-    "query", "query_id", "position", "value", "quantity", "session_id", "experiment", "variant",
-)  # fmt: skip
+_UNSET: dict[str, object] = {}
 
 
 def _evolve(event: Event, **changes: object) -> Event:

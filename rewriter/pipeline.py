@@ -505,15 +505,9 @@ class Pipeline:
         return int(found.get("deleted", 0))
 
 
-_UNSET: dict[str, Any] = {}
-
-
 def _log_doc(event: Event, known: bool, batch: str, now: float) -> dict[str, Any]:
-    """The events-index document: `Event.to_doc` (every set field: no None, False or empty
-    mapping) plus what the pipeline adds, built in one pass (it runs per event)."""
-    doc = {
-        k: v for k, v in event.__dict__.items() if v is not None and v is not False and v != _UNSET
-    }
+    """The events-index document: `Event.to_doc` plus what the pipeline adds."""
+    doc = event.to_doc()
     doc["known_item"] = known
     doc["batch_id"] = batch
     doc["ingested_at"] = now

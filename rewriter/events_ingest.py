@@ -27,7 +27,7 @@ from pathlib import Path
 
 from opensearchpy import OpenSearch, helpers
 
-from rewriter import config, privacy
+from rewriter import config
 from rewriter import imports as imp
 from rewriter.boost_profiles import BoostProfile, load_boost_profiles
 from rewriter.events import Event, Rejection
@@ -181,12 +181,11 @@ def _cut(
         yield chunk, []
 
 
-def stored_ids(events: Sequence[Event], secret: bytes) -> list[str]:
-    """The id each event is stored under (a generated id is derived from the pseudonym)."""
+def stored_ids(events: Sequence[Event], pseudonym: Callable[[str], str]) -> list[str]:
+    """The id each event is stored under (a generated id is derived from the pseudonym,
+    which `pseudonym` gives for a raw user id: `Pipeline.pseudonym`)."""
     return [
-        e.with_user(privacy.pseudonymize(e.user_id, secret)).event_id
-        if e.event_id_generated
-        else e.event_id
+        e.with_user(pseudonym(e.user_id)).event_id if e.event_id_generated else e.event_id
         for e in events
     ]
 
@@ -266,7 +265,7 @@ def _count(
     result.unknown_items |= batch.unknown_items
     if batch.rejected:
         events = [e for _, e in lined]
-        ids = stored_ids(events, pipeline.secret)
+        ids = stored_ids(events, pipeline.pseudonym)
         line_of = {sid: line for sid, (line, _) in zip(ids, lined, strict=True)}
         for reason in batch.rejected:
             sid = reason.removeprefix("event ").split(":", 1)[0]

@@ -30,7 +30,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from rewriter import privacy
 from rewriter.events import Event
 from rewriter.events_ingest import PopularityBuffer, stored_ids
 from rewriter.pipeline import BatchResult, Pipeline
@@ -196,11 +195,10 @@ class GroupCommitter:
     def submit(self, events: list[Event], wait_for_profiles: bool = False) -> Future[JobResult]:
         """Enqueue one request's events; the future resolves once they are written (or,
         with `wait_for_profiles`, once they are folded into the profiles)."""
-        secret = self.pipeline.secret
-        users = {e.user_id: privacy.pseudonymize(e.user_id, secret) for e in events}
+        pseudonym = self.pipeline.pseudonym
         job = _Job(
-            list(events), stored_ids(events, secret), set(users.values()), Future(),
-            wait_for_profiles,
+            list(events), stored_ids(events, pseudonym), {pseudonym(e.user_id) for e in events},
+            Future(), wait_for_profiles,
         )  # fmt: skip
         with self._cond:
             if not self.running:

@@ -166,7 +166,7 @@ class Pipeline:
         self._catalog_cache.clear()
         self._attrs_cache.clear()
 
-    def _pseudonym(self, raw: str) -> str:
+    def pseudonym(self, raw: str) -> str:
         """privacy.pseudonymize, memoized: an HMAC per event is a tenth of an import's CPU."""
         found = self._pseudonyms.get(raw)
         if found is None:
@@ -208,21 +208,22 @@ class Pipeline:
         among them, while the items are looked up."""
         now = time.time() if now is None else now
         result = BatchResult(batch_id=uuid.uuid4().hex, written_at=now)
-        pseudo = [e.with_user(self._pseudonym(e.user_id)) for e in events]
+        pseudo = [e.with_user(self.pseudonym(e.user_id)) for e in events]
         touched = sorted({e.user_id for e in pseudo})
+        tombstone: tuple[ProfileDoc, int, int] = ({"opt_out": True}, 0, 0)  # type: ignore[assignment]
         if prefetch:
             profiles = self.profiles.read(touched)
+            items = self._items(e.item_id for e in pseudo)
         else:  # two reads at once: opted-out users (a search) and the items (mostly cached)
             opted_out = self._reader().submit(self.profiles.opted_out, touched)
-            self._items(e.item_id for e in pseudo)
-            tombstone: tuple[ProfileDoc, int, int] = ({"opt_out": True}, 0, 0)  # type: ignore[assignment]
+            items = self._items(e.item_id for e in pseudo)
             profiles = dict.fromkeys(opted_out.result(), tombstone)
         kept: list[Event] = []
         for event in pseudo:
             current = profiles.get(event.user_id)
             if event.opt_out:
                 self.opt_out(event.user_id)
-                profiles[event.user_id] = ({"opt_out": True}, 0, 0)  # type: ignore[assignment]
+                profiles[event.user_id] = tombstone
                 result.outcomes.setdefault(event.event_id, "not_stored")
                 result.notes.append(
                     f"event {event.event_id}: the user opted out; their "
@@ -237,7 +238,7 @@ class Pipeline:
         for event in (e for e in kept if e.user_id in opted):
             result.outcomes.setdefault(event.event_id, "not_stored")
         kept = [e for e in kept if e.user_id not in opted]
-        enriched = self._enrich(kept, result)
+        enriched = self._enrich(kept, items, result)
         entry = _journal_entry(result.batch_id, "pending", now, len(enriched))
         if len(enriched) > chunk_size:  # chunks in flight at once: the journal entry first
             self._journal(result.batch_id, "pending", now, len(enriched))
@@ -250,9 +251,11 @@ class Pipeline:
         result.profiles = profiles if prefetch else None
         return result
 
-    def _enrich(self, kept: list[Event], result: BatchResult) -> list[tuple[Event, bool]]:
-        """Each event with its item's attribute values, and whether the item is known."""
-        items = self._items(e.item_id for e in kept)
+    def _enrich(
+        self, kept: list[Event], items: Mapping[str, dict | None], result: BatchResult
+    ) -> list[tuple[Event, bool]]:
+        """Each event with its item's attribute values (`items`: catalog sources by id),
+        and whether the item is known."""
         enriched = []
         for event in kept:
             source = items.get(event.item_id)

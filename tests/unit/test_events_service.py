@@ -82,6 +82,9 @@ class FakePipeline:
                 result.users.add(event.user_id)
         return result
 
+    def pseudonym(self, raw: str) -> str:
+        return privacy.pseudonymize(raw, SECRET)
+
     def fold_batches(self, written: Sequence[BatchResult], now: float | None = None) -> int:
         if self.fold_gate is not None:
             self.fold_gate.wait(5)

@@ -254,8 +254,7 @@ async def post_events(request: Request) -> Response:
         )
         return _error(503, "affinity_events_not_written", reason)
     body = summary(valid, result, rejections)
-    if wait:
-        _invalidate(request.app, result.users)
+    if wait:  # the fold already dropped these users' cached profiles (on_folded)
         body["folded"] = result.folded
     return _json(body, 202)
 

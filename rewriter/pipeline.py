@@ -112,15 +112,7 @@ def attributes_from_source(source: Mapping[str, Any], names: Iterable[str]) -> d
 class Pipeline:
     """Writes batches of validated events and folds them into profiles (synchronous)."""
 
-    def __init__(
-        self,
-        es: OpenSearch,
-        settings: config.Settings,
-        boost: BoostProfile,
-        profile_cache: int = 0,
-    ) -> None:
-        """`profile_cache`: how many profiles this pipeline last wrote to keep, with their
-        seq_no, so the next fold of those users needs no read (profile_writes.py)."""
+    def __init__(self, es: OpenSearch, settings: config.Settings, boost: BoostProfile) -> None:
         self.es = es
         self.settings = settings
         self.boost = boost
@@ -129,11 +121,13 @@ class Pipeline:
         self._catalog_cache: dict[str, dict | None] = {}
         self._attrs_cache: dict[str, dict[str, tuple[str, ...]]] = {}
         self._pseudonyms: dict[str, str] = {}
-        self.profiles = ProfileWriter(es, settings, self.cfg, profile_cache)
+        self.profiles = ProfileWriter(es, settings, self.cfg)
         self._read_pool: ThreadPoolExecutor | None = None
 
     @property
     def profile_cache(self) -> int:
+        """How many profiles this pipeline remembers as it last wrote them, with their
+        seq_no, so the next fold of those users needs no read (profile_writes.py)."""
         return self.profiles.cache_size
 
     @profile_cache.setter

@@ -11,10 +11,10 @@ half-loaded state.
 
 Triggers: a polling thread (every `interval` seconds) and SIGHUP (when the server runs in
 the main thread), both started and stopped with the app's lifespan (`lifespan()`).
-Write profile files atomically (write a temporary file, then rename it over the old one;
-`cp new.yaml tmp && mv tmp profiles/x.yaml`): an in-place write can be read half-done, and
-then the half-written file is served until the next poll sees the finished one, if it
-happens to be valid YAML.
+The watcher reads a changed file only once it has been left alone for `settle` seconds
+(its mtime is that old): an editor or `cat > file` truncates first and writes after, and a
+read in between would report (or, if it parsed, serve) a half-written file. Atomic
+replaces (write a temporary file, then rename it over the old one) are safe either way.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,14 @@ class BoostRegistry:
         pseudonymize: Callable[[str], str],
         on_change: OnChange,
         interval: float = 1.0,
+        settle: float = 0.3,
     ) -> None:
         self.directory = Path(directory)
         self.pseudonymize = pseudonymize
         self.on_change = on_change
         self.interval = interval
+        self.settle = settle
+        self._deferred = False  # a changed file was too fresh to read; poll again soon
         self.reloads = 0  # successful reloads that changed what is served (for tests)
         self._seen: dict[Path, Signature] = {}
         self._good: dict[Path, BoostProfile] = {}
@@ -63,10 +67,14 @@ class BoostRegistry:
 
     # --- loading ------------------------------------------------------------------------------
 
-    def reload(self, force: bool = False) -> bool:
-        """Re-read changed files (all with `force`); True if what is served changed."""
+    def reload(self, force: bool = False, settle: float = 0.0) -> bool:
+        """Re-read changed files (all with `force`); True if what is served changed.
+
+        With `settle`, a file modified less than `settle` seconds ago is left for a later call
+        (it may still be being written).
+        """
         with self._lock:
-            changed = self._scan(force)
+            changed = self._scan(force, settle)
             if not changed:
                 return False
             profiles, errors = self._assemble()
@@ -78,9 +86,11 @@ class BoostRegistry:
                 log.info("boost profiles now served: %s", _describe(profiles))
             return True
 
-    def _scan(self, force: bool) -> bool:
+    def _scan(self, force: bool, settle: float) -> bool:
         paths = sorted(self.directory.glob("*.yaml"))
         changed = False
+        self._deferred = False
+        fresh_after = time.time_ns() - int(settle * 1e9)
         for gone in set(self._seen) - set(paths):
             self._seen.pop(gone)
             self._good.pop(gone, None)
@@ -89,6 +99,9 @@ class BoostRegistry:
         for path in paths:
             signature = _signature(path)
             if signature is None or (not force and self._seen.get(path) == signature):
+                continue
+            if settle and signature[0] > fresh_after:
+                self._deferred = True
                 continue
             self._seen[path] = signature
             self._load(path)
@@ -148,12 +161,13 @@ class BoostRegistry:
 
     def _poll(self) -> None:
         while not self._stop.is_set():
-            forced = self._wake.wait(self.interval)
+            wait = min(self.interval, self.settle) if self._deferred else self.interval
+            forced = self._wake.wait(wait)
             self._wake.clear()
             if self._stop.is_set():
                 return
             try:
-                self.reload(force=forced)
+                self.reload(force=forced, settle=self.settle)
             except Exception:  # never let the watcher die; the next poll retries
                 log.exception("reloading boost profiles failed; keeping the served ones")
 

@@ -85,6 +85,20 @@ def test_user_lists_are_bound_on_load(tmp_path: Path) -> None:
     assert "'bob'" not in repr(registry.profiles["s"].segments)
 
 
+def test_a_file_still_being_written_is_read_once_it_settles(tmp_path: Path) -> None:
+    path = tmp_path / "shop.yaml"
+    _write(path, GOOD)
+    registry, _ = _registry(tmp_path)
+    path.write_text("")  # an in-place write, caught between truncate and write
+    assert registry.reload(settle=60.0) is False  # too fresh to read: no error, still GOOD
+    assert registry.profiles["shop"].alpha == 1.0 and registry.errors == []
+    path.write_text(BETTER)
+    past = time.time() - 120
+    os.utime(path, (past, past))  # now left alone for longer than the settle time
+    assert registry.reload(settle=60.0)
+    assert registry.profiles["shop"].alpha == 2.0 and registry.errors == []
+
+
 def test_the_watcher_thread_reloads_on_request(tmp_path: Path) -> None:
     _write(tmp_path / "shop.yaml", GOOD)
     registry, _ = _registry(tmp_path)

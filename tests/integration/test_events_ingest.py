@@ -9,7 +9,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -310,7 +310,10 @@ def test_full_queue_answers_429_with_retry_after(
     pipeline = Pipeline(opensearch, ev, fold_boost(ev))
     real_write = pipeline.write
 
+    entered = [0]
+
     def slow_write(events: Any, now: float | None = None) -> Any:
+        entered[0] += 1
         gate.wait(10)
         return real_write(events, now)
 
@@ -320,13 +323,20 @@ def test_full_queue_answers_429_with_retry_after(
     app = create_app(ev)
     app.state.events = committer
 
+    async def until(condition: Callable[[], bool]) -> None:
+        for _ in range(1000):
+            if condition():
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError("the server did not get there within 5 s")
+
     async def go() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as c:
             first = asyncio.create_task(c.post("/events", json=[_event("q", 1)]))
-            await asyncio.sleep(0.2)  # the writer holds request 1, blocked in write
+            await until(lambda: entered[0] == 1)  # the writer holds request 1, blocked in write
             second = asyncio.create_task(c.post("/events", json=[_event("q", 2), _event("q", 3)]))
-            await asyncio.sleep(0.1)
+            await until(lambda: committer._pending == 2)  # request 2 waits in the queue
             third = await c.post("/events", json=[_event("q", 4), _event("q", 5)])
             gate.set()
             return [await first, await second, third]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 
 import pytest
@@ -62,6 +62,7 @@ class FakePipeline:
         self.gate = gate
         self.fold_gate = fold_gate
         self.entered = 0
+        self.fold_entered = 0
 
     def write(self, events: Sequence[Event], now: float | None = None) -> BatchResult:
         self.entered += 1
@@ -86,6 +87,7 @@ class FakePipeline:
         return privacy.pseudonymize(raw, SECRET)
 
     def fold_batches(self, written: Sequence[BatchResult], now: float | None = None) -> int:
+        self.fold_entered += 1
         if self.fold_gate is not None:
             self.fold_gate.wait(5)
         if self.fold_fails:
@@ -98,6 +100,14 @@ class FakePipeline:
 
     def forget_catalog(self) -> None:
         return None
+
+
+def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait (up to 5 s) for a thread to get somewhere, instead of sleeping a guessed time."""
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.005)
 
 
 def events(*ns: int) -> list[Event]:
@@ -159,7 +169,7 @@ def test_concurrent_submissions_share_one_write() -> None:
     committer.start()
     try:
         first = committer.submit(events(0))
-        time.sleep(0.1)  # the writer holds the first submission, blocked in write
+        until(lambda: pipeline.entered == 1, "the writer holds the first submission")
         rest = [committer.submit(events(n)) for n in range(1, 6)]
         gate.set()
         results = [f.result(5) for f in [first, *rest]]
@@ -208,7 +218,7 @@ def test_a_full_queue_refuses_instead_of_dropping() -> None:
     committer.start()
     try:
         held = committer.submit(events(1))
-        time.sleep(0.1)
+        until(lambda: pipeline.entered == 1, "the writer holds the first submission")
         queued = committer.submit(events(2, 3))
         with pytest.raises(Overloaded, match="send it again"):
             committer.submit(events(4))
@@ -258,9 +268,9 @@ def test_two_writers_write_two_batches_at_once() -> None:
     committer.start()
     try:
         first = committer.submit(events(1))
-        time.sleep(0.1)
+        until(lambda: sum(p.entered for p in made) == 1, "one writer holds the first batch")
         second = committer.submit(events(2))
-        time.sleep(0.1)  # both writers are now blocked in write, one batch each
+        until(lambda: sum(p.entered for p in made) == 2, "both writers are blocked in write")
         inside_at_once = sum(p.entered for p in made)
         gate.set()
         assert first.result(5).outcomes == second.result(5).outcomes == ["accepted"]
@@ -300,11 +310,11 @@ def test_batches_written_during_a_fold_are_folded_together() -> None:
     committer.start()
     try:
         committer.submit(events(0)).result(5)
-        time.sleep(0.1)  # the folder took batch b0 and is held
+        until(lambda: pipeline.fold_entered == 1, "the folder took batch b0 and is held")
         for n in range(1, 5):
             committer.submit(events(n)).result(5)  # four more batches, one per request
         last = committer.submit(events(9), wait_for_profiles=True)
-        time.sleep(0.1)  # written as a fifth batch
+        until(lambda: len(pipeline.calls) == 6, "the request is written as a sixth batch")
         fold_gate.set()
         assert last.result(5).folded is True
     finally:
@@ -329,10 +339,7 @@ def test_too_many_unfolded_events_refuse_new_requests() -> None:
         with pytest.raises(Overloaded, match="waiting to be folded"):
             committer.submit(events(4))
         fold_gate.set()
-        deadline = time.monotonic() + 5
-        while pipeline.folds == [] and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.05)
+        until(lambda: committer._unfolded == 0, "the folder has folded the first request")
         assert committer.submit(events(5)).result(5).outcomes == ["accepted"]
     finally:
         fold_gate.set()

@@ -112,7 +112,9 @@ def test_reload_during_a_stream_of_searches(proxy: tuple[str, Path], catalog: st
     _wait_for(url, lambda h: h["boost_profiles"]["shop"]["version"] == content_version(V2.encode()))
     at(done[0] + 100)
     path.write_text(BROKEN)  # in place, and invalid: reported, never served
-    health = _wait_for(url, lambda h: h["boost_profile_errors"])
+    # On a starved CI machine the watcher may first catch the file between truncate and write
+    # (an "empty boost profile" error, also not served); the finished file's error follows.
+    health = _wait_for(url, lambda h: "'weight'" in str(h["boost_profile_errors"]))
     assert health["boost_profiles"]["shop"]["version"] == content_version(V2.encode())
     [error] = health["boost_profile_errors"]
     assert "missing required key 'weight'" in error and "still serving version" in error

@@ -45,8 +45,8 @@ READ_AHEAD = 50_000
 fewer users (its opt-out check and the fold read fewer profiles), while writing starts
 soon after the import does."""
 MAX_BATCHES_PER_FOLD = 32
-"""A fold covers at most this many batches: fewer than profile_writes.RECENT_BATCHES, the batch
-ids each profile remembers."""
+"""A fold covers at most this many batches: a profile remembers the ids of the batches in flight
+for its user (profile_writes.RING_LIMIT), so fewer batches per fold keep its ring short."""
 POPULARITY_FLUSH_EVENTS = 1_000_000
 """Popularity increments are summed over this many events before they are written (each
 write is a scripted update of a catalog item, which costs the engine about as much as

@@ -41,7 +41,8 @@ MAX_BATCH_EVENTS = 5_000
 MAX_PENDING_EVENTS = 50_000
 MAX_UNFOLDED_EVENTS = 200_000
 MAX_FOLD_BATCHES = 32
-"""Batches per fold: well under profile_writes.RECENT_BATCHES, the batch ids a profile remembers."""
+"""Batches per fold: each becomes an id in the ring of every profile it touches until it is done
+(profile_writes.RING_LIMIT)."""
 PROFILE_CACHE = 10_000
 """Profiles the folder remembers as it last wrote them (its next fold of those users reads
 nothing; profile_writes.ProfileWriter.current). Up to ~100 MB with 4 KB profiles."""

@@ -14,6 +14,7 @@ costs the engine as much as the write.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -27,10 +28,15 @@ from rewriter import config
 from rewriter.events import Event
 from rewriter.profiles import FoldConfig, ProfileDoc, decode, fold, to_source
 
-RECENT_BATCHES = 64
-"""Batch ids remembered per profile. Only batches still pending in the journal (a crash, or
-a fold in flight) need to be recognized: a writer drops the ids that are `done` (its own,
-and others' it looks up in the journal), so the ring holds pending batches only."""
+log = logging.getLogger("affinity.profiles")
+
+RING_LIMIT = 4096
+"""Batch ids one profile may remember. Only batches still pending in the journal (a crash,
+or a fold in flight) need to be recognized, and a writer drops every other id (`done` ones,
+its own and others' it looks up in the journal, and ids the journal never had), so a ring
+holds the batches in flight for that user: a few dozen when several importers share users.
+Past this limit the oldest ids are dropped with a warning: recovering one of those batches
+after a crash would fold it into this profile a second time."""
 DONE_MEMORY = 100_000
 """Batch ids marked `done` that a writer remembers, to drop from the rings it writes."""
 SENDERS = 2
@@ -51,6 +57,20 @@ def line(obj: object) -> bytes:
     """One NDJSON line. Append it to a bytearray right away: keeping thousands of small
     orjson results alive to join them later measured 5x slower (allocator churn)."""
     return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def journal_states(es: OpenSearch, journal: str, batches: Iterable[str]) -> dict[str, str | None]:
+    """batch id → its journal state (`pending`, `done`), or None when the journal has no
+    entry for it (realtime mget)."""
+    ids = sorted(set(batches))
+    states: dict[str, str | None] = {}
+    for start in range(0, len(ids), MGET_CHUNK):
+        response = es.mget(
+            index=journal, body={"ids": ids[start : start + MGET_CHUNK]}, _source_includes="state"
+        )
+        for d in response["docs"]:
+            states[d["_id"]] = (d.get("_source") or {}).get("state") if d.get("found") else None
+    return states
 
 
 def bulk(es: OpenSearch, body: bytes) -> list[dict[str, Any]]:
@@ -159,8 +179,9 @@ class ProfileWriter:
 
     def _learn_done(self, found: Iterable[Found | None], folding: set[str]) -> None:
         """Look up, in the journal, the batches in these profiles' rings that this writer
-        does not know to be done (other processes' batches); remember the done ones, so the
-        rings written next drop them and keep their room for batches still pending."""
+        does not know to be done (other processes' batches); remember the ones recovery will
+        never fold (done, or not in the journal), so the rings written next drop them and
+        keep only batches still pending."""
         unknown = {
             b
             for entry in found
@@ -168,22 +189,9 @@ class ProfileWriter:
             for b in entry[0].get("recent_batches", ())
             if b not in self._done and b not in folding
         }
-        if not unknown:
-            return
-        ids = sorted(unknown)
-        done = []
-        for start in range(0, len(ids), MGET_CHUNK):
-            response = self.es.mget(
-                index=self.journal,
-                body={"ids": ids[start : start + MGET_CHUNK]},
-                _source_includes="state",
-            )
-            done += [
-                d["_id"]
-                for d in response["docs"]
-                if d.get("found") and (d.get("_source") or {}).get("state") == "done"
-            ]
-        self.done(done)
+        if unknown:
+            states = journal_states(self.es, self.journal, unknown)
+            self.done(b for b, state in states.items() if state != "pending")
 
     def _remember(self, user: str, doc: ProfileDoc, seq_no: object, term: object) -> None:
         if not self.cache_size or not isinstance(seq_no, int) or not isinstance(term, int):
@@ -295,7 +303,16 @@ class ProfileWriter:
         updated = dict(fold(doc, [e for e, _ in new], self.cfg, now=now))
         updated.pop("recent_event_ids", None)  # superseded by recent_batches
         batches = list(dict.fromkeys(b for _, b in new))
-        updated["recent_batches"] = [*batches, *ring][:RECENT_BATCHES]
+        ring = [*batches, *ring]
+        if len(ring) > RING_LIMIT:
+            log.warning(
+                "profile %s has %d batches pending at once; it forgets the oldest %d, and a "
+                "recovery of one of those would fold it twice into this profile",
+                user,
+                len(ring),
+                len(ring) - RING_LIMIT,
+            )
+        updated["recent_batches"] = ring[:RING_LIMIT]
         target: dict[str, Any] = {"_index": self.index, "_id": user}
         if doc is None:
             return {"create": target}, updated, len(new)

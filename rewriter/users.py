@@ -25,7 +25,7 @@ from rewriter import config, privacy
 from rewriter.boost_profiles import BoostProfile
 from rewriter.events import Event, Rejection, iso
 from rewriter.pipeline import Pipeline, event_from_doc, fold_config
-from rewriter.profile_writes import RECENT_BATCHES
+from rewriter.profile_writes import journal_states
 from rewriter.profiles import (
     ProfileDoc,
     decayed,
@@ -125,11 +125,12 @@ class RebuildResult:
     errors: list[str] = field(default_factory=list)
 
 
-def _recent_batches(sources: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The batch ids of the user's newest events (newest first), RECENT_BATCHES at most."""
+def _pending_batches(sources: Sequence[Mapping[str, Any]], pending: set[str]) -> list[str]:
+    """The batches of the user's events still pending in the journal, newest first: the
+    rebuilt profile holds their events, so a later fold or recovery must not add them again."""
     ordered = sorted(sources, key=lambda s: float(s.get("ingested_at") or 0.0), reverse=True)
-    batches = (s["batch_id"] for s in ordered if s.get("batch_id"))
-    return list(dict.fromkeys(batches))[:RECENT_BATCHES]
+    batches = (s["batch_id"] for s in ordered if s.get("batch_id") in pending)
+    return list(dict.fromkeys(batches))
 
 
 def _events(sources: Iterable[Mapping[str, Any]], result: RebuildResult) -> list[Event]:
@@ -178,6 +179,12 @@ class Rebuilder:
         by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for source in scan_events(self.es, self.settings, users):
             by_user[source["user_id"]].append(source)
+        states = journal_states(
+            self.es,
+            self.settings.indices.journal,
+            (s["batch_id"] for sources in by_user.values() for s in sources if s.get("batch_id")),
+        )
+        pending = {b for b, state in states.items() if state == "pending"}
         now = time.time()
         actions, scanned = [], []
         for user in users:
@@ -188,7 +195,7 @@ class Rebuilder:
             if found is None and not by_user[user]:
                 continue
             doc = dict(rebuild(_events(by_user[user], result), self.cfg, user=user, now=now))
-            doc["recent_batches"] = _recent_batches(by_user[user])
+            doc["recent_batches"] = _pending_batches(by_user[user], pending)
             actions.append(_write_action(self.settings.indices.profiles, user, doc, found))
             scanned.append(user)
         conflicts = self._write(actions, result)

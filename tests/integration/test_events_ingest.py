@@ -544,13 +544,40 @@ def test_rings_drop_other_processes_done_batches(
     gone, alive = Pipeline(opensearch, ev, boost), Pipeline(opensearch, ev, boost)
     pseudo = _pseudo(ev, "turns")
     crashed = Event("turns-c", pseudo, "purchase", "i1", NOW, attributes={"brand": (BRANDS[0],)})
+    entry = {"batch_id": "pending-c", "state": "pending", "created": NOW, "events": 1}
+    opensearch.index(index=ev.indices.journal, id="pending-c", body=entry)
     assert gone.fold_into_profiles([(crashed, "pending-c")], NOW) == 1  # never marked done
+    strays = Event("turns-s", pseudo, "purchase", "i1", NOW, attributes={"brand": (BRANDS[0],)})
+    assert gone.fold_into_profiles([(strays, "not-journaled")], NOW) == 1  # recovery can't see it
     old = gone.ingest([validate(_event("turns", 1), ("purchase",))])  # type: ignore[list-item]
     new = alive.ingest([validate(_event("turns", 2), ("purchase",))])  # type: ignore[list-item]
     stored = users.read_profile(opensearch, ev, pseudo)
-    assert stored is not None and stored["counters"]["events"] == 3
+    assert stored is not None and stored["counters"]["events"] == 4
     assert old.batch_id not in stored["recent_batches"]
     assert stored["recent_batches"] == [new.batch_id, "pending-c"]
+
+
+def test_a_rebuild_remembers_the_pending_batches_it_folded(
+    ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    """A batch is in the log but not folded yet (a fold in flight, or a crash) when the
+    profile is rebuilt: the rebuilt profile counts its events and keeps its id in the ring,
+    so the fold (or recovery) that follows adds nothing twice; done batches are not kept."""
+    boost = fold_boost(ev)
+    pipeline = Pipeline(opensearch, ev, boost)
+    pseudo = _pseudo(ev, "rebuilt-mid-fold")
+    folded = pipeline.ingest([validate(_event("rebuilt-mid-fold", 1), ("purchase",))])  # type: ignore[list-item]
+    written = pipeline.write([validate(_event("rebuilt-mid-fold", 2), ("purchase",))])  # type: ignore[list-item]
+    result = users.Rebuilder(opensearch, ev, boost).run([pseudo])
+    assert (result.events, result.errors) == (2, [])
+    stored = users.read_profile(opensearch, ev, pseudo)
+    assert stored is not None and stored["counters"]["events"] == 2
+    assert stored["recent_batches"] == [written.batch_id]  # not folded.batch_id: done
+    assert folded.batch_id != written.batch_id
+    assert pipeline.fold_batches([written]) == 0
+    assert pipeline.recover(min_age_s=0) == 0
+    stored = users.read_profile(opensearch, ev, pseudo)
+    assert stored is not None and stored["counters"]["events"] == 2
 
 
 def test_an_unwritable_journal_does_not_lose_accepted_events(

@@ -224,16 +224,19 @@ class GroupCommitter:
     # ------------------------------------------------------------------ writer threads
     def _run(self, pipeline: Pipeline) -> None:
         next_forget = time.monotonic() + self.recover_every_s
-        while True:
-            if time.monotonic() >= next_forget:  # only this thread reads this cache
-                next_forget = time.monotonic() + self.recover_every_s
-                pipeline.forget_catalog()
-            self._maybe_flush_popularity()
-            jobs = self._take(next_forget)
-            if jobs is None:
-                return
-            if jobs:
-                self._commit_safely(pipeline, jobs)
+        try:
+            while True:
+                if time.monotonic() >= next_forget:  # only this thread reads this cache
+                    next_forget = time.monotonic() + self.recover_every_s
+                    pipeline.forget_catalog()
+                self._maybe_flush_popularity()
+                jobs = self._take(next_forget)
+                if jobs is None:
+                    return
+                if jobs:
+                    self._commit_safely(pipeline, jobs)
+        finally:
+            pipeline.close()
 
     def _take(self, next_forget: float) -> list[_Job] | None:
         """The next batch of jobs; [] when housekeeping is due; None when stopped."""

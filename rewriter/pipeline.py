@@ -134,6 +134,13 @@ class Pipeline:
     def profile_cache(self, size: int) -> None:
         self.profiles.cache_size = size
 
+    def close(self) -> None:
+        """End the thread that reads opt-outs beside each write (a new one starts if the
+        pipeline is used again)."""
+        pool, self._read_pool = self._read_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
     # ------------------------------------------------------------------ reads
     def _reader(self) -> ThreadPoolExecutor:
         if self._read_pool is None:

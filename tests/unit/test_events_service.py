@@ -63,6 +63,7 @@ class FakePipeline:
         self.fold_gate = fold_gate
         self.entered = 0
         self.fold_entered = 0
+        self.closed = False
 
     def write(self, events: Sequence[Event], now: float | None = None) -> BatchResult:
         self.entered += 1
@@ -100,6 +101,9 @@ class FakePipeline:
 
     def forget_catalog(self) -> None:
         return None
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def until(condition: Callable[[], bool], what: str) -> None:
@@ -230,9 +234,16 @@ def test_a_full_queue_refuses_instead_of_dropping() -> None:
 
 
 def test_submit_after_stop_is_refused() -> None:
-    committer = GroupCommitter(FakePipeline)  # type: ignore[arg-type]
+    made: list[FakePipeline] = []
+
+    def make() -> FakePipeline:
+        made.append(FakePipeline())
+        return made[-1]
+
+    committer = GroupCommitter(make, writers=2)  # type: ignore[arg-type]
     committer.start()
     committer.stop()
+    assert sum(p.closed for p in made) == 2  # each writer closes its pipeline (its read thread)
     with pytest.raises(WriteFailed, match="not running"):
         committer.submit(events(1))
 

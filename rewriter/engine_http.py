@@ -70,7 +70,9 @@ class EngineHTTP:
                 connector=connector,
                 timeout=self.timeout,
                 auth=self.auth,
-                skip_auto_headers=("User-Agent",),
+                # No Accept-Encoding: OpenSearch then skips gzipping every response (0.27 ms
+                # of engine CPU per search, side by side), which the proxy would only inflate.
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
             )
             self._loop = loop
         return self._session

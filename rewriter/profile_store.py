@@ -17,6 +17,8 @@ import orjson
 from rewriter.engine_http import EngineDown, EngineHTTP
 from rewriter.profiles import ProfileDoc, decode
 
+REALTIME = {"realtime": "true"}  # sees a profile written a moment ago, before any refresh
+
 
 class ProfileStore(Protocol):
     async def get(self, pseudonym: str) -> ProfileDoc | None: ...
@@ -58,10 +60,9 @@ class OpenSearchProfileStore:
         hit = self._cache.get(pseudonym)
         if hit is not None and now - hit[0] < self.ttl:
             return hit[1]
-        response = await self.http.get(
-            f"/{self.alias}/_doc/{pseudonym}",
-            params={"realtime": "true", "_source_excludes": "recent_batches,recent_sessions"},
-        )
+        # The whole _source: excluding the rings (recent_batches, recent_sessions) costs the
+        # engine more than sending them (GET p50 1.09 vs 0.75 ms for a 7.7 KB profile).
+        response = await self.http.get(f"/{self.alias}/_doc/{pseudonym}", params=REALTIME)
         if response.status == 404:
             doc = None
         elif response.status != 200:

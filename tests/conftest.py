@@ -12,8 +12,10 @@ import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,39 @@ def bootstrapped(opensearch: OpenSearch, settings: config.Settings) -> config.Se
     """Templates, aliases and stored scripts applied under the session's prefix."""
     engine_mod.bootstrap(opensearch, settings)
     return settings
+
+
+StubServer = Callable[[bytes, int], tuple[str, list[dict[str, str]]]]
+
+
+@pytest.fixture()
+def json_stub() -> Iterator[StubServer]:
+    """Start, on demand, an HTTP server that answers every GET with the given JSON body and
+    records the request headers (lower-cased): a stand-in where what is under test is our
+    client's side of the connection, not OpenSearch. `port` 0 picks a free one."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(body: bytes, port: int = 0) -> tuple[str, list[dict[str, str]]]:
+        seen: list[dict[str, str]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                seen.append({k.lower(): v for k, v in self.headers.items()})
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        servers.append(server)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{server.server_address[1]}", seen
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

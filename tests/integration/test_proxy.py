@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import httpx
@@ -298,24 +297,11 @@ def test_in_process_api_matches_the_proxy(
 
 
 def test_recovers_without_restart_when_the_engine_comes_back(
-    bootstrapped: config.Settings,
+    bootstrapped: config.Settings, json_stub: Callable[[bytes, int], object]
 ) -> None:
     """503 while nothing listens; the same app answers once a server is there again.
     (The upstream here is a stub: what is under test is the proxy's connection handling.)"""
     import asyncio
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Stub(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b'{"version": {"number": "2.19.6"}}'
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
 
     port = free_port()
     app = create_app(replace(bootstrapped, url=f"http://127.0.0.1:{port}", timeout=2.0))
@@ -324,13 +310,8 @@ def test_recovers_without_restart_when_the_engine_comes_back(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as c:
             down = (await c.get("/")).status_code
-            server = ThreadingHTTPServer(("127.0.0.1", port), Stub)
-            thread = threading.Thread(target=server.serve_forever, daemon=True)
-            thread.start()
-            try:
-                up = (await c.get("/")).status_code
-            finally:
-                server.shutdown()
+            json_stub(b'{"version": {"number": "2.19.6"}}', port)
+            up = (await c.get("/")).status_code
             return down, up
 
     assert asyncio.run(scenario()) == (503, 200)

@@ -3,45 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 
 import pytest
 
 from rewriter.engine_http import EngineDown, EngineHTTP
 
-
-@pytest.fixture()
-def stub() -> Iterator[tuple[str, list[dict[str, str]]]]:
-    seen: list[dict[str, str]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append({k.lower(): v for k, v in self.headers.items()})
-            body = b'{"ok": true}'
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+StubServer = Callable[[bytes, int], tuple[str, list[dict[str, str]]]]  # conftest's json_stub
 
 
-def test_responses_are_not_asked_to_be_compressed(stub: tuple[str, list[dict[str, str]]]) -> None:
+def test_responses_are_not_asked_to_be_compressed(json_stub: StubServer) -> None:
     """OpenSearch gzips a response when asked; the proxy would only inflate it again."""
-    url, seen = stub
+    url, seen = json_stub(b'{"ok": true}', 0)
 
     async def go() -> bytes:
         http = EngineHTTP(url)

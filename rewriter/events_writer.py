@@ -47,6 +47,8 @@ PROFILE_CACHE = 10_000
 """Profiles the folder remembers as it last wrote them (its next fold of those users reads
 nothing; profile_writes.ProfileWriter.current). Up to ~100 MB with 4 KB profiles."""
 RECOVER_EVERY_S = 30.0
+PRUNE_EVERY_S = 600.0
+"""How often the recovery thread deletes old `done` journal entries (Pipeline.prune_journal)."""
 WRITERS = 2
 POPULARITY_EVERY_S = 30.0
 RETRY_AFTER_S = 1
@@ -362,6 +364,7 @@ class GroupCommitter:
     def _recovery_loop(self, pipeline: Pipeline) -> None:
         """Its own thread, so a large backlog never stalls acknowledgements. Racing a
         writer on a profile is safe: optimistic concurrency plus `recent_batches`."""
+        next_prune = time.monotonic()
         while not self._recovery_stop.is_set():
             try:
                 folded = pipeline.recover()
@@ -373,6 +376,19 @@ class GroupCommitter:
                 self.recovered += folded
                 if folded:
                     log.warning("recovered %d events left unfolded by an earlier crash", folded)
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + PRUNE_EVERY_S
+                try:
+                    pruned = pipeline.prune_journal()
+                except Exception:
+                    log.exception(
+                        "deleting old done batches from the journal failed; it only grows "
+                        "meanwhile, retrying in %.0f s",
+                        PRUNE_EVERY_S,
+                    )
+                else:
+                    if pruned:
+                        log.info("deleted %d old done batches from the journal", pruned)
             self._recovery_stop.wait(self.recover_every_s)
 
 

@@ -47,6 +47,11 @@ log = logging.getLogger("affinity.pipeline")
 RECOVERY_AGE_S = 30.0
 """Unfolded events younger than this belong to a fold in flight; recovery leaves them."""
 
+JOURNAL_KEEP_S = 86_400.0
+"""`done` journal entries older than this are deleted (`prune_journal`): recovery never
+reads them, and a ring id the journal no longer has is dropped like a done one. Without
+pruning the journal grows by one document per batch (per request, on a quiet server)."""
+
 APPEND_CHUNK = 5_000
 """Events per `_bulk` request. A larger batch is sent in chunks, SENDERS at a time: one is
 built while the engine indexes another."""
@@ -463,6 +468,26 @@ class Pipeline:
             total += self.fold_into_profiles(pairs, now) if pairs else 0
             self._journal(batch, "done", float(entry.get("created", now)), len(pairs))
         return total
+
+    def prune_journal(self, now: float | None = None, keep_s: float = JOURNAL_KEEP_S) -> int:
+        """Delete `done` journal entries older than keep_s; how many were deleted. `pending`
+        entries are never deleted: recovery needs them."""
+        now = time.time() if now is None else now
+        query = {
+            "bool": {
+                "filter": [
+                    {"term": {"state": "done"}},
+                    {"range": {"created": {"lt": now - keep_s}}},
+                ]
+            }
+        }
+        found = self.es.delete_by_query(
+            index=self.settings.indices.journal,
+            body={"query": query},
+            conflicts="proceed",
+            refresh=True,
+        )
+        return int(found.get("deleted", 0))
 
     def opt_out(self, pseudonym: str) -> None:
         """Erase the user's events and leave a tombstone profile (opt_out: true)."""

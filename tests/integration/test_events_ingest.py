@@ -581,6 +581,30 @@ def test_a_rebuild_remembers_the_pending_batches_it_folded(
     assert stored is not None and stored["counters"]["events"] == 2
 
 
+def test_old_done_batches_leave_the_journal_pending_ones_stay(
+    ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    day = 86_400.0
+    entries = {
+        "prune-old-done": ("done", NOW - 2 * day),
+        "prune-new-done": ("done", NOW - 60),
+        "prune-old-pending": ("pending", NOW - 2 * day),
+    }
+    for batch, (state, created) in entries.items():
+        body = {"batch_id": batch, "state": state, "created": created, "events": 1}
+        opensearch.index(index=ev.indices.journal, id=batch, body=body)
+    opensearch.indices.refresh(index=ev.indices.journal)  # a day old, in real life
+    pipeline = Pipeline(opensearch, ev, fold_boost(ev))
+    assert pipeline.prune_journal(now=NOW, keep_s=day) >= 1
+    left = {
+        d["_id"]
+        for d in opensearch.mget(index=ev.indices.journal, body={"ids": list(entries)})["docs"]
+        if d.get("found")
+    }
+    assert left == {"prune-new-done", "prune-old-pending"}
+    opensearch.delete(index=ev.indices.journal, id="prune-old-pending")  # not for recovery
+
+
 def test_an_unwritable_journal_does_not_lose_accepted_events(
     ev: config.Settings, opensearch: OpenSearch, caplog: pytest.LogCaptureFixture
 ) -> None:

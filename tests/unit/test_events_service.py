@@ -64,6 +64,7 @@ class FakePipeline:
         self.entered = 0
         self.fold_entered = 0
         self.closed = False
+        self.pruned = 0
 
     def write(self, events: Sequence[Event], now: float | None = None) -> BatchResult:
         self.entered += 1
@@ -97,6 +98,10 @@ class FakePipeline:
         return sum(len(b.created) for b in written)
 
     def recover(self) -> int:
+        return 0
+
+    def prune_journal(self) -> int:
+        self.pruned += 1
         return 0
 
     def forget_catalog(self) -> None:
@@ -246,6 +251,21 @@ def test_submit_after_stop_is_refused() -> None:
     assert sum(p.closed for p in made) == 2  # each writer closes its pipeline (its read thread)
     with pytest.raises(WriteFailed, match="not running"):
         committer.submit(events(1))
+
+
+def test_the_recovery_thread_prunes_the_journal_at_start() -> None:
+    made: list[FakePipeline] = []
+
+    def make() -> FakePipeline:
+        made.append(FakePipeline())
+        return made[-1]
+
+    committer = GroupCommitter(make, writers=1)  # type: ignore[arg-type]
+    committer.start()
+    try:
+        until(lambda: sum(p.pruned for p in made) == 1, "the journal is pruned once")
+    finally:
+        committer.stop()
 
 
 def test_import_batches_group_users_and_keep_lines() -> None:

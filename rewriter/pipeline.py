@@ -66,6 +66,7 @@ def fold_config(boost: BoostProfile) -> FoldConfig:
         attributes=tuple(boost.attributes),
         store_k=store_k_for(boost.top_k),
         purchase_types=purchase or ("purchase",),
+        source=boost.name,
     )
 
 

@@ -26,7 +26,7 @@ from opensearchpy import OpenSearch
 
 from rewriter import config
 from rewriter.events import Event
-from rewriter.profiles import FoldConfig, ProfileDoc, decode, fold, to_source
+from rewriter.profiles import FoldConfig, HalfLifeMismatch, ProfileDoc, decode, fold, to_source
 
 log = logging.getLogger("affinity.profiles")
 
@@ -115,6 +115,8 @@ class ProfileWriter:
         self.cache_size = cache_size
         self._written: OrderedDict[str, Found] = OrderedDict()
         self._done: OrderedDict[str, None] = OrderedDict()
+        self.mismatched: dict[str, int] = {}
+        """Profiles built with another half-life: user → events not folded into it."""
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ reads
@@ -192,6 +194,21 @@ class ProfileWriter:
         if unknown:
             states = journal_states(self.es, self.journal, unknown)
             self.done(b for b, state in states.items() if state != "pending")
+
+    def _mismatch(self, exc: HalfLifeMismatch, events: int) -> None:
+        """Log a profile that cannot take events with these fold settings, once per user."""
+        with self._lock:
+            first = exc.user not in self.mismatched
+            self.mismatched[exc.user] = self.mismatched.get(exc.user, 0) + events
+            while len(self.mismatched) > DONE_MEMORY:
+                self.mismatched.pop(next(iter(self.mismatched)))
+        if first:
+            log.error(
+                "%s. Its %d new events stay in the events log, not in the profile, until "
+                "then; this process skips the user's later events the same way (logged once).",
+                exc,
+                events,
+            )
 
     def _remember(self, user: str, doc: ProfileDoc, seq_no: object, term: object) -> None:
         if not self.cache_size or not isinstance(seq_no, int) or not isinstance(term, int):
@@ -300,7 +317,11 @@ class ProfileWriter:
             return None
         done = self._done
         ring = [b for b in ring if b not in done]  # a `done` batch is never folded again
-        updated = dict(fold(doc, [e for e, _ in new], self.cfg, now=now))
+        try:
+            updated = dict(fold(doc, [e for e, _ in new], self.cfg, now=now))
+        except HalfLifeMismatch as exc:  # this profile only: the batch's other users fold
+            self._mismatch(exc, len(new))
+            return None
         updated.pop("recent_event_ids", None)  # superseded by recent_batches
         batches = list(dict.fromkeys(b for _, b in new))
         ring = [*batches, *ring]

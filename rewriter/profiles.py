@@ -69,6 +69,24 @@ class ProfileError(ValueError):
     """A profile document cannot be used with this configuration; says what to do."""
 
 
+class HalfLifeMismatch(ProfileError):
+    """The profile's masses decay with another half-life than the fold settings'."""
+
+    def __init__(self, user: str, built_s: float, cfg: FoldConfig) -> None:
+        self.user = user
+        source = f"boost profile {cfg.source!r}" if cfg.source else "the fold settings"
+        super().__init__(
+            f"profile {user} was built with a half-life of {_days(built_s)}, but {source} "
+            f"says {_days(cfg.half_life_s)}. Fold with the boost profile it was built with "
+            "(AFFINITY_FOLD_PROFILE, or --profile), or rebuild it from the events log with "
+            f"this one (affinity profile rebuild --profile {cfg.source or 'NAME'})"
+        )
+
+
+def _days(seconds: float) -> str:
+    return f"{seconds / 86_400:g} days"
+
+
 @dataclass(frozen=True)
 class FoldConfig:
     """What `fold` needs from the boost profile.
@@ -78,6 +96,7 @@ class FoldConfig:
     attributes: which of an event's captured attributes are folded.
     store_k: values kept per attribute (`store_k_for(top_k)`).
     purchase_types: types counted as purchases (and summed into lifetime_value).
+    source: the boost profile these settings come from (named in error messages).
     """
 
     event_weights: Mapping[str, float] = field(
@@ -87,6 +106,7 @@ class FoldConfig:
     attributes: tuple[str, ...] = DEFAULT_ATTRIBUTES
     store_k: int = store_k_for(DEFAULT_TOP_K)
     purchase_types: tuple[str, ...] = ("purchase",)
+    source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.half_life_s) and self.half_life_s > 0):
@@ -282,11 +302,7 @@ def _start(profile: ProfileDoc | None, batch: list[Event], cfg: FoldConfig) -> P
             f"not to the profile's user {profile['user']}; fold each user's events separately"
         )
     if profile["landmark"] is not None and profile["half_life_s"] != cfg.half_life_s:
-        raise ProfileError(
-            f"profile {profile['user']} was built with a half-life of "
-            f"{profile['half_life_s']} s but the configuration says {cfg.half_life_s} s; "
-            "rebuild it from the events log (affinity profile rebuild)"
-        )
+        raise HalfLifeMismatch(profile["user"], profile["half_life_s"], cfg)
     return profile
 
 

@@ -14,7 +14,7 @@ flight folds a batch whose events the rebuild already counted.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,6 +123,10 @@ class RebuildResult:
     opted_out: int = 0
     retried: int = 0
     errors: list[str] = field(default_factory=list)
+    unweighted: Counter[str] = field(default_factory=Counter)
+    """Logged events whose type the boost profile does not weight, by type."""
+    not_rebuilt: int = 0
+    """Profiles left as they were because of such events."""
 
 
 def _pending_batches(sources: Sequence[Mapping[str, Any]], pending: set[str]) -> list[str]:
@@ -150,6 +154,7 @@ class Rebuilder:
     def __init__(self, es: OpenSearch, settings: config.Settings, boost: BoostProfile) -> None:
         self.es = es
         self.settings = settings
+        self.boost = boost
         self.cfg = fold_config(boost)
 
     def run(
@@ -171,6 +176,15 @@ class Rebuilder:
                     "run it again for them (--user)"
                 )
             progress(len(page))
+        if result.not_rebuilt:
+            types = ", ".join(f"{t} ({n})" for t, n in result.unweighted.most_common())
+            result.errors.append(
+                f"{result.not_rebuilt} profiles were not rebuilt and stay as they were: their "
+                f"events include types that boost profile {self.boost.name!r} does not weight "
+                f"({types}), so it would fold them as nothing. Rebuild with the boost profile "
+                "these events were ingested with (--profile NAME, or AFFINITY_FOLD_PROFILE), "
+                "or list those types under its event_weights (weight 0 drops them on purpose)."
+            )
         return result
 
     def _page(self, users: Sequence[str], result: RebuildResult) -> list[str]:
@@ -186,6 +200,7 @@ class Rebuilder:
         )
         pending = {b for b, state in states.items() if state == "pending"}
         now = time.time()
+        weights = self.boost.event_weights
         actions, scanned = [], []
         for user in users:
             found = current.get(user)
@@ -193,6 +208,13 @@ class Rebuilder:
                 result.opted_out += 1
                 continue
             if found is None and not by_user[user]:
+                continue
+            unweighted = Counter(
+                t for t in (src.get("type") for src in by_user[user]) if t not in weights
+            )
+            if unweighted:
+                result.unweighted.update(unweighted)
+                result.not_rebuilt += 1
                 continue
             doc = dict(rebuild(_events(by_user[user], result), self.cfg, user=user, now=now))
             doc["recent_batches"] = _pending_batches(by_user[user], pending)

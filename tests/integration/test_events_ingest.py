@@ -22,6 +22,7 @@ from opensearchpy import OpenSearch, helpers
 import cli
 from rewriter import config, privacy, profile_writes, profiles, segments, users
 from rewriter import engine as engine_mod
+from rewriter.boost_profiles import BoostProfile
 from rewriter.events import Event, validate
 from rewriter.events_ingest import fold_boost
 from rewriter.events_writer import GroupCommitter
@@ -579,6 +580,52 @@ def test_a_rebuild_remembers_the_pending_batches_it_folded(
     assert pipeline.recover(min_age_s=0) == 0
     stored = users.read_profile(opensearch, ev, pseudo)
     assert stored is not None and stored["counters"]["events"] == 2
+
+
+def test_a_rebuild_never_folds_logged_events_as_nothing(
+    ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    """Rebuilding with a boost profile that does not weight the logged event types (say,
+    `default` for events ingested with `movielens`) would zero the profile: it is refused,
+    and the error says which types and what to do."""
+    boost = fold_boost(ev)
+    pipeline = Pipeline(opensearch, ev, boost)
+    pseudo = _pseudo(ev, "wrong-fold")
+    pipeline.ingest([validate(_event("wrong-fold", n), ("purchase",)) for n in range(3)])  # type: ignore[misc]
+    before = users.read_profile(opensearch, ev, pseudo)
+    assert before is not None and before["mass"] > 0
+    narrow = BoostProfile(name="views-only", event_weights={"view": 1.0})
+    result = users.Rebuilder(opensearch, ev, narrow).run([pseudo])
+    assert (result.users, result.not_rebuilt, dict(result.unweighted)) == (0, 1, {"purchase": 3})
+    [error] = result.errors
+    assert "'views-only' does not weight" in error and "purchase (3)" in error
+    assert "--profile" in error
+    assert users.read_profile(opensearch, ev, pseudo) == before
+
+
+def test_a_profile_built_with_another_half_life_does_not_block_the_batch(
+    ev: config.Settings, opensearch: OpenSearch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One user's profile folded with another boost profile's half-life cannot take these
+    events: that user is skipped (logged once, naming the fix), every other user of the
+    batch is folded, and the batch is done (no retry loop)."""
+    boost = fold_boost(ev)
+    other = BoostProfile(name="decade", half_life_days=3650, event_weights=boost.event_weights)
+    pseudo = _pseudo(ev, "half-life-old")
+    Pipeline(opensearch, ev, other).ingest([validate(_event("half-life-old", 1), ("purchase",))])  # type: ignore[list-item]
+    before = users.read_profile(opensearch, ev, pseudo)
+    pipeline = Pipeline(opensearch, ev, boost)
+    batch = [validate(_event(u, 2), ("purchase",)) for u in ("half-life-old", "half-life-new")]
+    with caplog.at_level("ERROR", logger="affinity.profiles"):
+        result = pipeline.ingest(batch)  # type: ignore[arg-type]
+        again = pipeline.ingest([validate(_event("half-life-old", 3), ("purchase",))])  # type: ignore[list-item]
+    assert (result.accepted, result.folded, again.folded) == (2, 1, 0)
+    assert users.read_profile(opensearch, ev, pseudo) == before
+    assert users.read_profile(opensearch, ev, _pseudo(ev, "half-life-new")) is not None
+    assert pipeline.profiles.mismatched == {pseudo: 2}
+    [record] = [r for r in caplog.records if "half-life" in r.getMessage()]  # once
+    assert "3650 days" in record.getMessage() and f"--profile {boost.name}" in record.getMessage()
+    assert pipeline.recover(min_age_s=0) == 0  # the batches are done
 
 
 def test_old_done_batches_leave_the_journal_pending_ones_stay(

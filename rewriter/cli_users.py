@@ -202,7 +202,13 @@ def profile_rebuild(user: str | None, boost_name: str | None, quiet: bool) -> No
     click.echo(
         f"rebuilt {result.users} profiles from {result.events} events with boost profile "
         f"{boost.name} in {time.monotonic() - t0:.1f} s ({result.opted_out} opted out, "
-        f"{result.retried} retried after a concurrent write)"
+        f"{result.retried} retried after a concurrent write"
+        + (
+            f", {result.late_enriched} events enriched from items added to the catalog since"
+            if result.late_enriched
+            else ""
+        )
+        + ")"
     )
     if result.errors:
         sys.exit(1)

@@ -207,8 +207,9 @@ def _explain(
         notes.append(f"{where}: not stored: the user has opted out")
     if outcome == "accepted" and event.item_id in result.unknown_items:
         notes.append(
-            f"{where}: item {event.item_id} is not in the catalog; stored, but the "
-            "profile learns nothing from it until the item exists"
+            f"{where}: item {event.item_id} is not in the catalog; stored, and the "
+            "profile learns from it once the item is in the catalog and the profile is "
+            "rebuilt (affinity profile rebuild)"
         )
     if event.event_id_generated and outcome in ("accepted", "duplicate"):
         notes.append(

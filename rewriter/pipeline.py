@@ -5,7 +5,8 @@ One batch goes through these steps (the batch import and `POST /events` share th
 1. pseudonymize users; find the opted-out ones among them (one search); drop their events
    (reported, never stored); an event with `opt_out` erases the user and leaves a tombstone;
 2. enrich with the item's attribute values from the catalog (unknown items are accepted and
-   reported: they carry no attributes, so the profile learns nothing from them);
+   reported: they carry no attributes, so the profile learns nothing from them until the
+   item is in the catalog and the profile is rebuilt: `Rebuilder` enriches them then);
 3. `_bulk` create into the events index, doc id = event id: a re-sent event is a 409 there,
    reported as a duplicate, and never folded again;
 4. fold the newly created events per user and write each profile with optimistic concurrency
@@ -112,6 +113,22 @@ def attributes_from_source(source: Mapping[str, Any], names: Iterable[str]) -> d
         kept = tuple(str(v) for v in values if v is not None and v != "")
         if kept:
             out[name] = kept
+    return out
+
+
+def catalog_attributes(
+    es: OpenSearch, catalog: str, item_ids: Iterable[str], names: Sequence[str]
+) -> dict[str, dict[str, tuple[str, ...]]]:
+    """The attribute values of the items that are in the catalog (realtime mget), by id."""
+    ids = sorted(set(item_ids))
+    out: dict[str, dict[str, tuple[str, ...]]] = {}
+    for start in range(0, len(ids), 1_000):
+        response = es.mget(
+            index=catalog, body={"ids": ids[start : start + 1_000]}, _source_includes=list(names)
+        )
+        for doc in response["docs"]:
+            if doc.get("found"):
+                out[doc["_id"]] = attributes_from_source(doc.get("_source") or {}, names)
     return out
 
 
@@ -270,7 +287,8 @@ class Pipeline:
                 result.unknown_items.add(event.item_id)
                 result.notes.append(
                     f"event {event.event_id}: item {event.item_id} is not in the "
-                    "catalog; stored, but the profile learns nothing from it"
+                    "catalog; stored, and the profile learns from it once the item is in "
+                    "the catalog and the profile is rebuilt (affinity profile rebuild)"
                 )
                 enriched.append((event, False))
             else:

@@ -24,7 +24,7 @@ from opensearchpy import OpenSearch, helpers
 from rewriter import config, privacy
 from rewriter.boost_profiles import BoostProfile
 from rewriter.events import Event, Rejection, iso
-from rewriter.pipeline import Pipeline, event_from_doc, fold_config
+from rewriter.pipeline import Pipeline, catalog_attributes, event_from_doc, fold_config
 from rewriter.profile_writes import journal_states
 from rewriter.profiles import (
     ProfileDoc,
@@ -127,6 +127,9 @@ class RebuildResult:
     """Logged events whose type the boost profile does not weight, by type."""
     not_rebuilt: int = 0
     """Profiles left as they were because of such events."""
+    late_enriched: int = 0
+    """Events whose item was not in the catalog when they were ingested, and now is: folded
+    with the item's current attribute values."""
 
 
 def _pending_batches(sources: Sequence[Mapping[str, Any]], pending: set[str]) -> list[str]:
@@ -193,6 +196,7 @@ class Rebuilder:
         by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for source in scan_events(self.es, self.settings, users):
             by_user[source["user_id"]].append(source)
+        self._enrich_late(by_user, result)
         states = journal_states(
             self.es,
             self.settings.indices.journal,
@@ -225,6 +229,24 @@ class Rebuilder:
         result.users += len(done)
         result.events += sum(len(by_user[u]) for u in done)
         return conflicts
+
+    def _enrich_late(
+        self, by_user: Mapping[str, list[dict[str, Any]]], result: RebuildResult
+    ) -> None:
+        """Give events whose item was unknown at ingest the item's attribute values, when the
+        catalog has it now (in memory: the log keeps what was known at the time)."""
+        late = [s for sources in by_user.values() for s in sources if s.get("known_item") is False]
+        if not late:
+            return
+        names = self.cfg.attributes
+        found = catalog_attributes(
+            self.es, self.settings.indices.catalog, (s["item_id"] for s in late), names
+        )
+        for source in late:
+            attributes = found.get(source["item_id"])
+            if attributes is not None:
+                source["attributes"] = {a: list(v) for a, v in attributes.items()}
+                result.late_enriched += 1
 
     def _write(self, actions: list[dict[str, Any]], result: RebuildResult) -> list[str]:
         conflicts: list[str] = []

@@ -628,6 +628,33 @@ def test_a_profile_built_with_another_half_life_does_not_block_the_batch(
     assert pipeline.recover(min_age_s=0) == 0  # the batches are done
 
 
+def test_a_rebuild_learns_from_events_whose_item_came_later(
+    ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    """An event for an item not yet in the catalog is stored without attributes; once the
+    item is added, a rebuild folds the event with the item's values."""
+    boost = fold_boost(ev)
+    pipeline = Pipeline(opensearch, ev, boost)
+    pseudo = _pseudo(ev, "early-bird")
+    raw = {**_event("early-bird", 1), "item_id": "late-item"}
+    result = pipeline.ingest([validate(raw, ("purchase",))])  # type: ignore[list-item]
+    assert result.unknown_items == {"late-item"}
+    assert any("once the item is in the catalog" in n for n in result.notes)
+    stored = users.read_profile(opensearch, ev, pseudo)
+    assert stored is not None and stored["affinities"] == {}
+    opensearch.index(
+        index=ev.indices.catalog,
+        id="late-item",
+        body={"title": "late", "brand": "latecomer", "category": "new"},
+        refresh=True,
+    )
+    rebuilt = users.Rebuilder(opensearch, ev, boost).run([pseudo])
+    assert (rebuilt.users, rebuilt.late_enriched, rebuilt.errors) == (1, 1, [])
+    stored = users.read_profile(opensearch, ev, pseudo)
+    assert stored is not None and set(stored["affinities"]["brand"]) == {"latecomer"}
+    opensearch.delete(index=ev.indices.catalog, id="late-item", refresh=True)
+
+
 def test_old_done_batches_leave_the_journal_pending_ones_stay(
     ev: config.Settings, opensearch: OpenSearch
 ) -> None:

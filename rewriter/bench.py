@@ -3,7 +3,10 @@
 One run, side by side, on the same generated data and the same query set:
 (a) direct to OpenSearch, (b) through the proxy with personalization off, (c) through the
 proxy personalized with the rescore shape, (d) personalized with function_score, (f) rescore
-when each user searches 5 times in a row (the profile cache serves 4 of 5), and (e) the
+when each user searches 5 times in a row (the profile cache serves 4 of 5), (g) rescore
+through a second proxy that logs no impressions (AFFINITY_IMPRESSIONS=off; compare its QPS
+with c's: its sequential latency also pays for waking a process that sat idle while the
+other cases ran), and (e) the
 rewritten rescore bodies sent directly (the engine's share of the cost). Each is timed
 sequentially (latency p50/p99) and with a few client threads (QPS). The proxy runs as its own
 process (`affinity serve`), as in production.
@@ -131,13 +134,16 @@ attributes: {{brand: 1.0, category: 1.0}}
 """
 
 
-def _start_proxy(s: config.Settings, port: int, profiles_dir: Path) -> subprocess.Popen:
+def _start_proxy(
+    s: config.Settings, port: int, profiles_dir: Path, impressions: bool = True
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "OPENSEARCH_URL": s.opensearch_url,
         "AFFINITY_INDEX_PREFIX": s.indices.prefix,
         "AFFINITY_SECRET": s.secret or "",
         "AFFINITY_PROFILES_DIR": str(profiles_dir),
+        "AFFINITY_IMPRESSIONS": "on" if impressions else "off",
     }
     cmd = [sys.executable, "-m", "cli", "serve", "--port", str(port), "--log-level", "warning"]
     proc = subprocess.Popen(cmd, env=env, cwd=Path(__file__).resolve().parent.parent)
@@ -180,6 +186,7 @@ def run(
             Path(tmp, f"{name}.yaml").write_text(PROFILE.format(name=name, shape=shape))
         rewritten = _rewritten(es, replace(s, profiles_dir=Path(tmp)), bodies, user_ids)
         proxy = _start_proxy(s, port, Path(tmp))
+        quiet = _start_proxy(s, port + 1, Path(tmp), impressions=False)
         try:
             # identity, as the proxy asks the engine: a gzipped response costs the engine
             # ~0.3 ms, and an application beside the engine would not pay it either
@@ -187,6 +194,7 @@ def run(
                 base_url=s.opensearch_url, timeout=30, headers={"accept-encoding": "identity"}
             )
             via = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+            via_quiet = httpx.Client(base_url=f"http://127.0.0.1:{port + 1}", timeout=30)
             json_h = {"content-type": "application/json"}
 
             def call(client: httpx.Client, headers: Callable[[int], dict]) -> Callable:
@@ -204,6 +212,7 @@ def run(
                     via, lambda i: {"X-User-Id": user_ids[i], "X-Boost-Profile": "bench-fs"}
                 ),
                 "f proxy, rescore, 5/user": call(via, lambda i: {"X-User-Id": session[i]}),
+                "g proxy, rescore, no impr.": call(via_quiet, lambda i: {"X-User-Id": user_ids[i]}),
                 "e direct, rewritten rescore": lambda i: direct.post(
                     path, content=rewritten[i], headers=json_h
                 ).raise_for_status(),
@@ -218,8 +227,9 @@ def run(
                 results.append(_result(name, lat[name], _qps(fn, queries, threads)))
                 log(f"  {name} QPS: done")
         finally:
-            proxy.terminate()
-            proxy.wait(10)
+            for process in (proxy, quiet):
+                process.terminate()
+                process.wait(10)
     return results
 
 

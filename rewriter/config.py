@@ -30,6 +30,8 @@ SETTINGS: dict[str, str] = {
     "AFFINITY_FOLD_PROFILE": "Boost profile whose event_weights and half_life_days fold events "
     "into profiles (POST /events, `affinity ingest events`; default: the profile named default). "
     "Changing its half-life needs `affinity profile rebuild`.",
+    "AFFINITY_IMPRESSIONS": "off: the proxy logs no impressions (one document per search, "
+    "which experiment reports join clicks to); default on.",
 }
 
 
@@ -86,6 +88,7 @@ class Settings:
     index_profiles: str = ""
     profiles_dir: Path = Path("profiles")
     fold_profile: str | None = None
+    impressions: bool = True
 
     @property
     def remote(self) -> bool:
@@ -134,6 +137,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         index_profiles=e.get("AFFINITY_INDEX_PROFILES", ""),
         profiles_dir=Path(e.get("AFFINITY_PROFILES_DIR") or "profiles"),
         fold_profile=e.get("AFFINITY_FOLD_PROFILE") or None,
+        impressions=_flag(e.get("AFFINITY_IMPRESSIONS"), True),
     )
 
 

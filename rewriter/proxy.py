@@ -480,8 +480,14 @@ def create_app(
         experiments=exp_mod.load_experiments(
             exp_mod.experiments_dir(profiles_dir or settings.profiles_dir), boosts
         ),
-        impressions=imp_mod.writer_for(settings),
+        impressions=imp_mod.writer_for(settings) if settings.impressions else None,
     )
+    if not settings.impressions and len(state.experiments):
+        log.warning(
+            "AFFINITY_IMPRESSIONS is off, so the running experiments (%s) get no impressions "
+            "and their reports no clicks: turn it on to measure them",
+            ", ".join(e.name for e in state.experiments),
+        )
     routes = [
         *ROUTES,
         *events_service.ROUTES,

@@ -107,3 +107,30 @@ def test_engine_errors_are_counted_not_raised() -> None:
     assert writer.flush(5)
     assert writer.failed == 1 and writer.written == 0
     writer.close()
+
+
+def test_impressions_can_be_turned_off(tmp_path: object, caplog: object) -> None:
+    """AFFINITY_IMPRESSIONS=off: the proxy gets no writer, and a running experiment is
+    warned about, since its report would have no clicks."""
+    import logging
+    from pathlib import Path
+
+    from rewriter import config
+    from rewriter.proxy import create_app
+
+    profiles = Path(str(tmp_path))
+    (profiles / "default.yaml").write_text("name: default\n")
+    env = {"OPENSEARCH_URL": "http://127.0.0.1:9", "AFFINITY_SECRET": "s" * 32}
+    on = config.load(env)
+    off = config.load({**env, "AFFINITY_IMPRESSIONS": "off"})
+    assert (on.impressions, off.impressions) == (True, False)
+    assert create_app(on, profiles_dir=str(profiles)).state.proxy.impressions is not None
+    (profiles / "experiments").mkdir()
+    (profiles / "experiments" / "ab.yaml").write_text(
+        "name: ab\nindex: catalog\nsalt: s1\nstart: 0\n"
+        "variants:\n  generic: {traffic: 50, generic: true}\n  personal: {traffic: 50}\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="affinity.proxy"):  # type: ignore[attr-defined]
+        app = create_app(off, profiles_dir=str(profiles))
+    assert app.state.proxy.impressions is None
+    assert "running experiments (ab)" in caplog.text  # type: ignore[attr-defined]

@@ -196,7 +196,7 @@ class Rebuilder:
         by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for source in scan_events(self.es, self.settings, users):
             by_user[source["user_id"]].append(source)
-        self._enrich_late(by_user, result)
+        late = self._enrich_late(by_user)
         states = journal_states(
             self.es,
             self.settings.indices.journal,
@@ -228,16 +228,17 @@ class Rebuilder:
         done = [u for u in scanned if u not in conflicts]
         result.users += len(done)
         result.events += sum(len(by_user[u]) for u in done)
+        result.late_enriched += sum(late[u] for u in done)
         return conflicts
 
-    def _enrich_late(
-        self, by_user: Mapping[str, list[dict[str, Any]]], result: RebuildResult
-    ) -> None:
+    def _enrich_late(self, by_user: Mapping[str, list[dict[str, Any]]]) -> Counter[str]:
         """Give events whose item was unknown at ingest the item's attribute values, when the
-        catalog has it now (in memory: the log keeps what was known at the time)."""
+        catalog has it now (in memory: the log keeps what was known at the time); how many
+        per user."""
+        enriched: Counter[str] = Counter()
         late = [s for sources in by_user.values() for s in sources if s.get("known_item") is False]
         if not late:
-            return
+            return enriched
         names = self.cfg.attributes
         found = catalog_attributes(
             self.es, self.settings.indices.catalog, (s["item_id"] for s in late), names
@@ -246,7 +247,8 @@ class Rebuilder:
             attributes = found.get(source["item_id"])
             if attributes is not None:
                 source["attributes"] = {a: list(v) for a, v in attributes.items()}
-                result.late_enriched += 1
+                enriched[source["user_id"]] += 1
+        return enriched
 
     def _write(self, actions: list[dict[str, Any]], result: RebuildResult) -> list[str]:
         conflicts: list[str] = []

@@ -111,6 +111,17 @@ class FakePipeline:
         self.closed = True
 
 
+def pipelines(gate: threading.Event | None = None) -> tuple[list[FakePipeline], Callable]:
+    """A factory for GroupCommitter that keeps every pipeline it makes (one per thread)."""
+    made: list[FakePipeline] = []
+
+    def make() -> FakePipeline:
+        made.append(FakePipeline(gate=gate))
+        return made[-1]
+
+    return made, make
+
+
 def until(condition: Callable[[], bool], what: str) -> None:
     """Wait (up to 5 s) for a thread to get somewhere, instead of sleeping a guessed time."""
     deadline = time.monotonic() + 5
@@ -239,11 +250,7 @@ def test_a_full_queue_refuses_instead_of_dropping() -> None:
 
 
 def test_submit_after_stop_is_refused() -> None:
-    made: list[FakePipeline] = []
-
-    def make() -> FakePipeline:
-        made.append(FakePipeline())
-        return made[-1]
+    made, make = pipelines()
 
     committer = GroupCommitter(make, writers=2)  # type: ignore[arg-type]
     committer.start()
@@ -254,11 +261,7 @@ def test_submit_after_stop_is_refused() -> None:
 
 
 def test_the_recovery_thread_prunes_the_journal_at_start() -> None:
-    made: list[FakePipeline] = []
-
-    def make() -> FakePipeline:
-        made.append(FakePipeline())
-        return made[-1]
+    made, make = pipelines()
 
     committer = GroupCommitter(make, writers=1)  # type: ignore[arg-type]
     committer.start()
@@ -289,11 +292,7 @@ def test_import_batches_group_users_and_keep_lines() -> None:
 
 def test_two_writers_write_two_batches_at_once() -> None:
     gate = threading.Event()
-    made: list[FakePipeline] = []
-
-    def make() -> FakePipeline:
-        made.append(FakePipeline(gate=gate))
-        return made[-1]
+    made, make = pipelines(gate=gate)
 
     committer = GroupCommitter(make, writers=2, linger_s=0.0)  # type: ignore[arg-type]
     committer.start()

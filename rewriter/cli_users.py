@@ -187,21 +187,32 @@ def profile_show(user: str, boost_name: str | None, top: int, as_json: bool) -> 
     "Safe while events arrive; opted-out users keep their tombstone.",
 )
 @click.option("--user", "user", default=None, help="Raw user id (default: every user).")
-@_PROFILE_OPTION
+@click.option(
+    "--profile",
+    "boost_name",
+    default=None,
+    help="Boost profile whose event weights and half-life fold events (default: "
+    "AFFINITY_FOLD_PROFILE, else the one that folded each profile, else default).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def profile_rebuild(user: str | None, boost_name: str | None, quiet: bool) -> None:
+    from rewriter.boost_profiles import load_boost_profiles
+
     s = _settings()
     es = _client()
     boost = _fold_boost(boost_name)
+    chosen = boost_name or s.fold_profile  # else: each profile's own (`fold_profile`)
+    by_name = None if chosen else load_boost_profiles(s.profiles_dir)
     users = [users_mod.pseudonym(s, user)] if user else None
     t0 = time.monotonic()
     with tqdm(desc="rebuild", unit=" users", disable=quiet, file=sys.stderr) as bar:
-        result = users_mod.Rebuilder(es, s, boost).run(users, bar.update)
+        result = users_mod.Rebuilder(es, s, boost, by_name).run(users, bar.update)
     for error in result.errors[:50]:
         click.echo(error, err=True)
+    used = ", ".join(f"{n} ({c})" for n, c in result.by_profile.most_common()) or boost.name
     click.echo(
         f"rebuilt {result.users} profiles from {result.events} events with boost profile "
-        f"{boost.name} in {time.monotonic() - t0:.1f} s ({result.opted_out} opted out, "
+        f"{used} in {time.monotonic() - t0:.1f} s ({result.opted_out} opted out, "
         f"{result.retried} retried after a concurrent write"
         + (
             f", {result.late_enriched} events enriched from items added to the catalog since"

@@ -23,7 +23,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from rewriter.events import Event
 from rewriter.model import UserAffinity
@@ -72,11 +72,12 @@ class ProfileError(ValueError):
 class HalfLifeMismatch(ProfileError):
     """The profile's masses decay with another half-life than the fold settings'."""
 
-    def __init__(self, user: str, built_s: float, cfg: FoldConfig) -> None:
+    def __init__(self, user: str, built_s: float, cfg: FoldConfig, built_by: str = "") -> None:
         self.user = user
         source = f"boost profile {cfg.source!r}" if cfg.source else "the fold settings"
+        by = f" (by boost profile {built_by!r})" if built_by else ""
         super().__init__(
-            f"profile {user} was built with a half-life of {_days(built_s)}, but {source} "
+            f"profile {user} was built{by} with a half-life of {_days(built_s)}, but {source} "
             f"says {_days(cfg.half_life_s)}. Fold with the boost profile it was built with "
             "(AFFINITY_FOLD_PROFILE, or --profile), or rebuild it from the events log with "
             f"this one (affinity profile rebuild --profile {cfg.source or 'NAME'})"
@@ -152,6 +153,8 @@ class ProfileDoc(TypedDict):
     segments: list[str]
     opt_out: bool
     updated_at: float | None
+    fold_profile: NotRequired[str]
+    """The boost profile whose event weights and half-life folded it (FoldConfig.source)."""
 
 
 def empty_profile(user: str, cfg: FoldConfig) -> ProfileDoc:
@@ -251,6 +254,7 @@ def fold(
         "last_seen": last_seen,
         "segments": list(doc["segments"]),
         "updated_at": last_seen if now is None else now,
+        **({"fold_profile": cfg.source} if cfg.source else {}),
     }
 
 
@@ -302,7 +306,8 @@ def _start(profile: ProfileDoc | None, batch: list[Event], cfg: FoldConfig) -> P
             f"not to the profile's user {profile['user']}; fold each user's events separately"
         )
     if profile["landmark"] is not None and profile["half_life_s"] != cfg.half_life_s:
-        raise HalfLifeMismatch(profile["user"], profile["half_life_s"], cfg)
+        built_by = str(profile.get("fold_profile") or "")
+        raise HalfLifeMismatch(profile["user"], profile["half_life_s"], cfg, built_by)
     return profile
 
 
@@ -513,6 +518,11 @@ def segment_priors(
     }
 
 
+OPTIONAL_KEYS = frozenset({"fold_profile"})
+"""ProfileDoc keys older documents may lack (NotRequired, which `from __future__ import
+annotations` hides from `__required_keys__`)."""
+
+
 def profile_from_source(source: Mapping[str, object]) -> ProfileDoc:
     """A stored profile document, checked for a schema this code reads, decoded."""
     schema = source.get("schema")
@@ -522,7 +532,8 @@ def profile_from_source(source: Mapping[str, object]) -> ProfileDoc:
             f"schemas {', '.join(map(str, READABLE_SCHEMAS))}: rebuild profiles from the "
             "events log"
         )
-    missing = sorted(k for k in ProfileDoc.__required_keys__ if k not in source)
+    required = ProfileDoc.__required_keys__ - OPTIONAL_KEYS
+    missing = sorted(k for k in required if k not in source)
     if missing:
         raise ProfileError(f"profile {source.get('user')!r} lacks {missing[0]!r}; rebuild it")
     return decode(source)  # type: ignore[return-value]

@@ -130,6 +130,10 @@ class RebuildResult:
     late_enriched: int = 0
     """Events whose item was not in the catalog when they were ingested, and now is: folded
     with the item's current attribute values."""
+    refused_by: Counter[str] = field(default_factory=Counter)
+    """Boost profiles that would have folded the not-rebuilt profiles."""
+    by_profile: Counter[str] = field(default_factory=Counter)
+    """Profiles rebuilt, by the boost profile that folded them."""
 
 
 def _pending_batches(sources: Sequence[Mapping[str, Any]], pending: set[str]) -> list[str]:
@@ -152,13 +156,26 @@ def _events(sources: Iterable[Mapping[str, Any]], result: RebuildResult) -> list
 
 
 class Rebuilder:
-    """Recomputes profiles from the events log with the fold settings of one boost profile."""
+    """Recomputes profiles from the events log with the fold settings of a boost profile:
+    `boost`, or, given `by_name` (the loaded boost profiles), the one each profile records
+    as having folded it (`fold_profile`), falling back to `boost`."""
 
-    def __init__(self, es: OpenSearch, settings: config.Settings, boost: BoostProfile) -> None:
+    def __init__(
+        self,
+        es: OpenSearch,
+        settings: config.Settings,
+        boost: BoostProfile,
+        by_name: Mapping[str, BoostProfile] | None = None,
+    ) -> None:
         self.es = es
         self.settings = settings
         self.boost = boost
-        self.cfg = fold_config(boost)
+        self.by_name = dict(by_name or {})
+        self._cfgs = {b.name: fold_config(b) for b in (*self.by_name.values(), boost)}
+
+    def _boost_for(self, found: tuple[dict[str, Any], int, int] | None) -> BoostProfile:
+        recorded = found[0].get("fold_profile") if found is not None else None
+        return self.by_name.get(str(recorded), self.boost) if recorded else self.boost
 
     def run(
         self, users: Sequence[str] | None = None, progress: Callable[[int], None] = lambda n: None
@@ -181,9 +198,10 @@ class Rebuilder:
             progress(len(page))
         if result.not_rebuilt:
             types = ", ".join(f"{t} ({n})" for t, n in result.unweighted.most_common())
+            names = " or ".join(repr(n) for n in sorted(result.refused_by))
             result.errors.append(
                 f"{result.not_rebuilt} profiles were not rebuilt and stay as they were: their "
-                f"events include types that boost profile {self.boost.name!r} does not weight "
+                f"events include types that boost profile {names} does not weight "
                 f"({types}), so it would fold them as nothing. Rebuild with the boost profile "
                 "these events were ingested with (--profile NAME, or AFFINITY_FOLD_PROFILE), "
                 "or list those types under its event_weights (weight 0 drops them on purpose)."
@@ -204,8 +222,7 @@ class Rebuilder:
         )
         pending = {b for b, state in states.items() if state == "pending"}
         now = time.time()
-        weights = self.boost.event_weights
-        actions, scanned = [], []
+        actions, scanned, chosen = [], [], {}
         for user in users:
             found = current.get(user)
             if found is not None and found[0].get("opt_out"):
@@ -213,14 +230,19 @@ class Rebuilder:
                 continue
             if found is None and not by_user[user]:
                 continue
+            boost = self._boost_for(found)
+            weights = boost.event_weights
             unweighted = Counter(
                 t for t in (src.get("type") for src in by_user[user]) if t not in weights
             )
             if unweighted:
                 result.unweighted.update(unweighted)
+                result.refused_by[boost.name] += 1
                 result.not_rebuilt += 1
                 continue
-            doc = dict(rebuild(_events(by_user[user], result), self.cfg, user=user, now=now))
+            cfg = self._cfgs[boost.name]
+            chosen[user] = boost.name
+            doc = dict(rebuild(_events(by_user[user], result), cfg, user=user, now=now))
             doc["recent_batches"] = _pending_batches(by_user[user], pending)
             actions.append(_write_action(self.settings.indices.profiles, user, doc, found))
             scanned.append(user)
@@ -229,6 +251,7 @@ class Rebuilder:
         result.users += len(done)
         result.events += sum(len(by_user[u]) for u in done)
         result.late_enriched += sum(late[u] for u in done)
+        result.by_profile.update(chosen[u] for u in done)
         return conflicts
 
     def _enrich_late(self, by_user: Mapping[str, list[dict[str, Any]]]) -> Counter[str]:
@@ -239,7 +262,7 @@ class Rebuilder:
         late = [s for sources in by_user.values() for s in sources if s.get("known_item") is False]
         if not late:
             return enriched
-        names = self.cfg.attributes
+        names = sorted({a for cfg in self._cfgs.values() for a in cfg.attributes})
         found = catalog_attributes(
             self.es, self.settings.indices.catalog, (s["item_id"] for s in late), names
         )

@@ -625,7 +625,16 @@ def test_a_profile_built_with_another_half_life_does_not_block_the_batch(
     assert pipeline.profiles.mismatched == {pseudo: 2}
     [record] = [r for r in caplog.records if "half-life" in r.getMessage()]  # once
     assert "3650 days" in record.getMessage() and f"--profile {boost.name}" in record.getMessage()
+    assert "(by boost profile 'decade')" in record.getMessage()
     assert pipeline.recover(min_age_s=0) == 0  # the batches are done
+    # the skipped events are in the log: a rebuild with the profile's own boost profile
+    # (what `affinity profile rebuild` picks by default) takes all three
+    rebuilt = users.Rebuilder(opensearch, ev, boost, {"decade": other, boost.name: boost})
+    result = rebuilt.run([pseudo])
+    assert (result.events, dict(result.by_profile), result.errors) == (3, {"decade": 1}, [])
+    stored = users.read_profile(opensearch, ev, pseudo)
+    assert stored is not None and stored["counters"]["events"] == 3
+    assert stored["half_life_s"] == 3650 * 86_400 and stored["fold_profile"] == "decade"
 
 
 def test_a_rebuild_learns_from_events_whose_item_came_later(

@@ -257,6 +257,19 @@ def test_half_life_change_requires_a_rebuild() -> None:
         fold(profile, [ev(T0 + 1)], other)
 
 
+def test_profiles_name_the_boost_profile_that_folded_them() -> None:
+    shop = FoldConfig(event_weights=WEIGHTS, half_life_s=H, source="shop")
+    profile = fold(None, [ev(T0)], shop)
+    assert profile["fold_profile"] == "shop"
+    assert "fold_profile" not in fold(None, [ev(T0)], CFG)  # settings of no boost profile
+    other = FoldConfig(event_weights=WEIGHTS, half_life_s=2 * H, source="slow")
+    with pytest.raises(ProfileError) as err:
+        fold(profile, [ev(T0 + 1)], other)
+    assert "built (by boost profile 'shop')" in str(err.value)
+    assert "boost profile 'slow' says" in str(err.value)
+    assert "affinity profile rebuild --profile slow" in str(err.value)
+
+
 def test_events_of_another_user_are_refused() -> None:
     with pytest.raises(ProfileError, match="belongs to user u2"):
         fold(None, [ev(T0), ev(T0, user="u2")], CFG)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 from opensearchpy import OpenSearch
@@ -73,6 +75,19 @@ def client(settings: Settings, timeout: float | None = None) -> OpenSearch:
         serializer=OrjsonSerializer(),
         pool_maxsize=POOL_SIZE,
     )
+
+
+MGET_CHUNK = 1_000
+"""Ids per `_mget` request."""
+
+
+def mget_docs(es: OpenSearch, index: str, ids: Iterable[str], **params: Any) -> Iterator[dict]:
+    """The `_mget` response document of every id (found or not), `MGET_CHUNK` per request;
+    `params` go to each request (`_source_includes`, `realtime`, ...)."""
+    wanted = list(dict.fromkeys(ids))
+    for start in range(0, len(wanted), MGET_CHUNK):
+        chunk = wanted[start : start + MGET_CHUNK]
+        yield from es.mget(index=index, body={"ids": chunk}, **params)["docs"]
 
 
 def wait_for_health(es: OpenSearch, status: str = "yellow", timeout: float = 60.0) -> dict:

@@ -21,6 +21,7 @@ from rewriter import config, events_ingest, privacy
 from rewriter import engine as engine_mod
 from rewriter import ingest as ingest_mod
 from rewriter.boost_profiles import BoostProfile
+from rewriter.engine import mget_docs
 from rewriter.events import Event
 from rewriter.pipeline import Pipeline
 from rewriter.profiles import decode
@@ -115,23 +116,12 @@ def profiles(
     """Raw user id -> stored profile document (only users that have one)."""
     secret = config.user_secret(s)
     pseudo = {privacy.pseudonymize(u, secret): u for u in set(raw_users)}
-    out: dict[str, Mapping[str, Any]] = {}
-    ids = sorted(pseudo)
-    for start in range(0, len(ids), 1000):
-        docs = es.mget(index=s.indices.profiles, body={"ids": ids[start : start + 1000]})["docs"]
-        out.update({pseudo[d["_id"]]: decode(d["_source"]) for d in docs if d.get("found")})
-    return out
+    docs = mget_docs(es, s.indices.profiles, sorted(pseudo))
+    return {pseudo[d["_id"]]: decode(d["_source"]) for d in docs if d.get("found")}
 
 
 def items(es: OpenSearch, s: config.Settings, item_ids: Sequence[str]) -> dict[str, dict]:
     """Item id -> catalog source (title, category, brand), for queries."""
-    out: dict[str, dict] = {}
-    ids = sorted(set(item_ids))
-    for start in range(0, len(ids), 1000):
-        response = es.mget(
-            index=s.indices.catalog,
-            body={"ids": ids[start : start + 1000]},
-            _source_includes=["title", "category", "brand"],
-        )
-        out.update({d["_id"]: d["_source"] for d in response["docs"] if d.get("found")})
-    return out
+    fields = ["title", "category", "brand"]
+    docs = mget_docs(es, s.indices.catalog, sorted(set(item_ids)), _source_includes=fields)
+    return {d["_id"]: d["_source"] for d in docs if d.get("found")}

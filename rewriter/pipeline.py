@@ -39,6 +39,7 @@ from opensearchpy import OpenSearch, helpers
 
 from rewriter import config, privacy
 from rewriter.boost_profiles import BoostProfile
+from rewriter.engine import mget_docs
 from rewriter.events import Event, Rejection
 from rewriter.profile_writes import SENDERS, Found, ProfileWriter, bulk, line
 from rewriter.profiles import FoldConfig, ProfileDoc, opted_out, store_k_for, to_source
@@ -120,16 +121,11 @@ def catalog_attributes(
     es: OpenSearch, catalog: str, item_ids: Iterable[str], names: Sequence[str]
 ) -> dict[str, dict[str, tuple[str, ...]]]:
     """The attribute values of the items that are in the catalog (realtime mget), by id."""
-    ids = sorted(set(item_ids))
-    out: dict[str, dict[str, tuple[str, ...]]] = {}
-    for start in range(0, len(ids), 1_000):
-        response = es.mget(
-            index=catalog, body={"ids": ids[start : start + 1_000]}, _source_includes=list(names)
-        )
-        for doc in response["docs"]:
-            if doc.get("found"):
-                out[doc["_id"]] = attributes_from_source(doc.get("_source") or {}, names)
-    return out
+    return {
+        d["_id"]: attributes_from_source(d.get("_source") or {}, names)
+        for d in mget_docs(es, catalog, item_ids, _source_includes=list(names))
+        if d.get("found")
+    }
 
 
 class Pipeline:
@@ -174,12 +170,8 @@ class Pipeline:
         wanted = set(item_ids)
         missing = [i for i in wanted if i not in self._catalog_cache]
         if missing:
-            response = self.es.mget(
-                index=self.settings.indices.catalog,
-                body={"ids": missing},
-                _source_includes=list(self.cfg.attributes),
-            )
-            for doc in response["docs"]:
+            catalog, names = self.settings.indices.catalog, list(self.cfg.attributes)
+            for doc in mget_docs(self.es, catalog, missing, _source_includes=names):
                 self._catalog_cache[doc["_id"]] = doc["_source"] if doc.get("found") else None
             if len(self._catalog_cache) > 200_000:
                 self.forget_catalog()

@@ -25,6 +25,7 @@ import orjson
 from opensearchpy import OpenSearch
 
 from rewriter import config
+from rewriter.engine import MGET_CHUNK, mget_docs
 from rewriter.events import Event
 from rewriter.profiles import FoldConfig, HalfLifeMismatch, ProfileDoc, decode, fold, to_source
 
@@ -41,8 +42,6 @@ DONE_MEMORY = 100_000
 """Batch ids marked `done` that a writer remembers, to drop from the rings it writes."""
 SENDERS = 2
 """`_bulk` requests in flight at once: one is built while the engine indexes another."""
-MGET_CHUNK = 1_000
-"""Profiles per `_mget` (and per opt-out search)."""
 PROFILE_CHUNK = 500
 """Profiles per `_bulk` request."""
 MAX_ROUNDS = 10
@@ -62,15 +61,21 @@ def line(obj: object) -> bytes:
 def journal_states(es: OpenSearch, journal: str, batches: Iterable[str]) -> dict[str, str | None]:
     """batch id → its journal state (`pending`, `done`), or None when the journal has no
     entry for it (realtime mget)."""
-    ids = sorted(set(batches))
-    states: dict[str, str | None] = {}
-    for start in range(0, len(ids), MGET_CHUNK):
-        response = es.mget(
-            index=journal, body={"ids": ids[start : start + MGET_CHUNK]}, _source_includes="state"
-        )
-        for d in response["docs"]:
-            states[d["_id"]] = (d.get("_source") or {}).get("state") if d.get("found") else None
-    return states
+    return {
+        d["_id"]: (d.get("_source") or {}).get("state") if d.get("found") else None
+        for d in mget_docs(es, journal, batches, _source_includes="state")
+    }
+
+
+def read_profiles(es: OpenSearch, index: str, users: Iterable[str]) -> dict[str, Found | None]:
+    """Profiles by user, decoded, with seq_no/primary_term (realtime mget); None where the
+    user has none."""
+    return {
+        d["_id"]: (decode(d.get("_source", {})), d["_seq_no"], d["_primary_term"])  # type: ignore[misc]
+        if d.get("found")
+        else None
+        for d in mget_docs(es, index, users, realtime=True)
+    }
 
 
 def bulk(es: OpenSearch, body: bytes) -> list[dict[str, Any]]:
@@ -122,20 +127,7 @@ class ProfileWriter:
     # ------------------------------------------------------------------ reads
     def read(self, users: Sequence[str]) -> dict[str, Found | None]:
         """Profiles by user, decoded, with seq_no/primary_term (realtime mget)."""
-        out: dict[str, Found | None] = {}
-        for start in range(0, len(users), MGET_CHUNK):
-            response = self.es.mget(
-                index=self.index,
-                body={"ids": list(users[start : start + MGET_CHUNK])},
-                realtime=True,
-            )
-            for doc in response["docs"]:
-                out[doc["_id"]] = (
-                    (decode(doc.get("_source", {})), doc["_seq_no"], doc["_primary_term"])  # type: ignore[misc]
-                    if doc.get("found")
-                    else None
-                )
-        return out
+        return read_profiles(self.es, self.index, users)
 
     def opted_out(self, users: Sequence[str]) -> set[str]:
         """The users among `users` whose profile is an opt-out tombstone.

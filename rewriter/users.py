@@ -25,7 +25,7 @@ from rewriter import config, privacy
 from rewriter.boost_profiles import BoostProfile
 from rewriter.events import Event, Rejection, iso
 from rewriter.pipeline import Pipeline, catalog_attributes, event_from_doc, fold_config
-from rewriter.profile_writes import journal_states
+from rewriter.profile_writes import Found, journal_states, read_profiles
 from rewriter.profiles import (
     ProfileDoc,
     decayed,
@@ -173,7 +173,7 @@ class Rebuilder:
         self.by_name = dict(by_name or {})
         self._cfgs = {b.name: fold_config(b) for b in (*self.by_name.values(), boost)}
 
-    def _boost_for(self, found: tuple[dict[str, Any], int, int] | None) -> BoostProfile:
+    def _boost_for(self, found: Found | None) -> BoostProfile:
         recorded = found[0].get("fold_profile") if found is not None else None
         return self.by_name.get(str(recorded), self.boost) if recorded else self.boost
 
@@ -210,7 +210,7 @@ class Rebuilder:
 
     def _page(self, users: Sequence[str], result: RebuildResult) -> list[str]:
         """Rebuild one page; the users whose write conflicted (to try again)."""
-        current = read_versions(self.es, self.settings, users)  # BEFORE the scan
+        current = read_profiles(self.es, self.settings.indices.profiles, users)  # BEFORE the scan
         by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for source in scan_events(self.es, self.settings, users):
             by_user[source["user_id"]].append(source)
@@ -286,17 +286,6 @@ class Rebuilder:
             else:
                 result.errors.append(f"profile {info['_id']}: not written: {info.get('error')}")
         return conflicts
-
-
-def read_versions(
-    es: OpenSearch, settings: config.Settings, users: Sequence[str]
-) -> dict[str, tuple[dict[str, Any], int, int] | None]:
-    """pseudonym → (profile source, _seq_no, _primary_term), or None (realtime mget)."""
-    response = es.mget(index=settings.indices.profiles, body={"ids": list(users)}, realtime=True)
-    return {
-        d["_id"]: (d["_source"], d["_seq_no"], d["_primary_term"]) if d.get("found") else None
-        for d in response["docs"]
-    }
 
 
 def _write_action(

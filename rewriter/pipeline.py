@@ -80,7 +80,6 @@ class BatchResult:
     duplicates: int = 0
     rejected: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    users: set[str] = field(default_factory=set)
     folded: int = 0
     unknown_items: set[str] = field(default_factory=set)
     outcomes: dict[str, str] = field(default_factory=dict)
@@ -93,16 +92,10 @@ class BatchResult:
     profiles: dict[str, tuple[ProfileDoc, int, int] | None] | None = field(default=None, repr=False)
     """The touched profiles as `write(prefetch=True)` read them, for the fold's first round."""
 
-    def merge(self, other: BatchResult) -> None:
-        self.accepted += other.accepted
-        self.duplicates += other.duplicates
-        self.rejected += other.rejected
-        self.notes += other.notes
-        self.users |= other.users
-        self.folded += other.folded
-        self.unknown_items |= other.unknown_items
-        self.outcomes = {**other.outcomes, **self.outcomes}
-        self.created += other.created
+    @property
+    def users(self) -> set[str]:
+        """The users whose events were newly written (the profiles a fold touches)."""
+        return {e.user_id for e in self.created}
 
 
 def attributes_from_source(source: Mapping[str, Any], names: Iterable[str]) -> dict:
@@ -262,7 +255,6 @@ class Pipeline:
             enriched, now, result, result.batch_id, chunk_size, progress,
             journal=None if len(enriched) > chunk_size else entry,
         )  # fmt: skip
-        result.users = {e.user_id for e in created}
         result.created = created
         result.profiles = profiles if prefetch else None
         return result

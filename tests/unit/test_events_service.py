@@ -82,7 +82,6 @@ class FakePipeline:
             result.unknown_items.add(event.item_id)  # keeps popularity (and its I/O) out
             if new:
                 result.created.append(event)
-                result.users.add(event.user_id)
         return result
 
     def pseudonym(self, raw: str) -> str:

@@ -68,7 +68,6 @@ class JobResult:
 
     ids: list[str]
     outcomes: list[str]
-    users: set[str] = field(default_factory=set)
     reasons: dict[str, str] = field(default_factory=dict)
     unknown_items: set[str] = field(default_factory=set)
     folded: bool = False
@@ -79,7 +78,6 @@ class JobResult:
 class _Job:
     events: list[Event]
     ids: list[str]
-    users: set[str]
     future: Future[JobResult]
     wait_for_profiles: bool = False
     enqueued: float = field(default_factory=time.monotonic)
@@ -198,11 +196,8 @@ class GroupCommitter:
     def submit(self, events: list[Event], wait_for_profiles: bool = False) -> Future[JobResult]:
         """Enqueue one request's events; the future resolves once they are written (or,
         with `wait_for_profiles`, once they are folded into the profiles)."""
-        pseudonym = self.pipeline.pseudonym
-        job = _Job(
-            list(events), stored_ids(events, pseudonym), {pseudonym(e.user_id) for e in events},
-            Future(), wait_for_profiles,
-        )  # fmt: skip
+        ids = stored_ids(events, self.pipeline.pseudonym)
+        job = _Job(list(events), ids, Future(), wait_for_profiles)
         with self._cond:
             if not self.running:
                 raise WriteFailed("the events writer is not running (the server is stopping)")
@@ -409,5 +404,5 @@ def _results(jobs: Sequence[_Job], batch: BatchResult) -> list[JobResult]:
             claimed.add(sid)
             outcomes.append(outcome)
         unknown = {e.item_id for e in job.events} & batch.unknown_items
-        out.append(JobResult(job.ids, outcomes, job.users, reasons, unknown))
+        out.append(JobResult(job.ids, outcomes, reasons, unknown))
     return out

@@ -263,13 +263,12 @@ def _count(
     result.folded += batch.folded
     result.not_stored += sum(1 for o in batch.outcomes.values() if o == "not_stored")
     result.unknown_items |= batch.unknown_items
-    if batch.rejected:
+    if batch.refused:
         events = [e for _, e in lined]
         ids = stored_ids(events, pipeline.pseudonym)
         line_of = {sid: line for sid, (line, _) in zip(ids, lined, strict=True)}
-        for reason in batch.rejected:
-            sid = reason.removeprefix("event ").split(":", 1)[0]
-            result.rejected.append(f"line {line_of.get(sid, '?')}: {reason}")
+        for sid, why in batch.refused:
+            result.rejected.append(f"line {line_of.get(sid, '?')}: event {sid}: {why}")
     if not batch.unknown_items:
         return batch.created
     unknown = batch.unknown_items

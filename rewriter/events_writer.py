@@ -389,10 +389,7 @@ class GroupCommitter:
 
 def _results(jobs: Sequence[_Job], batch: BatchResult) -> list[JobResult]:
     """Each job's outcomes in a written batch."""
-    reasons: dict[str, str] = {}
-    for line in batch.rejected:
-        sid, _, reason = line.removeprefix("event ").partition(": ")
-        reasons[sid] = reason
+    reasons = dict(batch.refused)
     claimed: set[str] = set()
     out = []
     for job in jobs:

@@ -78,7 +78,8 @@ class BatchResult:
 
     accepted: int = 0
     duplicates: int = 0
-    rejected: list[str] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    """(stored event id, why OpenSearch refused to store it), in response order."""
     notes: list[str] = field(default_factory=list)
     folded: int = 0
     unknown_items: set[str] = field(default_factory=set)
@@ -91,6 +92,11 @@ class BatchResult:
     written_at: float = 0.0
     profiles: dict[str, tuple[ProfileDoc, int, int] | None] | None = field(default=None, repr=False)
     """The touched profiles as `write(prefetch=True)` read them, for the fold's first round."""
+
+    @property
+    def rejected(self) -> list[str]:
+        """The refusals as messages: `event ID: OpenSearch refused it: REASON`."""
+        return [f"event {sid}: {why}" for sid, why in self.refused]
 
     @property
     def users(self) -> set[str]:
@@ -431,7 +437,7 @@ class Pipeline:
             result.outcomes.setdefault(event_id, "rejected")
             error = info.get("error", {})
             reason = error.get("reason", error) if isinstance(error, dict) else error
-            result.rejected.append(f"event {event_id}: OpenSearch refused it: {reason}")
+            result.refused.append((event_id, f"OpenSearch refused it: {reason}"))
 
     def fold_into_profiles(
         self,

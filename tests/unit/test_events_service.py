@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -76,6 +77,10 @@ class FakePipeline:
         stored = [e.with_user(privacy.pseudonymize(e.user_id, SECRET)) for e in events]
         self.calls.append([e.event_id for e in stored])
         for event in stored:
+            if event.item_id == "unmappable":  # what OpenSearch says of a bad document
+                result.outcomes.setdefault(event.event_id, "rejected")
+                result.refused.append((event.event_id, "OpenSearch refused it: bad: x"))
+                continue
             new = event.event_id not in self.stored
             self.stored.add(event.event_id)
             result.outcomes.setdefault(event.event_id, "accepted" if new else "duplicate")
@@ -215,6 +220,32 @@ def test_the_same_event_twice_in_one_commit_is_a_duplicate() -> None:
     pairs = [(Item(i, None, {}), e) for i, e in enumerate(events(1, 1))]
     body = summary(pairs, ra, [])
     assert (body["accepted"], body["duplicates"]) == (1, 1)
+
+
+def test_a_refused_event_is_reported_with_opensearch_s_reason() -> None:
+    pipeline = FakePipeline()
+    committer = GroupCommitter(lambda: pipeline, writers=1, linger_s=0.0)  # type: ignore
+    committer.start()
+    try:
+        bad = [e.with_attributes({}) for e in events(1, 2)]
+        bad[1] = replace(bad[1], item_id="unmappable")
+        result = committer.submit(bad).result(5)
+    finally:
+        committer.stop()
+    assert result.outcomes == ["accepted", "rejected"]
+    assert result.reasons == {"e2": "OpenSearch refused it: bad: x"}
+    batch = BatchResult(refused=[("e2", "OpenSearch refused it: bad: x")])
+    assert batch.rejected == ["event e2: OpenSearch refused it: bad: x"]
+
+
+def test_an_import_names_the_line_of_a_refused_event() -> None:
+    from rewriter.events_ingest import EventsIngestResult, _count
+
+    lined = list(enumerate(events(1, 2), start=7))
+    batch = BatchResult(refused=[("e2", "OpenSearch refused it: bad: x")])
+    result = EventsIngestResult()
+    _count(FakePipeline(), lined, batch, result)  # type: ignore[arg-type]
+    assert result.rejected == ["line 8: event e2: OpenSearch refused it: bad: x"]
 
 
 def test_a_failed_write_fails_its_submissions_and_the_writer_goes_on() -> None:

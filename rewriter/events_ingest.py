@@ -269,11 +269,9 @@ def _count(
         line_of = {sid: line for sid, (line, _) in zip(ids, lined, strict=True)}
         for sid, why in batch.refused:
             result.rejected.append(f"line {line_of.get(sid, '?')}: event {sid}: {why}")
-    if not batch.unknown_items:
-        return batch.created
-    unknown = batch.unknown_items
-    result.unknown_item_events += sum(1 for e in batch.created if e.item_id in unknown)
-    return [e for e in batch.created if e.item_id not in unknown]
+    known = batch.created_of_known_items
+    result.unknown_item_events += len(batch.created) - len(known)
+    return known
 
 
 def ingest_events(

@@ -290,7 +290,7 @@ class GroupCommitter:
         for job, result in zip(jobs, results, strict=True):
             if not job.wait_for_profiles:
                 job.future.set_result(result)
-        created = [e for e in batch.created if e.item_id not in batch.unknown_items]
+        created = batch.created_of_known_items
         try:  # the batch is written and acknowledged: popularity must not fail it now
             if created:
                 self._pop_buffer.add(created)

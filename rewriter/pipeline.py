@@ -99,6 +99,12 @@ class BatchResult:
         return [f"event {sid}: {why}" for sid, why in self.refused]
 
     @property
+    def created_of_known_items(self) -> list[Event]:
+        """The newly written events whose item is in the catalog (what popularity counts)."""
+        unknown = self.unknown_items
+        return [e for e in self.created if e.item_id not in unknown] if unknown else self.created
+
+    @property
     def users(self) -> set[str]:
         """The users whose events were newly written (the profiles a fold touches)."""
         return {e.user_id for e in self.created}

@@ -28,7 +28,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from rewriter import config, events_ingest, privacy, profiles
 from rewriter import engine as engine_mod
 from rewriter import ingest as ingest_mod
 from rewriter.pipeline import Pipeline
+from rewriter.serve_thread import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,12 +54,6 @@ BRANDS = 500
 CATEGORIES = 200
 MOVIELENS = ROOT / "data" / "movielens"
 TYPES = ("view", "view", "view", "click", "click", "add_to_cart", "purchase")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _log(message: str) -> None:
@@ -153,7 +147,7 @@ class Server:
     """`affinity serve` in a subprocess (its own interpreter: no GIL shared with clients)."""
 
     def __init__(self, s: config.Settings, workers: int = 1) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         env = {
             **os.environ,
             "OPENSEARCH_URL": s.opensearch_url,

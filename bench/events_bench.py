@@ -29,7 +29,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +44,7 @@ from rewriter import config, events_ingest, privacy, profiles
 from rewriter import engine as engine_mod
 from rewriter import ingest as ingest_mod
 from rewriter.pipeline import Pipeline
-from rewriter.serve_thread import free_port
+from rewriter.serve_thread import free_port, serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -148,38 +147,9 @@ class Server:
 
     def __init__(self, s: config.Settings, workers: int = 1) -> None:
         self.port = free_port()
-        env = {
-            **os.environ,
-            "OPENSEARCH_URL": s.opensearch_url,
-            "AFFINITY_INDEX_PREFIX": s.indices.prefix,
-            "AFFINITY_SECRET": s.secret or "",
-            "AFFINITY_PROFILES_DIR": str(s.profiles_dir),
-        }
-        env.pop("AFFINITY_FOLD_PROFILE", None)
-        exe = Path(sys.executable).parent / "affinity"
-        self.proc = subprocess.Popen(
-            [
-                str(exe),
-                "serve",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-                "--workers",
-                str(workers),
-            ],
-            env=env,
-            cwd=ROOT,
-        )
+        # fold with the default profile, whatever the caller's environment says
+        self.proc = serve_process(s, self.port, {"AFFINITY_FOLD_PROFILE": ""}, workers)
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/_affinity/health", timeout=1).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError("affinity serve did not come up in 30 s")
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -14,11 +14,9 @@ process (`affinity serve`), as in production.
 
 from __future__ import annotations
 
-import os
 import random
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +31,7 @@ from opensearchpy import OpenSearch, helpers
 from rewriter import config, privacy
 from rewriter.events import Event
 from rewriter.profiles import FoldConfig, fold, to_source
+from rewriter.serve_thread import serve_process
 
 WORDS = [f"w{i}" for i in range(400)]
 
@@ -137,24 +136,8 @@ attributes: {{brand: 1.0, category: 1.0}}
 def _start_proxy(
     s: config.Settings, port: int, profiles_dir: Path, impressions: bool = True
 ) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "OPENSEARCH_URL": s.opensearch_url,
-        "AFFINITY_INDEX_PREFIX": s.indices.prefix,
-        "AFFINITY_SECRET": s.secret or "",
-        "AFFINITY_PROFILES_DIR": str(profiles_dir),
-        "AFFINITY_IMPRESSIONS": "on" if impressions else "off",
-    }
-    cmd = [sys.executable, "-m", "cli", "serve", "--port", str(port), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, env=env, cwd=Path(__file__).resolve().parent.parent)
-    for _ in range(100):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the proxy did not start for the benchmark")
+    env = {"AFFINITY_IMPRESSIONS": "on" if impressions else "off"}
+    return serve_process(replace(s, profiles_dir=profiles_dir), port, env)
 
 
 def run(

@@ -1,4 +1,6 @@
-"""Serving an ASGI app over real HTTP from a background thread (tests, simulations).
+"""Serving the proxy over real HTTP for tests, simulations and benchmarks: an ASGI app from
+a background thread (`serve_in_thread`), or `affinity serve` in a process of its own
+(`serve_process`).
 
 uvicorn runs the app's lifespan, so the events writer, the impression writer and the boost
 profile watcher start and stop as they do under `affinity serve`.
@@ -6,14 +8,23 @@ profile watcher start and stop as they do under `affinity serve`.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import uvicorn
 from starlette.applications import Starlette
+
+from rewriter import config
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -42,3 +53,34 @@ def serve_in_thread(app: Starlette, start_timeout: float = 20.0) -> Iterator[str
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def serve_process(
+    settings: config.Settings,
+    port: int,
+    env: Mapping[str, str] | None = None,
+    workers: int = 1,
+    timeout: float = 30.0,
+) -> subprocess.Popen:
+    """`affinity serve` for `settings` on `port`, in its own interpreter (no GIL shared with
+    the caller's clients); returns once its health endpoint answers. `env` adds to or
+    overrides the environment it derives from `settings`."""
+    full_env = {
+        **os.environ,
+        "OPENSEARCH_URL": settings.opensearch_url,
+        "AFFINITY_INDEX_PREFIX": settings.indices.prefix,
+        "AFFINITY_SECRET": settings.secret or "",
+        "AFFINITY_PROFILES_DIR": str(settings.profiles_dir),
+        **(env or {}),
+    }
+    cmd = [sys.executable, "-m", "cli", "serve", "--port", str(port), "--log-level", "warning"]
+    proc = subprocess.Popen([*cmd, "--workers", str(workers)], env=full_env, cwd=ROOT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/_affinity/health", timeout=1).status_code < 500:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"affinity serve did not come up on port {port} in {timeout:.0f} s")

@@ -15,7 +15,7 @@ from typing import Any
 from rewriter import reference
 from rewriter.boost_profiles import BoostProfile
 from rewriter.model import UserAffinity
-from rewriter.rules import EMPTY_PLAN, RulePlan
+from rewriter.resolve import EMPTY_PLAN, RulePlan
 
 
 def explain_hits(

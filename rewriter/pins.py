@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from rewriter.rules import ActiveFilter, ActivePin
+from rewriter.resolve import ActiveFilter, ActivePin
 
 T = TypeVar("T")
 Body = dict[str, Any]

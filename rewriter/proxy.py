@@ -42,8 +42,8 @@ from rewriter.engine_http import EngineError, EngineHTTP, EngineResponse, Engine
 from rewriter.model import UserAffinity
 from rewriter.profile_store import OpenSearchProfileStore, ProfileStore
 from rewriter.profiles import affinity_view
+from rewriter.resolve import EMPTY_PLAN
 from rewriter.rewrite import RequestContext, RewriteResult, rewrite
-from rewriter.rules import EMPTY_PLAN
 
 log = logging.getLogger("affinity.proxy")
 

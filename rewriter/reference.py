@@ -35,7 +35,7 @@ import numpy as np
 from rewriter import dsl_eval, pins
 from rewriter.boost_profiles import BoostProfile, Shape
 from rewriter.model import UserAffinity
-from rewriter.rules import EMPTY_PLAN, RulePlan
+from rewriter.resolve import EMPTY_PLAN, RulePlan
 
 SCRIPT_ID = "affinity"
 POPULARITY_FIELD = "popularity"

@@ -65,10 +65,10 @@ from dataclasses import dataclass, field, replace
 
 from rewriter import pins as pins_mod
 from rewriter.boost_profiles import BoostProfile, Shape
+from rewriter.facts import facts_for
 from rewriter.model import UserAffinity
 from rewriter.reference import POPULARITY_FIELD, SCRIPT_ID, Plan, plan
-from rewriter.rules import EMPTY_PLAN, ActiveFilter, RulePlan, query_text, resolve
-from rewriter.segments_eval import facts_for
+from rewriter.resolve import EMPTY_PLAN, ActiveFilter, RulePlan, query_text, resolve
 
 JSON = str | int | float | bool | None | list["JSON"] | dict[str, "JSON"]
 Body = dict[str, JSON]

@@ -27,17 +27,23 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from rewriter.model import UserAffinity
-
 DAY_S = 86_400.0
+
+
 COUNTER_FACTS: tuple[str, ...] = ("sessions", "purchases", "lifetime_value", "events")
+
+
 NUMERIC_FACTS: tuple[str, ...] = (
     *COUNTER_FACTS,
     "mass",
     "days_since_first_seen",
     "days_since_last_seen",
 )
+
+
 CONTEXT_FACTS: tuple[str, ...] = ("device", "geo")
+
+
 COMPARISONS: tuple[str, ...] = ("gt", "gte", "lt", "lte", "eq")
 
 
@@ -126,29 +132,6 @@ class Facts:
             return self.mass
         seen = self.first_seen if fact == "days_since_first_seen" else self.last_seen
         return None if seen is None else (self.now - seen) / DAY_S
-
-
-def facts_for(
-    user: UserAffinity | None,
-    *,
-    now: float,
-    pseudonym: str | None = None,
-    device: str | None = None,
-    geo: str | None = None,
-) -> Facts:
-    """The facts of a request: the profile's (if any) and the context's."""
-    if user is None:
-        return Facts(now=now, user=pseudonym, device=device, geo=geo)
-    return Facts(
-        now=now,
-        user=pseudonym or user.user,
-        counters=dict(user.counters),
-        mass=user.mass,
-        first_seen=user.first_seen,
-        last_seen=user.last_seen,
-        device=device,
-        geo=geo,
-    )
 
 
 def matched_segments(segments: Sequence[Segment], facts: Facts) -> tuple[Segment, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rewriter.pins import apply, from_msearch, layout, merge
-from rewriter.rules import ActiveFilter, ActivePin
+from rewriter.resolve import ActiveFilter, ActivePin
 
 PINS = (ActivePin("r", "p1", 1), ActivePin("r", "p3", 3))
 ORGANIC = [f"o{i}" for i in range(20)]

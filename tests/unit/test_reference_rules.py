@@ -7,7 +7,7 @@ import pytest
 from rewriter.boost_profiles import BoostProfile
 from rewriter.model import UserAffinity
 from rewriter.reference import Hit, ranking, score
-from rewriter.rules import ActiveFilter, ActivePin, RulePlan
+from rewriter.resolve import ActiveFilter, ActivePin, RulePlan
 
 USER = UserAffinity("u", {"brand": {"acme": 1.0, "zenit": 0.5}}, 10.0)
 BOOST = BoostProfile(name="t", alpha=1.0, k=0.0, attributes={"brand": 1.0})

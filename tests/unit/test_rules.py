@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from rewriter.boost_profiles import parse_boost_profile
-from rewriter.rules import QueryCondition, Schedule, Where, query_text, resolve
-from rewriter.segments_eval import facts_for
+from rewriter.facts import facts_for
+from rewriter.resolve import query_text, resolve
+from rewriter.rules import QueryCondition, Schedule, Where
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 PROFILE = parse_boost_profile(

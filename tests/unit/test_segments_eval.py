@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from rewriter.boost_profiles import bind_secret, parse_boost_profile
+from rewriter.facts import facts_for
 from rewriter.model import UserAffinity
 from rewriter.privacy import pseudonymize
-from rewriter.segments_eval import DAY_S, Facts, facts_for, matched_segments
+from rewriter.segments_eval import DAY_S, Facts, matched_segments
 
 SECRET = b"unit-test-secret-0123456789abcdef"
 NOW = 1_800_000_000.0

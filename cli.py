@@ -11,7 +11,6 @@ import click
 from tqdm import tqdm
 
 from rewriter import cli_boost, cli_measure, cli_users, config, local_engine
-from rewriter import engine as engine_mod
 from rewriter import imports as imports_mod
 from rewriter import ingest as ingest_mod
 
@@ -19,8 +18,10 @@ if TYPE_CHECKING:
     pass
 
 
+from rewriter.bootstrap import TEMPLATE_NAMES, bootstrap_cluster, reindex
 from rewriter.cli_common import fail as _fail
 from rewriter.cli_common import settings as _settings
+from rewriter.engine import EngineUnavailable, connect, wait_for_health
 
 
 @click.group(
@@ -81,9 +82,9 @@ def engine_start(port: int | None, data_dir: Path | None, heap: str, timeout: fl
             timeout,
             log=lambda m: click.echo(m, err=True),
         )
-        es = engine_mod.client(config.Settings(url=st.url))
-        health = engine_mod.wait_for_health(es, "yellow", timeout)
-    except (local_engine.EngineError, engine_mod.EngineUnavailable) as exc:
+        es = connect(config.Settings(url=st.url))
+        health = wait_for_health(es, "yellow", timeout)
+    except (local_engine.EngineError, EngineUnavailable) as exc:
         _fail(str(exc))
         return
     click.echo(
@@ -112,7 +113,7 @@ def engine_status(data_dir: Path | None) -> None:
         )
         sys.exit(3)
     try:
-        es = engine_mod.client(config.Settings(url=st.url), timeout=5)
+        es = connect(config.Settings(url=st.url), timeout=5)
         info, health = es.info(), es.cluster.health()
         click.echo(
             f"running: pid {st.pid}, {st.url}, OpenSearch {info['version']['number']}, "
@@ -131,21 +132,21 @@ def engine_status(data_dir: Path | None) -> None:
 @click.option(
     "--reindex",
     "reindex_name",
-    type=click.Choice(engine_mod.TEMPLATE_NAMES),
+    type=click.Choice(TEMPLATE_NAMES),
     default=None,
     help="Copy this index into its template's current version and "
     "move the alias (after a template change).",
 )
 def bootstrap(reindex_name: str | None) -> None:
     s = _settings()
-    es = engine_mod.client(s)
+    es = connect(s)
     try:
-        engine_mod.wait_for_health(es, "yellow", 30)
-    except engine_mod.EngineUnavailable as exc:
+        wait_for_health(es, "yellow", 30)
+    except EngineUnavailable as exc:
         _fail(str(exc))
     if reindex_name:
-        click.echo(engine_mod.reindex(es, s, reindex_name))
-    report = engine_mod.bootstrap(es, s)
+        click.echo(reindex(es, s, reindex_name))
+    report = bootstrap_cluster(es, s)
     for line in report.lines:
         click.echo(line)
     if report.needs_action:
@@ -186,7 +187,7 @@ def ingest_catalog(
     file: Path, fmt: str | None, mapping: Path | None, index: str | None, quiet: bool
 ) -> None:
     s = _settings()
-    es = engine_mod.client(s, timeout=120)
+    es = connect(s, timeout=120)
     try:
         field_mapping = imports_mod.load_mapping(mapping) if mapping else None
         parsed = ingest_mod.parse_catalog(file, fmt or ingest_mod.guess_format(file), field_mapping)
@@ -267,7 +268,7 @@ def search(
 
     s = _settings()
     index = index or s.indices.catalog
-    es = engine_mod.client(s)
+    es = connect(s)
     try:
         p = Personalizer(es, s)
         boost = p.boost(boost_profile or s.index_profile_map.get(index))

@@ -25,7 +25,8 @@ import orjson
 
 from rewriter.bench import _queries
 from rewriter.events import Event
-from rewriter.profiles import FoldConfig, fold, to_source
+from rewriter.profile_doc import to_source
+from rewriter.profiles import FoldConfig, fold
 
 RINGS = ("recent_batches", "recent_sessions")
 

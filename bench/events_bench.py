@@ -41,8 +41,9 @@ import httpx
 from opensearchpy import OpenSearch, helpers
 
 from rewriter import config, events_ingest, privacy, profiles
-from rewriter import engine as engine_mod
 from rewriter import ingest as ingest_mod
+from rewriter.bootstrap import bootstrap_cluster
+from rewriter.engine import connect, wait_for_health
 from rewriter.pipeline import Pipeline
 from rewriter.serve_thread import free_port, serve_process
 
@@ -69,10 +70,10 @@ def setup(url: str, prefix: str) -> tuple[config.Settings, OpenSearch]:
         profiles_dir=ROOT / "profiles",
         fold_profile=None,
     )
-    es = engine_mod.client(s, timeout=120)
-    engine_mod.wait_for_health(es, "yellow", 60)
+    es = connect(s, timeout=120)
+    wait_for_health(es, "yellow", 60)
     es.indices.delete(index=f"{prefix}*", ignore_unavailable=True, expand_wildcards="all")
-    engine_mod.bootstrap(es, s)
+    bootstrap_cluster(es, s)
     rng = random.Random(1)
     docs = (
         {

@@ -20,10 +20,10 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError
 
 from rewriter import config, pins, privacy
-from rewriter import engine as engine_mod
 from rewriter.boost_profiles import BoostProfile, bind_secret, load_boost_profiles
-from rewriter.model import UserAffinity
-from rewriter.profiles import affinity_view, decode
+from rewriter.engine import connect
+from rewriter.profile_doc import decode
+from rewriter.profile_view import UserAffinity, affinity_view
 from rewriter.rewrite import RequestContext, RewriteResult, rewrite
 
 
@@ -48,7 +48,7 @@ class Personalizer:
     @classmethod
     def from_env(cls) -> Personalizer:
         settings = config.load()
-        return cls(engine_mod.client(settings), settings)
+        return cls(connect(settings), settings)
 
     def boost(self, name: str | None = None) -> BoostProfile:
         key = name or ("default" if "default" in self.boost_profiles else "")

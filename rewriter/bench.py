@@ -29,8 +29,11 @@ import orjson
 from opensearchpy import OpenSearch, helpers
 
 from rewriter import config, privacy
+from rewriter.bootstrap import bootstrap_cluster
+from rewriter.engine import connect
 from rewriter.events import Event
-from rewriter.profiles import FoldConfig, fold, to_source
+from rewriter.profile_doc import to_source
+from rewriter.profiles import FoldConfig, fold
 from rewriter.serve_thread import serve_process
 
 WORDS = [f"w{i}" for i in range(400)]
@@ -149,16 +152,15 @@ def run(
     port: int = 8899,
     log: Callable[[str], None] = print,
 ) -> list[Result]:
-    from rewriter import engine as engine_mod
 
     s = replace(s, secret=s.secret or "bench-secret-0123456789abcdef0123")
-    es = engine_mod.client(s, timeout=120)
+    es = connect(s, timeout=120)
     if (
         not es.indices.exists(index=s.indices.catalog)
         or es.count(index=s.indices.catalog)["count"] != items
     ):
         log(f"generating {items} items and {users} user profiles ...")
-        engine_mod.bootstrap(es, s)
+        bootstrap_cluster(es, s)
         load_data(es, s, items, users)
     bodies = [orjson.dumps(b) for b in _queries(queries)]
     user_ids = [f"user-{i % users}" for i in range(queries)]

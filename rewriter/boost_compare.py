@@ -24,7 +24,7 @@ from rewriter import config, pins, reference
 from rewriter.api import Personalizer
 from rewriter.boost_profiles import BoostProfile
 from rewriter.dsl_eval import matches
-from rewriter.model import UserAffinity
+from rewriter.profile_view import UserAffinity
 from rewriter.rewrite import RequestContext, RewriteResult, rewrite
 
 TOP = 10

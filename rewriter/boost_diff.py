@@ -24,8 +24,8 @@ from rewriter import config
 from rewriter.api import Personalizer
 from rewriter.boost_compare import DEPTH, TOP, Hit, run_many, search_body
 from rewriter.boost_profiles import BoostProfile
-from rewriter.model import UserAffinity
-from rewriter.profiles import ProfileError, affinity_view, profile_from_source
+from rewriter.profile_doc import ProfileError, profile_from_source
+from rewriter.profile_view import UserAffinity, affinity_view
 from rewriter.rewrite import RequestContext, rewrite
 
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import click
 
 from rewriter import config
-from rewriter import engine as engine_mod
 from rewriter.boost_profiles import BoostProfile
 from rewriter.cli_common import client as _client
 from rewriter.cli_common import fail as _fail
 from rewriter.cli_common import settings as _settings
+from rewriter.engine import connect
 
 if TYPE_CHECKING:
     from rewriter.rewrite import RequestContext
@@ -99,7 +99,7 @@ def boost_check(files: tuple[Path, ...], index: str | None, offline: bool) -> No
         _fail(f"no boost profiles given and none in {s.profiles_dir}", 2)
     lookup = None
     if not offline:
-        es = engine_mod.client(s, timeout=10)
+        es = connect(s, timeout=10)
         lookup = boost_tools.engine_catalog(es, _boost_index(index, s))
     report = boost_tools.check_files(paths, lookup)
     for finding in report.findings:

@@ -9,7 +9,7 @@ import click
 from opensearchpy import OpenSearch
 
 from rewriter import config
-from rewriter import engine as engine_mod
+from rewriter.engine import connect
 
 
 def settings() -> config.Settings:
@@ -29,4 +29,4 @@ def client(timeout: float = 120) -> OpenSearch:
         config.user_secret(s)
     except config.SecretMissing as exc:
         fail(str(exc))
-    return engine_mod.client(s, timeout=timeout)
+    return connect(s, timeout=timeout)

@@ -12,14 +12,15 @@ from pathlib import Path
 import click
 
 from rewriter import config
-from rewriter import engine as engine_mod
 from rewriter.boost_profiles import (
     BoostProfile,
     BoostProfileError,
     load_boost_profile,
     load_boost_profiles,
 )
+from rewriter.bootstrap import bootstrap_cluster
 from rewriter.cli_common import fail as _fail
+from rewriter.engine import connect
 from rewriter.experiments import ExperimentError, ExperimentSet, experiments_dir, load_experiments
 
 
@@ -87,7 +88,7 @@ def experiment_report(name: str, fmt: str, plot: Path | None) -> None:
     except KeyError as exc:
         _fail(str(exc.args[0]))
         return
-    es = engine_mod.client(s, timeout=120)
+    es = connect(s, timeout=120)
     impressions, events = er.fetch(es, s, exp, time.time())
     report = er.build_report(exp, impressions, events)
     _print_report(report, fmt, plot)
@@ -215,7 +216,7 @@ def evaluate(
         _fail(str(exc))
         return
     boost = _eval_boost(s, profile, events_path)
-    es = engine_mod.client(s, timeout=300)
+    es = connect(s, timeout=300)
     try:
         result = ev.run(es, s, boost, opts, log=_err)
     except (ScratchError, config.SecretMissing, ValueError) as exc:
@@ -297,10 +298,10 @@ def _simulate_e2e(prefix: str, users: int) -> None:
     from rewriter.evaluate_scratch import owned_indices, scratch_settings
 
     s = scratch_settings(config.load(), prefix)
-    es = engine_mod.client(s, timeout=60)
+    es = connect(s, timeout=60)
     for name in owned_indices(es, s):
         es.indices.delete(index=name)
-    engine_mod.bootstrap(es, s)
+    bootstrap_cluster(es, s)
     result = simulate_proxy.run(es, s, users, log=_err)
     click.echo(f"\nend to end through the proxy ({result.seconds:.1f} s):")
     click.echo(er.render_table(result.report))

@@ -22,7 +22,7 @@ from rewriter.cli_common import client as _client
 from rewriter.cli_common import fail as _fail
 from rewriter.cli_common import settings as _settings
 from rewriter.pipeline import Pipeline
-from rewriter.profiles import ProfileError
+from rewriter.profile_doc import ProfileError
 
 if TYPE_CHECKING:
     pass

@@ -45,8 +45,9 @@ from opensearchpy import OpenSearch
 from rewriter import config, evaluate_scratch, events_ingest
 from rewriter.boost_profiles import BoostProfile, ColdStart, Shape
 from rewriter.evaluate_metrics import DEPTH, Row, Scores, recommend, render, summarize
-from rewriter.events import Event, iso, parse_timestamp
-from rewriter.profiles import affinity_view
+from rewriter.event_fields import iso, parse_timestamp
+from rewriter.events import Event
+from rewriter.profile_view import affinity_view
 from rewriter.rewrite import RequestContext, rewrite
 
 MAX_SEEN_FETCH = 900

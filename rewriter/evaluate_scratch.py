@@ -18,13 +18,13 @@ from typing import Any
 from opensearchpy import OpenSearch
 
 from rewriter import config, events_ingest, privacy
-from rewriter import engine as engine_mod
 from rewriter import ingest as ingest_mod
 from rewriter.boost_profiles import BoostProfile
+from rewriter.bootstrap import bootstrap_cluster
 from rewriter.engine import mget_docs
 from rewriter.events import Event
 from rewriter.pipeline import Pipeline
-from rewriter.profiles import decode
+from rewriter.profile_doc import decode
 
 Log = Callable[[str], None]
 
@@ -87,7 +87,7 @@ def build(
     if doomed:
         log(f"deleting old scratch indices: {', '.join(doomed)}")
         es.indices.delete(index=",".join(doomed))
-    report = engine_mod.bootstrap(es, s)
+    report = bootstrap_cluster(es, s)
     if report.needs_action:
         raise ScratchError("; ".join(report.needs_action))
     fmt = ingest_mod.guess_format(catalog)

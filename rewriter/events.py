@@ -11,45 +11,43 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+
+from rewriter.event_fields import (
+    MAX_EVENT_TIME,
+    MAX_TEXT_CHARS,
+    MIN_EVENT_TIME,
+    Names,
+    Raw,
+    Rejection,
+    _flag,
+    _integer,
+    _Invalid,
+    _number,
+    _required_text,
+    _text,
+    _time,
+    _values,
+)
 
 DEFAULT_EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase")
+
+
 CONTEXT_KEYS: tuple[str, ...] = ("device", "geo", "referrer", "campaign")
 
-MIN_EVENT_TIME = 631_152_000.0  # 1990-01-01T00:00:00Z: nothing affinity sees is older.
-MAX_EVENT_TIME = 4_102_444_800.0  # 2100-01-01T00:00:00Z
-MIN_CATALOG_TIME = -5_364_662_400.0  # 1800-01-01: catalogs hold old films and books.
+
 MAX_FUTURE_SKEW_S = 86_400.0
+
+
 """With `now` given, events more than a day ahead are refused: forward decay weighs the
 future exponentially, so one bad clock could dominate a profile."""
 
-EPOCH_MS_THRESHOLD = 1e11
+
 """Numbers at least this large are epoch milliseconds (1e11 s is the year 5138)."""
 
-MAX_ID_CHARS = 512
-MAX_TEXT_CHARS = 2048
-MAX_VALUES_PER_ATTRIBUTE = 100
+
 MAX_CONTEXT_KEYS = 32
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-Raw = Mapping[str, object]
-Names = Mapping[str, str]
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """Why one input record was refused. `reason` is a sentence that starts with the field."""
-
-    field: str
-    reason: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        return self.reason if self.line is None else f"line {self.line}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -147,155 +145,9 @@ def content_event_id(event: Event) -> str:
     return "gen-" + hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 
-class _Invalid(Exception):
-    """Raised inside validation; turned into a Rejection at the public boundary."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(reason)
-        self.name = name
-        self.reason = reason
-
-
-# --- scalar coercion (each names the field in its message) ----------------------------------
-
-
-def _text(value: object, name: str, max_chars: int = MAX_ID_CHARS) -> str | None:
-    if value.__class__ is str:  # the common case first: this runs ~10 times per event
-        text = value.strip()  # type: ignore[attr-defined]
-    elif value is None:
-        return None
-    elif isinstance(value, bool) or not isinstance(value, str | int):
-        raise _Invalid(name, f"{name} must be a string, got {type(value).__name__} {value!r}")
-    else:
-        text = str(value).strip()
-    if len(text) > max_chars:
-        raise _Invalid(name, f"{name} is {len(text)} characters long; the limit is {max_chars}")
-    return text or None
-
-
-def _required_text(value: object, name: str, need: str) -> str:
-    text = _text(value, name)
-    if text is None:
-        raise _Invalid(name, f"{name} is missing or empty; {need}")
-    return text
-
-
-def _number(value: object, name: str) -> float | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise _Invalid(name, f"{name} must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise _Invalid(name, f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or number < 0:
-        raise _Invalid(name, f"{name} must be a finite number ≥ 0, got {value!r}")
-    return number
-
-
-def _integer(value: object, name: str, minimum: int) -> int | None:
-    number = _number(value, name)
-    if number is None:
-        return None
-    if number != int(number) or number < minimum:
-        raise _Invalid(name, f"{name} must be a whole number ≥ {minimum}, got {value!r}")
-    return int(number)
-
-
-_TRUE = {"true", "1", "yes", "y"}
-_FALSE = {"false", "0", "no", "n", ""}
-
-
-def _flag(value: object, name: str) -> bool:
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int | str) and str(value).strip().lower() in _TRUE | _FALSE:
-        return str(value).strip().lower() in _TRUE
-    raise _Invalid(name, f"{name} must be true or false, got {value!r}")
-
-
-# --- timestamps ---------------------------------------------------------------------------
-
-
-def parse_timestamp(value: object) -> float:
-    """ISO 8601 text or epoch seconds/milliseconds (number or numeric text) → epoch seconds.
-
-    ISO text without a zone is taken as UTC. Raises ValueError with a description of the
-    problem (without the field name; callers add it).
-    """
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"is {value!r}, not ISO 8601 text or epoch seconds/milliseconds")
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            return _from_epoch(float(text))
-        except ValueError:
-            pass
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(
-                f"is {value!r}, not ISO 8601 (e.g. 2024-05-01T12:00:00Z) "
-                "or epoch seconds/milliseconds"
-            ) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
-    return _from_epoch(float(value))
-
-
-def _from_epoch(number: float) -> float:
-    if not math.isfinite(number):
-        raise ValueError(f"is {number!r}, not a finite time")
-    return number / 1000.0 if abs(number) >= EPOCH_MS_THRESHOLD else number
-
-
-def iso(epoch_s: float) -> str:
-    """Epoch seconds → ISO 8601 UTC text (for messages and documents)."""
-    try:
-        moment = _EPOCH + timedelta(seconds=epoch_s)
-    except OverflowError:
-        return f"{epoch_s:.0f} s after 1970"
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def _time(value: object, name: str, low: float, high: float) -> float:
-    if value is None or value == "":
-        raise _Invalid(name, f"{name} is missing; send ISO 8601 text or epoch seconds")
-    try:
-        epoch = parse_timestamp(value)
-    except ValueError as err:
-        raise _Invalid(name, f"{name} {err}") from None
-    if not low <= epoch < high:
-        raise _Invalid(
-            name,
-            f"{name} {value!r} means {iso(epoch)}, outside {iso(low)} … {iso(high)}; "
-            "check the unit (seconds vs milliseconds) and the clock",
-        )
-    return epoch
-
-
 def _event_time(value: object, name: str, now: float | None) -> float:
     high = MAX_EVENT_TIME if now is None else min(MAX_EVENT_TIME, now + MAX_FUTURE_SKEW_S)
     return _time(value, name, MIN_EVENT_TIME, high)
-
-
-# --- structured fields --------------------------------------------------------------------
-
-
-def _values(value: object, name: str) -> tuple[str, ...]:
-    items = [value] if isinstance(value, str | int) and not isinstance(value, bool) else value
-    if not isinstance(items, list | tuple):
-        raise _Invalid(name, f"{name} must be a string or a list of strings, got {value!r}")
-    out: dict[str, None] = {}
-    for item in items:
-        text = _text(item, name)
-        if text is not None:
-            out[text] = None
-    if len(out) > MAX_VALUES_PER_ATTRIBUTE:
-        raise _Invalid(name, f"{name} has {len(out)} values; the limit is 100")
-    return tuple(out)
 
 
 def _attributes(value: object, name: str) -> dict[str, tuple[str, ...]]:
@@ -361,7 +213,11 @@ EVENT_FIELD_NAMES: tuple[str, ...] = (
     "query_id", "position", "value", "price", "quantity", "session_id", "context",
     "experiment", "variant", "opt_out", "attributes",
 )  # fmt: skip
+
+
 _SAME_NAMES: dict[str, str] = {f: f for f in EVENT_FIELD_NAMES}
+
+
 _names_memo: tuple[Names | None, dict[str, str]] = (None, _SAME_NAMES)
 
 
@@ -439,101 +295,3 @@ def _new_event(fields: dict[str, object]) -> Event:
     new = object.__new__(Event)
     new.__dict__.update(fields)
     return new
-
-
-def with_item_attributes(
-    event: Event, record: CatalogRecord, attributes: Collection[str] | None = None
-) -> Event:
-    """`event` carrying `record`'s current attribute values (all, or only `attributes`)."""
-    values = record.attributes()
-    keep = {a: v for a, v in values.items() if attributes is None or a in attributes}
-    return event.with_attributes(keep)
-
-
-CATALOG_FIELDS: tuple[str, ...] = (
-    "id", "title", "description", "brand", "category", "price", "created_at",
-)  # fmt: skip
-
-
-# --- catalog ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CatalogRecord:
-    """One catalog item. `facets` are extra keyword attributes (name → values)."""
-
-    id: str
-    title: str
-    brand: str | None = None
-    category: tuple[str, ...] = ()
-    price: float | None = None
-    created_at: float | None = None
-    description: str | None = None
-    facets: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
-
-    def attributes(self) -> dict[str, tuple[str, ...]]:
-        """Keyword attribute values, as events capture them: brand, category, facets."""
-        found = {"brand": (self.brand,) if self.brand else (), "category": self.category}
-        return {k: v for k, v in {**found, **self.facets}.items() if v}
-
-    def to_doc(self) -> dict[str, object]:
-        """The catalog-index document (doc id = `id`); created_at as ISO 8601 UTC."""
-        doc: dict[str, object] = {"id": self.id, "title": self.title}
-        optional: dict[str, object] = {
-            "description": self.description,
-            "brand": self.brand,
-            "category": list(self.category) or None,
-            "price": self.price,
-            "created_at": None if self.created_at is None else iso(self.created_at),
-        }
-        doc.update({k: v for k, v in optional.items() if v is not None})
-        doc.update({k: list(v) for k, v in self.facets.items() if v})
-        return doc
-
-
-def _split(value: object, separator: str) -> object:
-    return value.split(separator) if isinstance(value, str) else value
-
-
-def validate_catalog(
-    raw: Raw,
-    *,
-    names: Names | None = None,
-    separator: str = "|",
-    facets: Sequence[str] = (),
-) -> CatalogRecord | Rejection:
-    """Check one raw catalog record (our field names; `facets` are extra keys to keep)."""
-    names = names or {}
-
-    def n(key: str) -> str:
-        return names.get(key, key)
-
-    try:
-        return CatalogRecord(
-            id=_required_text(raw.get("id"), n("id"), "every catalog record needs an id"),
-            title=_required_text(
-                raw.get("title"), n("title"), "every catalog record needs a title"
-            ),
-            brand=_text(raw.get("brand"), n("brand")),
-            category=_values(_split(raw.get("category", ()), separator), n("category")),
-            price=_number(raw.get("price"), n("price")),
-            created_at=_created_at(raw.get("created_at"), n("created_at")),
-            description=_text(raw.get("description"), n("description"), 100_000),
-            facets=_facets(raw, facets, separator),
-        )
-    except _Invalid as bad:
-        return Rejection(bad.name, bad.reason)
-
-
-def _created_at(value: object, name: str) -> float | None:
-    if value is None or value == "":
-        return None
-    return _time(value, name, MIN_CATALOG_TIME, MAX_EVENT_TIME)
-
-
-def _facets(raw: Raw, facets: Sequence[str], separator: str) -> dict[str, tuple[str, ...]]:
-    clash = [f for f in facets if f in CATALOG_FIELDS]
-    if clash:
-        raise _Invalid(clash[0], f"{clash[0]} is a core field and cannot also be a facet")
-    out = {f: _values(_split(raw[f], separator), f) for f in facets if raw.get(f) is not None}
-    return {f: v for f, v in out.items() if v}

@@ -30,9 +30,11 @@ from opensearchpy import OpenSearch, helpers
 from rewriter import config
 from rewriter import imports as imp
 from rewriter.boost_profiles import BoostProfile, load_boost_profiles
-from rewriter.events import Event, Rejection
+from rewriter.event_fields import Rejection
+from rewriter.events import Event
 from rewriter.pipeline import BatchResult, Pipeline
-from rewriter.profiles import FoldConfig, ProfileError, popularity_updates
+from rewriter.profile_doc import ProfileError
+from rewriter.profiles import FoldConfig, popularity_updates
 
 EVENT_FORMATS = ("jsonl", "csv", "segment", "ubi", "movielens")
 BATCH_SIZE = 5_000

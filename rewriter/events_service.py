@@ -47,9 +47,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from rewriter import config
-from rewriter import engine as engine_mod
 from rewriter.boost_profiles import BoostProfile
-from rewriter.events import Event, Rejection, validate
+from rewriter.engine import connect
+from rewriter.event_fields import Rejection
+from rewriter.events import Event, validate
 from rewriter.events_ingest import FoldProfileError, fold_boost
 from rewriter.events_writer import (
     RETRY_AFTER_S,
@@ -299,7 +300,7 @@ def create_committer(
 ) -> GroupCommitter:
     """A (not yet started) writer for `settings`, folding with the fold boost profile."""
     boost = fold_boost(settings, boosts=boosts)
-    es = engine_mod.client(settings, timeout=max(settings.timeout, 60.0))
+    es = connect(settings, timeout=max(settings.timeout, 60.0))
     return GroupCommitter(lambda: Pipeline(es, settings, boost), **options)
 
 

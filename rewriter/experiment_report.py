@@ -35,7 +35,7 @@ import numpy as np
 from opensearchpy import OpenSearch, helpers
 
 from rewriter import config, stats
-from rewriter.events import iso
+from rewriter.event_fields import iso
 from rewriter.experiments import METRICS, Experiment, describe
 
 CLICK, CART, PURCHASE = "click", "add_to_cart", "purchase"

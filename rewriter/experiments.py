@@ -47,7 +47,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from rewriter.boost_profiles import BoostProfile
-from rewriter.events import iso, parse_timestamp
+from rewriter.event_fields import iso, parse_timestamp
 from rewriter.rewrite import RequestContext
 
 EXPERIMENTS_SUBDIR = "experiments"

@@ -14,7 +14,7 @@ from typing import Any
 
 from rewriter import reference
 from rewriter.boost_profiles import BoostProfile
-from rewriter.model import UserAffinity
+from rewriter.profile_view import UserAffinity
 from rewriter.resolve import EMPTY_PLAN, RulePlan
 
 

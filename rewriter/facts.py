@@ -3,7 +3,7 @@ request's context at request time."""
 
 from __future__ import annotations
 
-from rewriter.model import UserAffinity
+from rewriter.profile_view import UserAffinity
 from rewriter.segments_eval import Facts
 
 

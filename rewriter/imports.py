@@ -27,19 +27,9 @@ from typing import TypeVar
 import orjson
 import yaml
 
-from rewriter.events import (
-    CATALOG_FIELDS,
-    DEFAULT_EVENT_TYPES,
-    CatalogRecord,
-    Event,
-    Names,
-    Raw,
-    Rejection,
-    _Invalid,
-    _number,
-    validate,
-    validate_catalog,
-)
+from rewriter.catalog import CATALOG_FIELDS, CatalogRecord, validate_catalog
+from rewriter.event_fields import Names, Raw, Rejection, _Invalid, _number
+from rewriter.events import DEFAULT_EVENT_TYPES, Event, validate
 
 MOVIELENS_EVENT_TYPES: tuple[str, ...] = ("rating_high", "rating_low")
 

@@ -27,7 +27,7 @@ from typing import Any
 from opensearchpy import OpenSearch, helpers
 
 from rewriter import config, privacy
-from rewriter import engine as engine_mod
+from rewriter.engine import connect
 
 log = logging.getLogger("affinity.impressions")
 
@@ -273,7 +273,7 @@ def with_impressions(inner: Lifespan) -> Lifespan:
 def writer_for(settings: config.Settings) -> ImpressionWriter:
     """The proxy's writer: the configured cluster, the impressions alias, the user secret."""
     return ImpressionWriter(
-        lambda: engine_mod.client(settings, timeout=max(settings.timeout, 30.0)),
+        lambda: connect(settings, timeout=max(settings.timeout, 30.0)),
         settings.indices.impressions,
         config.user_secret(settings),
     )

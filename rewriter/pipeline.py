@@ -40,9 +40,11 @@ from opensearchpy import OpenSearch, helpers
 from rewriter import config, privacy
 from rewriter.boost_profiles import BoostProfile
 from rewriter.engine import mget_docs
-from rewriter.events import Event, Rejection
+from rewriter.event_fields import Rejection
+from rewriter.events import Event
+from rewriter.profile_doc import ProfileDoc, to_source
 from rewriter.profile_writes import SENDERS, Found, ProfileWriter, bulk, line
-from rewriter.profiles import FoldConfig, ProfileDoc, opted_out, store_k_for, to_source
+from rewriter.profiles import FoldConfig, opted_out, store_k_for
 
 log = logging.getLogger("affinity.pipeline")
 

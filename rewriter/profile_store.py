@@ -15,7 +15,7 @@ from typing import Protocol
 import orjson
 
 from rewriter.engine_http import EngineDown, EngineHTTP
-from rewriter.profiles import ProfileDoc, decode
+from rewriter.profile_doc import ProfileDoc, decode
 
 REALTIME = {"realtime": "true"}  # sees a profile written a moment ago, before any refresh
 

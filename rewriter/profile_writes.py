@@ -27,7 +27,8 @@ from opensearchpy import OpenSearch
 from rewriter import config
 from rewriter.engine import MGET_CHUNK, mget_docs
 from rewriter.events import Event
-from rewriter.profiles import FoldConfig, HalfLifeMismatch, ProfileDoc, decode, fold, to_source
+from rewriter.profile_doc import ProfileDoc, decode, to_source
+from rewriter.profiles import FoldConfig, HalfLifeMismatch, fold
 
 log = logging.getLogger("affinity.profiles")
 

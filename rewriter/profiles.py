@@ -21,22 +21,29 @@ from __future__ import annotations
 import math
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NotRequired, TypedDict
 
 from rewriter.events import Event
-from rewriter.model import UserAffinity
+from rewriter.profile_doc import SCHEMA_VERSION, Counters, ProfileDoc, ProfileError
 
-SCHEMA_VERSION = 2
 """2: `affinities` and `recent_sessions` are stored as parallel arrays (`to_source`), not as
 objects keyed by brand, category or session id: OpenSearch's JSON parser interns every field
 name it meets, and ever-new names made a profile write cost ~4x more. 1 is still read."""
-READABLE_SCHEMAS = (1, 2)
+
+
 DAY_S = 86_400.0
+
+
 DEFAULT_HALF_LIFE_S = 30 * DAY_S
+
+
 DEFAULT_ATTRIBUTES: tuple[str, ...] = ("brand", "category")
+
+
 DEFAULT_TOP_K = 25
+
+
 DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {
     "view": 1.0,
     "click": 2.0,
@@ -44,29 +51,37 @@ DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {
     "purchase": 10.0,
 }
 
+
 REBASE_HALF_LIVES = 500.0
+
+
 """Rebase the landmark when a new event lies more than this many half-lives after it: keeps
 every stored mass below ~2^500 · (sum of weights), far from float64's 2^1024."""
 
+
 EXPIRE_HALF_LIVES = 600.0
+
+
 """Masses decayed below 2^-600 of the largest event weight (at the user's newest event) are
 dropped. With the landmark at most 500 half-lives behind that event, every kept number is
 above ~2^-600, clear of subnormals (2^-1022)."""
 
+
 RECENT_SESSIONS = 64
+
+
 """How many session ids a profile remembers to count distinct sessions (see `fold`)."""
 
+
 POPULARITY_LANDMARK = 1_704_067_200.0  # 2024-01-01T00:00:00Z
+
+
 MAX_POPULARITY_EXPONENT = 900.0
 
 
 def store_k_for(top_k: int) -> int:
     """How many values per attribute to store for a boost profile using `top_k`."""
     return max(4 * top_k, 100)
-
-
-class ProfileError(ValueError):
-    """A profile document cannot be used with this configuration; says what to do."""
 
 
 class HalfLifeMismatch(ProfileError):
@@ -126,35 +141,6 @@ class FoldConfig:
     @property
     def max_weight(self) -> float:
         return max(self.event_weights.values(), default=0.0)
-
-
-class Counters(TypedDict):
-    events: int
-    sessions: int
-    purchases: int
-    lifetime_value: float
-
-
-class ProfileDoc(TypedDict):
-    """The profiles-index document (doc id = pseudonym). `affinities` and `recent_sessions`
-    are stored unindexed. Masses are forward masses at `landmark`: the decayed value at time
-    t is `g · 2^(-(t - landmark)/half_life_s)`."""
-
-    schema: int
-    user: str
-    landmark: float | None
-    half_life_s: float
-    mass: float
-    affinities: dict[str, dict[str, float]]
-    counters: Counters
-    recent_sessions: dict[str, float]
-    first_seen: float | None
-    last_seen: float | None
-    segments: list[str]
-    opt_out: bool
-    updated_at: float | None
-    fold_profile: NotRequired[str]
-    """The boost profile whose event weights and half-life folded it (FoldConfig.source)."""
 
 
 def empty_profile(user: str, cfg: FoldConfig) -> ProfileDoc:
@@ -414,38 +400,6 @@ def _counters(old: Counters, batch: list[Event], cfg: FoldConfig, sessions: int)
     }
 
 
-# --- request-time view ----------------------------------------------------------------------
-
-
-def top_values(values: Mapping[str, float], k: int) -> list[tuple[str, float]]:
-    """The k largest (value, g) pairs, largest first, ties broken by value (deterministic)."""
-    return sorted(values.items(), key=lambda vg: (-vg[1], vg[0]))[:k]
-
-
-def affinity_view(profile: ProfileDoc, now: float, top_k: int) -> UserAffinity:
-    """What the rewriter needs: aff[a][v] = g[a][v] / max g[a] for the top_k values per
-    attribute (the decay factor cancels, so `now` only matters for the mass), and the decayed
-    event mass at `now`. Opted-out users get an empty view."""
-    if profile["opt_out"]:
-        return UserAffinity(user=profile["user"], affinities={}, mass=0.0, opt_out=True)
-    affinities: dict[str, dict[str, float]] = {}
-    for attribute, values in profile["affinities"].items():
-        top = top_values(values, top_k)
-        if top and top[0][1] > 0.0:
-            affinities[attribute] = {v: g / top[0][1] for v, g in top}
-    counters = profile["counters"]
-    return UserAffinity(
-        user=profile["user"],
-        affinities=affinities,
-        mass=decayed(profile["mass"], profile["landmark"], now, profile["half_life_s"]),
-        segments=tuple(profile["segments"]),
-        opt_out=False,
-        counters={k: float(v) for k, v in counters.items()},
-        first_seen=profile.get("first_seen"),
-        last_seen=profile.get("last_seen"),
-    )
-
-
 # --- catalog-side and cold-start aggregates -------------------------------------------------
 
 
@@ -474,103 +428,5 @@ def popularity_updates(
     return dict(masses)
 
 
-def normalized(profile: ProfileDoc) -> dict[str, dict[str, float]]:
-    """All stored values as aff = g / max g per attribute."""
-    out: dict[str, dict[str, float]] = {}
-    for attribute, values in profile["affinities"].items():
-        peak = max(values.values(), default=0.0)
-        if peak > 0.0:
-            out[attribute] = {v: g / peak for v, g in values.items()}
-    return out
-
-
-def segment_priors(
-    profiles: Iterable[ProfileDoc],
-    segment_of: Callable[[ProfileDoc], str | None],
-    *,
-    top_k: int | None = None,
-) -> dict[str, dict[str, dict[str, float]]]:
-    """segment → attribute → value → mean normalized affinity over the segment's profiles.
-
-    A profile without a value counts as 0 for it, so the prior is an honest average.
-    Opted-out profiles and those `segment_of` maps to None are skipped. With `top_k`, only
-    the largest means per attribute are kept (largest first, ties by value).
-    """
-    members: dict[str, int] = defaultdict(int)
-    sums: dict[str, dict[str, dict[str, float]]] = {}
-    for profile in profiles:
-        segment = segment_of(profile)
-        if segment is None or profile["opt_out"]:
-            continue
-        members[segment] += 1
-        target = sums.setdefault(segment, {})
-        for attribute, values in normalized(profile).items():
-            bucket = target.setdefault(attribute, {})
-            for value, aff in values.items():
-                bucket[value] = bucket.get(value, 0.0) + aff
-    k = top_k if top_k is not None else sys.maxsize
-    return {
-        segment: {
-            a: dict(top_values({v: s / members[segment] for v, s in vs.items()}, k))
-            for a, vs in attrs.items()
-        }
-        for segment, attrs in sums.items()
-    }
-
-
-OPTIONAL_KEYS = frozenset({"fold_profile"})
 """ProfileDoc keys older documents may lack (NotRequired, which `from __future__ import
 annotations` hides from `__required_keys__`)."""
-
-
-def profile_from_source(source: Mapping[str, object]) -> ProfileDoc:
-    """A stored profile document, checked for a schema this code reads, decoded."""
-    schema = source.get("schema")
-    if schema not in READABLE_SCHEMAS:
-        raise ProfileError(
-            f"profile {source.get('user')!r} has schema {schema!r}; this version reads "
-            f"schemas {', '.join(map(str, READABLE_SCHEMAS))}: rebuild profiles from the "
-            "events log"
-        )
-    required = ProfileDoc.__required_keys__ - OPTIONAL_KEYS
-    missing = sorted(k for k in required if k not in source)
-    if missing:
-        raise ProfileError(f"profile {source.get('user')!r} lacks {missing[0]!r}; rebuild it")
-    return decode(source)  # type: ignore[return-value]
-
-
-def to_source(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """The stored form of a profile (schema 2): each attribute's values and masses, and the
-    recent sessions' ids and times, as parallel arrays. `decode` inverts it."""
-    out = dict(doc)
-    out["schema"] = SCHEMA_VERSION
-    affinities = doc.get("affinities")
-    if isinstance(affinities, Mapping):
-        out["affinities"] = {
-            a: {"values": list(vs), "masses": list(vs.values())} for a, vs in affinities.items()
-        }
-    sessions = doc.get("recent_sessions")
-    if isinstance(sessions, Mapping) and not _is_pairs(sessions, "ids"):
-        out["recent_sessions"] = {"ids": list(sessions), "last": list(sessions.values())}
-    return out
-
-
-def decode(source: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored profile (schema 1 or 2; parts may be filtered out) in the in-memory shape:
-    affinities as {attribute: {value: mass}}, recent_sessions as {session id: time}."""
-    out = dict(source)
-    affinities = source.get("affinities")
-    if isinstance(affinities, Mapping):
-        out["affinities"] = {
-            a: dict(zip(vs["values"], vs["masses"], strict=True)) if _is_pairs(vs, "values") else vs
-            for a, vs in affinities.items()
-        }
-    sessions = source.get("recent_sessions")
-    if isinstance(sessions, Mapping) and _is_pairs(sessions, "ids"):
-        out["recent_sessions"] = dict(zip(sessions["ids"], sessions["last"], strict=True))
-    return out
-
-
-def _is_pairs(value: object, key: str) -> bool:
-    """Schema 2's {key: [...], other: [...]} (a schema 1 object maps names to numbers)."""
-    return isinstance(value, Mapping) and len(value) == 2 and isinstance(value.get(key), list)

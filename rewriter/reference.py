@@ -34,7 +34,7 @@ import numpy as np
 
 from rewriter import dsl_eval, pins
 from rewriter.boost_profiles import BoostProfile, Shape
-from rewriter.model import UserAffinity
+from rewriter.profile_view import UserAffinity
 from rewriter.resolve import EMPTY_PLAN, RulePlan
 
 SCRIPT_ID = "affinity"

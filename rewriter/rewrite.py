@@ -66,7 +66,7 @@ from dataclasses import dataclass, field, replace
 from rewriter import pins as pins_mod
 from rewriter.boost_profiles import BoostProfile, Shape
 from rewriter.facts import facts_for
-from rewriter.model import UserAffinity
+from rewriter.profile_view import UserAffinity
 from rewriter.reference import POPULARITY_FIELD, SCRIPT_ID, Plan, plan
 from rewriter.resolve import EMPTY_PLAN, ActiveFilter, RulePlan, query_text, resolve
 

@@ -31,7 +31,8 @@ from opensearchpy import OpenSearch, helpers
 
 from rewriter import config
 from rewriter.boost_profiles import BoostProfile
-from rewriter.profiles import ProfileDoc, profile_from_source, segment_priors, top_values
+from rewriter.profile_doc import ProfileDoc, profile_from_source
+from rewriter.profile_view import segment_priors, top_values
 
 DIMENSIONS: tuple[str, ...] = ("device", "geo")
 SEGMENT_PREFIX = "segment:"

@@ -23,18 +23,13 @@ from opensearchpy import OpenSearch, helpers
 
 from rewriter import config, privacy
 from rewriter.boost_profiles import BoostProfile
-from rewriter.events import Event, Rejection, iso
+from rewriter.event_fields import Rejection, iso
+from rewriter.events import Event
 from rewriter.pipeline import Pipeline, catalog_attributes, event_from_doc, fold_config
+from rewriter.profile_doc import ProfileDoc, decode, profile_from_source, to_source
+from rewriter.profile_view import top_values
 from rewriter.profile_writes import Found, journal_states, read_profiles
-from rewriter.profiles import (
-    ProfileDoc,
-    decayed,
-    decode,
-    profile_from_source,
-    rebuild,
-    to_source,
-    top_values,
-)
+from rewriter.profiles import decayed, rebuild
 
 PAGE_USERS = 500
 MAX_REBUILD_ATTEMPTS = 5

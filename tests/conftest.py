@@ -22,7 +22,8 @@ import pytest
 from opensearchpy import OpenSearch
 
 from rewriter import config, local_engine
-from rewriter import engine as engine_mod
+from rewriter.bootstrap import bootstrap_cluster
+from rewriter.engine import EngineUnavailable, connect, wait_for_health
 from rewriter.serve_thread import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,10 +87,10 @@ def settings(engine_url: str, index_prefix: str) -> config.Settings:
 @pytest.fixture(scope="session")
 def opensearch(settings: config.Settings) -> Iterator[OpenSearch]:
     """A client to the session's node, waited for yellow health."""
-    es = engine_mod.client(settings, timeout=60)
+    es = connect(settings, timeout=60)
     try:
-        engine_mod.wait_for_health(es, "yellow", 120)
-    except engine_mod.EngineUnavailable as exc:
+        wait_for_health(es, "yellow", 120)
+    except EngineUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
     yield es
     if os.environ.get("OPENSEARCH_URL"):
@@ -99,7 +100,7 @@ def opensearch(settings: config.Settings) -> Iterator[OpenSearch]:
 @pytest.fixture(scope="session")
 def bootstrapped(opensearch: OpenSearch, settings: config.Settings) -> config.Settings:
     """Templates, aliases and stored scripts applied under the session's prefix."""
-    engine_mod.bootstrap(opensearch, settings)
+    bootstrap_cluster(opensearch, settings)
     return settings
 
 

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from rewriter.boost_profiles import BoostProfile, bind_secret, parse_boost_profile
-from rewriter.model import UserAffinity
 from rewriter.privacy import pseudonymize
+from rewriter.profile_view import UserAffinity
 from rewriter.rewrite import RequestContext, rewrite
 
 CASES = sorted((Path(__file__).parent / "cases").glob("*.json"))

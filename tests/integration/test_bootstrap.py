@@ -6,16 +6,17 @@ from dataclasses import replace
 
 from opensearchpy import OpenSearch
 
+from rewriter import bootstrap as bootstrap_module
 from rewriter import config
-from rewriter import engine as engine_mod
+from rewriter.bootstrap import TEMPLATES_DIR, bootstrap_cluster, load_templates, reindex
 
 
 def test_bootstrap_twice_changes_nothing(opensearch: OpenSearch, settings: config.Settings) -> None:
     s = replace(settings, indices=config.Indices(prefix=settings.indices.prefix + "boot-"))
-    first = engine_mod.bootstrap(opensearch, s)
+    first = bootstrap_cluster(opensearch, s)
     assert first.changed
     assert any("created" in line for line in first.lines)
-    second = engine_mod.bootstrap(opensearch, s)
+    second = bootstrap_cluster(opensearch, s)
     assert not second.changed, second.lines
     assert all("unchanged" in line for line in second.lines)
     aliases = opensearch.indices.get_alias(name=s.indices.catalog)
@@ -29,17 +30,17 @@ def test_changed_template_is_reported_with_what_to_do(
     opensearch: OpenSearch, settings: config.Settings, monkeypatch
 ) -> None:
     s = replace(settings, indices=config.Indices(prefix=settings.indices.prefix + "chg-"))
-    engine_mod.bootstrap(opensearch, s)
-    original = engine_mod.load_templates
+    bootstrap_cluster(opensearch, s)
+    original = load_templates
 
-    def changed_templates(directory=engine_mod.TEMPLATES_DIR):
+    def changed_templates(directory=TEMPLATES_DIR):
         out = original(directory)
         t = out[0]
         body = {**t.body, "settings": {**t.body["settings"], "refresh_interval": "5s"}}
         return [replace(t, body=body, digest="different"), *out[1:]]
 
-    monkeypatch.setattr(engine_mod, "load_templates", changed_templates)
-    report = engine_mod.bootstrap(opensearch, s)
+    monkeypatch.setattr(bootstrap_module, "load_templates", changed_templates)
+    report = bootstrap_cluster(opensearch, s)
     assert report.needs_action
     assert 'bump its "version" to 2' in report.needs_action[0]
     assert "affinity bootstrap --reindex catalog" in report.needs_action[0]
@@ -49,9 +50,9 @@ def test_reindex_moves_alias_and_keeps_documents(
     opensearch: OpenSearch, settings: config.Settings
 ) -> None:
     s = replace(settings, indices=config.Indices(prefix=settings.indices.prefix + "rx-"))
-    engine_mod.bootstrap(opensearch, s)
+    bootstrap_cluster(opensearch, s)
     opensearch.index(index=s.indices.catalog, id="a", body={"title": "x"}, refresh=True)
-    message = engine_mod.reindex(opensearch, s, "catalog")
+    message = reindex(opensearch, s, "catalog")
     assert "reindexed" in message
     targets = list(opensearch.indices.get_alias(name=s.indices.catalog))
     assert len(targets) == 1 and targets[0] != f"{s.indices.catalog}-v1"

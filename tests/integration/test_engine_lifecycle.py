@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import cli
 from rewriter import config, local_engine
-from rewriter import engine as engine_mod
+from rewriter.engine import connect, wait_for_health
 from rewriter.serve_thread import free_port
 
 pytestmark = pytest.mark.engine
@@ -45,7 +45,7 @@ def test_start_status_stop_and_data_survives(node_dir: Path) -> None:
     assert status.exit_code == 0, status.output
     assert "running: pid" in status.output and "health" in status.output
 
-    es = engine_mod.client(config.Settings(url=f"http://127.0.0.1:{port}"))
+    es = connect(config.Settings(url=f"http://127.0.0.1:{port}"))
     es.index(index="survivor", id="1", body={"x": 1}, refresh=True)
 
     stopped = runner.invoke(cli.main, ["engine", "stop", "--data-dir", str(node_dir)])
@@ -57,7 +57,7 @@ def test_start_status_stop_and_data_survives(node_dir: Path) -> None:
         cli.main, ["engine", "start", "--port", str(port), "--data-dir", str(node_dir)]
     )
     assert again.exit_code == 0, again.output
-    engine_mod.wait_for_health(es, "yellow", 60)
+    wait_for_health(es, "yellow", 60)
     assert es.get(index="survivor", id="1")["_source"] == {"x": 1}
 
 

@@ -21,8 +21,8 @@ from opensearchpy import OpenSearch, helpers
 
 import cli
 from rewriter import config, privacy, profile_writes, profiles, segments, users
-from rewriter import engine as engine_mod
 from rewriter.boost_profiles import BoostProfile
+from rewriter.bootstrap import bootstrap_cluster
 from rewriter.events import Event, validate
 from rewriter.events_ingest import fold_boost
 from rewriter.events_writer import GroupCommitter
@@ -46,7 +46,7 @@ def ev(opensearch: OpenSearch, bootstrapped: config.Settings) -> config.Settings
         profiles_dir=ROOT / "profiles",
         fold_profile=None,
     )
-    engine_mod.bootstrap(opensearch, s)
+    bootstrap_cluster(opensearch, s)
     docs = (
         {
             "_index": s.indices.catalog,

@@ -11,9 +11,9 @@ import pytest
 from opensearchpy import OpenSearch
 
 from rewriter import config, privacy, simulate_proxy
-from rewriter import engine as engine_mod
 from rewriter import evaluate as ev
 from rewriter.boost_profiles import load_boost_profiles
+from rewriter.bootstrap import bootstrap_cluster
 from rewriter.evaluate_scratch import owned_indices
 from rewriter.experiments import Experiment, ExperimentSet, Variant
 from rewriter.pipeline import Pipeline
@@ -26,7 +26,7 @@ def _sub(settings: config.Settings, suffix: str) -> config.Settings:
 @pytest.fixture(scope="module")
 def shop(opensearch: OpenSearch, bootstrapped: config.Settings) -> config.Settings:
     s = _sub(bootstrapped, "exp-")
-    engine_mod.bootstrap(opensearch, s)
+    bootstrap_cluster(opensearch, s)
     return s
 
 

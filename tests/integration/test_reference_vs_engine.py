@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from opensearchpy import OpenSearch
 
 from rewriter.boost_profiles import BoostProfile, ColdStart, Shape
-from rewriter.model import UserAffinity
+from rewriter.profile_view import UserAffinity
 from rewriter.reference import hit_from_source, score
 from rewriter.rewrite import JSON, RequestContext, rewrite
 

@@ -21,7 +21,7 @@ from rewriter import config, privacy
 from rewriter.api import Personalizer, run_search
 from rewriter.boost_profiles import BoostProfile, ColdStart, Shape, parse_boost_profile
 from rewriter.dsl_eval import matches
-from rewriter.model import UserAffinity
+from rewriter.profile_view import UserAffinity
 from rewriter.profiles import empty_profile
 from rewriter.reference import Hit, hit_from_source, ranking, score
 from rewriter.rewrite import JSON, RequestContext, RewriteResult, rewrite

@@ -10,15 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from rewriter.events import (
-    CatalogRecord,
-    Event,
-    Rejection,
-    parse_timestamp,
-    validate,
-    validate_catalog,
-    with_item_attributes,
-)
+from rewriter.catalog import CatalogRecord, validate_catalog, with_item_attributes
+from rewriter.event_fields import Rejection, parse_timestamp
+from rewriter.events import Event, validate
 from rewriter.imports import (
     FieldMapping,
     MappingError,

@@ -304,7 +304,7 @@ def test_the_recovery_thread_prunes_the_journal_at_start() -> None:
 def test_import_batches_group_users_and_keep_lines() -> None:
     from dataclasses import replace
 
-    from rewriter.events import Rejection
+    from rewriter.event_fields import Rejection
     from rewriter.events_ingest import batches
 
     parsed: list[tuple[int, Event | Rejection]] = [

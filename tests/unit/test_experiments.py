@@ -11,7 +11,7 @@ from scipy import stats as ss
 from rewriter import experiments as ex
 from rewriter import privacy
 from rewriter.boost_profiles import BoostProfile
-from rewriter.proxy import ProxyState
+from rewriter.proxy_state import ProxyState
 from rewriter.rewrite import RequestContext
 
 GOOD = """\

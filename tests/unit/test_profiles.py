@@ -15,25 +15,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewriter.events import Event
+from rewriter.profile_doc import ProfileDoc, ProfileError, decode, profile_from_source, to_source
+from rewriter.profile_view import affinity_view, segment_priors
 from rewriter.profiles import (
     EXPIRE_HALF_LIVES,
     REBASE_HALF_LIVES,
     RECENT_SESSIONS,
     FoldConfig,
-    ProfileDoc,
-    ProfileError,
-    affinity_view,
     decayed,
-    decode,
     dedupe,
     empty_profile,
     fold,
     popularity_updates,
-    profile_from_source,
     rebuild,
-    segment_priors,
     store_k_for,
-    to_source,
 )
 
 H = 3600.0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rewriter.boost_profiles import BoostProfile, ColdStart
-from rewriter.model import UserAffinity
+from rewriter.profile_view import UserAffinity
 from rewriter.reference import (
     Hit,
     affinity,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rewriter.boost_profiles import BoostProfile
-from rewriter.model import UserAffinity
+from rewriter.profile_view import UserAffinity
 from rewriter.reference import Hit, ranking, score
 from rewriter.resolve import ActiveFilter, ActivePin, RulePlan
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewriter.boost_profiles import BoostProfile, ColdStart
-from rewriter.model import UserAffinity
+from rewriter.profile_view import UserAffinity
 from rewriter.reference import alpha_eff, script_params
 from rewriter.rewrite import JSON, RequestContext, is_relevance_sort, rewrite
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewriter.boost_profiles import BoostProfile, bind_secret, parse_boost_profile
-from rewriter.model import UserAffinity
 from rewriter.privacy import pseudonymize
+from rewriter.profile_view import UserAffinity
 from rewriter.reference import alpha_eff
 from rewriter.rewrite import JSON, RequestContext, rewrite
 

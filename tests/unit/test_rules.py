@@ -42,7 +42,7 @@ rules:
 
 
 def _resolve(text: str = "", sessions: int = 0, device: str | None = None):  # type: ignore[no-untyped-def]
-    from rewriter.model import UserAffinity
+    from rewriter.profile_view import UserAffinity
 
     user = UserAffinity("p", {}, 1.0, counters={"sessions": sessions})
     return resolve(PROFILE, facts_for(user, now=NOW, device=device), text)

@@ -6,8 +6,8 @@ import pytest
 
 from rewriter.boost_profiles import bind_secret, parse_boost_profile
 from rewriter.facts import facts_for
-from rewriter.model import UserAffinity
 from rewriter.privacy import pseudonymize
+from rewriter.profile_view import UserAffinity
 from rewriter.segments_eval import DAY_S, Facts, matched_segments
 
 SECRET = b"unit-test-secret-0123456789abcdef"

@@ -23,10 +23,10 @@ from collections.abc import Callable
 import httpx
 import orjson
 
-from rewriter.bench import _queries
-from rewriter.events import Event
-from rewriter.profile_doc import to_source
-from rewriter.profiles import FoldConfig, fold
+from rewriter.events.event import Event
+from rewriter.measure.search_bench import _queries
+from rewriter.profiles.doc import to_source
+from rewriter.profiles.fold import FoldConfig, fold
 
 RINGS = ("recent_batches", "recent_sessions")
 

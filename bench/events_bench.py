@@ -40,12 +40,13 @@ from typing import Any
 import httpx
 from opensearchpy import OpenSearch, helpers
 
-from rewriter import config, events_ingest, privacy, profiles
-from rewriter import ingest as ingest_mod
-from rewriter.bootstrap import bootstrap_cluster
-from rewriter.engine import connect, wait_for_health
-from rewriter.pipeline import Pipeline
-from rewriter.serve_thread import free_port, serve_process
+from rewriter import config, privacy
+from rewriter.engine.bootstrap import bootstrap_cluster
+from rewriter.engine.client import connect, wait_for_health
+from rewriter.ingest import catalog_files, event_files
+from rewriter.ingest.pipeline import Pipeline
+from rewriter.measure.serve_thread import free_port, serve_process
+from rewriter.profiles.doc import decode
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,12 +118,12 @@ def write_events(path: Path, users: int, per_user: int, tag: str) -> int:
 def import_file(
     s: config.Settings, es: OpenSearch, path: Path, fmt: str, boost_name: str | None = None
 ) -> dict[str, Any]:
-    boost = events_ingest.fold_boost(s, boost_name, fmt)
+    boost = event_files.fold_boost(s, boost_name, fmt)
     pipeline = Pipeline(es, s, boost)
     t0 = time.perf_counter()
     with path.open(encoding="utf-8", newline="") as handle:
-        parsed = events_ingest.parse_events(handle, fmt, tuple(boost.event_weights))
-        result = events_ingest.ingest_events(pipeline, parsed)
+        parsed = event_files.parse_events(handle, fmt, tuple(boost.event_weights))
+        result = event_files.ingest_events(pipeline, parsed)
     seconds = time.perf_counter() - t0
     return {
         "file": path.name,
@@ -137,8 +138,8 @@ def import_file(
 def movielens(s: config.Settings, es: OpenSearch) -> dict[str, Any] | None:
     if not (MOVIELENS / "ratings.csv").exists():
         return None
-    parsed = ingest_mod.parse_catalog(MOVIELENS / "movies.csv", "movielens", None)
-    ingest_mod.load_catalog(es, s.indices.catalog, parsed)
+    parsed = catalog_files.parse_catalog(MOVIELENS / "movies.csv", "movielens", None)
+    catalog_files.load_catalog(es, s.indices.catalog, parsed)
     return import_file(s, es, MOVIELENS / "ratings.csv", "movielens", "movielens")
 
 
@@ -311,9 +312,7 @@ def profile_size(s: config.Settings, es: OpenSearch, n: int, tmp: Path) -> dict[
         "affinities_bytes": size(source["affinities"]),
         "recent_batches_bytes": size(source.get("recent_batches", [])),
         "recent_sessions_bytes": size(source["recent_sessions"]),
-        "values_per_attribute": {
-            a: len(v) for a, v in profiles.decode(source)["affinities"].items()
-        },
+        "values_per_attribute": {a: len(v) for a, v in decode(source)["affinities"].items()},
     }
 
 

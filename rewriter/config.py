@@ -10,6 +10,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+"""The project's root: index_templates/, painless/, engine/ and profiles/ are found from it."""
+
 SETTINGS: dict[str, str] = {
     "OPENSEARCH_URL": "Use this existing cluster instead of the local engine "
     "(e.g. https://search.internal:9200).",

@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/lint-imports --no-cache  # the layer contract (pyproject.toml [tool.importlinter])
 exec .venv/bin/python -m pytest -q "$@"

@@ -21,10 +21,11 @@ from pathlib import Path
 import pytest
 from opensearchpy import OpenSearch
 
-from rewriter import config, local_engine
-from rewriter.bootstrap import bootstrap_cluster
-from rewriter.engine import EngineUnavailable, connect, wait_for_health
-from rewriter.serve_thread import free_port
+from rewriter import config
+from rewriter.engine import local_node
+from rewriter.engine.bootstrap import bootstrap_cluster
+from rewriter.engine.client import EngineUnavailable, connect, wait_for_health
+from rewriter.measure.serve_thread import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,14 +58,14 @@ def engine_url(
         return
     data_dir = tmp_path_factory.mktemp("engine")
     try:
-        st = local_engine.start(data_dir, port=free_port(), heap="1g", timeout=180)
-    except local_engine.EngineError as exc:
+        st = local_node.start(data_dir, port=free_port(), heap="1g", timeout=180)
+    except local_node.EngineError as exc:
         pytest.fail(f"The local OpenSearch engine could not start:\n{exc}", pytrace=False)
     assert st.url
     try:
         yield st.url
     finally:
-        local_engine.stop(data_dir)
+        local_node.stop(data_dir)
 
 
 @pytest.fixture(scope="session")

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rewriter.boost_profiles import BoostProfile, bind_secret, parse_boost_profile
+from rewriter.boost.profile import BoostProfile, bind_secret, parse_boost_profile
 from rewriter.privacy import pseudonymize
-from rewriter.profile_view import UserAffinity
-from rewriter.rewrite import RequestContext, rewrite
+from rewriter.profiles.view import UserAffinity
+from rewriter.ranking.rewrite import RequestContext, rewrite
 
 CASES = sorted((Path(__file__).parent / "cases").glob("*.json"))
 REGEN = os.environ.get("AFFINITY_REGEN_GOLDEN") == "1"

@@ -16,9 +16,9 @@ import pytest
 from opensearchpy import OpenSearch
 
 from rewriter import config
-from rewriter.boost_profiles import content_version
-from rewriter.proxy import create_app
-from rewriter.serve_thread import serve_in_thread
+from rewriter.boost.profile import content_version
+from rewriter.measure.serve_thread import serve_in_thread
+from rewriter.serve.app import create_app
 
 pytestmark = pytest.mark.engine
 

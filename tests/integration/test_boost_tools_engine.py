@@ -12,11 +12,12 @@ from opensearchpy import OpenSearch
 
 import cli
 from rewriter import config, privacy
-from rewriter.boost_compare import format_preview, preview
-from rewriter.boost_diff import diff, format_diff
-from rewriter.boost_profiles import parse_boost_profile
-from rewriter.boost_tools import check_files, engine_catalog
-from rewriter.profiles import FoldConfig, empty_profile
+from rewriter.boost.checker import check_files
+from rewriter.boost.profile import parse_boost_profile
+from rewriter.measure.boost_catalog import engine_catalog
+from rewriter.measure.boost_compare import format_preview, preview
+from rewriter.measure.boost_diff import diff, format_diff
+from rewriter.profiles.fold import FoldConfig, empty_profile
 
 pytestmark = pytest.mark.engine
 

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 from opensearchpy import OpenSearch
 
-from rewriter import bootstrap as bootstrap_module
 from rewriter import config
-from rewriter.bootstrap import TEMPLATES_DIR, bootstrap_cluster, load_templates, reindex
+from rewriter.engine import bootstrap as bootstrap_module
+from rewriter.engine.bootstrap import TEMPLATES_DIR, bootstrap_cluster, load_templates, reindex
 
 
 def test_bootstrap_twice_changes_nothing(opensearch: OpenSearch, settings: config.Settings) -> None:

@@ -11,9 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from rewriter import config, local_engine
-from rewriter.engine import connect, wait_for_health
-from rewriter.serve_thread import free_port
+from rewriter import config
+from rewriter.engine import local_node
+from rewriter.engine.client import connect, wait_for_health
+from rewriter.measure.serve_thread import free_port
 
 pytestmark = pytest.mark.engine
 
@@ -28,7 +29,7 @@ if os.environ.get("OPENSEARCH_URL"):
 def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("lifecycle")
     yield path
-    local_engine.stop(path)
+    local_node.stop(path)
 
 
 def test_start_status_stop_and_data_survives(node_dir: Path) -> None:
@@ -62,9 +63,9 @@ def test_start_status_stop_and_data_survives(node_dir: Path) -> None:
 
 
 def test_second_start_is_idempotent(node_dir: Path) -> None:
-    st = local_engine.status(node_dir)
+    st = local_node.status(node_dir)
     assert st.running
-    again = local_engine.start(node_dir, port=free_port(), log=lambda m: None)
+    again = local_node.start(node_dir, port=free_port(), log=lambda m: None)
     assert again.pid == st.pid
 
 
@@ -73,8 +74,8 @@ def test_port_taken_is_a_clear_error(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        with pytest.raises(local_engine.EngineError, match=f"Port {port} .* is taken"):
-            local_engine.start(tmp_path / "other", port=port)
+        with pytest.raises(local_node.EngineError, match=f"Port {port} .* is taken"):
+            local_node.start(tmp_path / "other", port=port)
 
 
 def test_locked_data_dir_is_a_clear_error(node_dir: Path) -> None:
@@ -83,11 +84,11 @@ def test_locked_data_dir_is_a_clear_error(node_dir: Path) -> None:
     saved = pid_file.read_text()
     pid_file.unlink()
     try:
-        with pytest.raises(local_engine.EngineError, match="locked by another OpenSearch node"):
-            local_engine.start(node_dir, port=free_port(), timeout=120)
+        with pytest.raises(local_node.EngineError, match="locked by another OpenSearch node"):
+            local_node.start(node_dir, port=free_port(), timeout=120)
     finally:
         pid_file.write_text(saved)
-    assert local_engine.status(node_dir).running
+    assert local_node.status(node_dir).running
 
 
 def test_java_too_old_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,8 +97,8 @@ def test_java_too_old_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monke
     fake.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\" 2019-01-15' >&2\n")
     fake.chmod(0o755)
     monkeypatch.setenv("JAVA_HOME", str(tmp_path))
-    with pytest.raises(local_engine.EngineError, match=r"Java 11; OpenSearch 2\.19 needs Java 17"):
-        local_engine.find_java()
+    with pytest.raises(local_node.EngineError, match=r"Java 11; OpenSearch 2\.19 needs Java 17"):
+        local_node.find_java()
 
 
 def test_maven_offline_is_a_clear_error(tmp_path: Path) -> None:
@@ -105,8 +106,8 @@ def test_maven_offline_is_a_clear_error(tmp_path: Path) -> None:
     import shutil
 
     engine = tmp_path / "engine"
-    shutil.copytree(local_engine.ENGINE_DIR / "src", engine / "src")
-    shutil.copy(local_engine.ENGINE_DIR / "pom.xml", engine / "pom.xml")
+    shutil.copytree(local_node.ENGINE_DIR / "src", engine / "src")
+    shutil.copy(local_node.ENGINE_DIR / "pom.xml", engine / "pom.xml")
     repo = f"-Dmaven.repo.local={tmp_path / 'empty-repo'}"
-    with pytest.raises(local_engine.EngineError, match="Maven could not download"):
-        local_engine.build_launcher(lambda m: None, engine, ("-o", repo))
+    with pytest.raises(local_node.EngineError, match="Maven could not download"):
+        local_node.build_launcher(lambda m: None, engine, ("-o", repo))

@@ -20,15 +20,18 @@ from click.testing import CliRunner
 from opensearchpy import OpenSearch, helpers
 
 import cli
-from rewriter import config, privacy, profile_writes, profiles, segments, users
-from rewriter.boost_profiles import BoostProfile
-from rewriter.bootstrap import bootstrap_cluster
-from rewriter.events import Event, validate
-from rewriter.events_ingest import fold_boost
-from rewriter.events_writer import GroupCommitter
-from rewriter.pipeline import Pipeline, event_from_doc, fold_config
-from rewriter.proxy import create_app
-from rewriter.serve_thread import serve_in_thread
+from rewriter import config, privacy
+from rewriter.boost.profile import BoostProfile
+from rewriter.engine.bootstrap import bootstrap_cluster
+from rewriter.events.event import Event, validate
+from rewriter.ingest import segment_priors, user_ops
+from rewriter.ingest.event_files import fold_boost
+from rewriter.ingest.group_commit import GroupCommitter
+from rewriter.ingest.pipeline import Pipeline, event_from_doc, fold_config
+from rewriter.measure.serve_thread import serve_in_thread
+from rewriter.profiles import fold, writer
+from rewriter.profiles.doc import decode
+from rewriter.serve.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = time.time()
@@ -90,7 +93,7 @@ def _count(es: OpenSearch, index: str, query: dict | None = None) -> int:
 def _profiles(es: OpenSearch, s: config.Settings) -> dict[str, dict]:
     es.indices.refresh(index=s.indices.profiles)
     hits = helpers.scan(es, index=s.indices.profiles, query={"query": {"match_all": {}}})
-    return {h["_id"]: profiles.decode(h["_source"]) for h in hits}
+    return {h["_id"]: decode(h["_source"]) for h in hits}
 
 
 def _events_file(path: Path, n_users: int = 100, per_user: int = 100) -> Path:
@@ -237,7 +240,7 @@ def test_wait_for_profiles_answers_after_the_fold(
         r = c.post("/events?wait_for_profiles=true", json=[_event("ryw-1", n) for n in range(4)])
         assert r.status_code == 202, r.text
         assert (r.json()["accepted"], r.json()["folded"]) == (4, True)
-        profile = users.read_profile(opensearch, ev, pseudo)
+        profile = user_ops.read_profile(opensearch, ev, pseudo)
         assert profile is not None and profile["counters"]["events"] == 4  # no polling
         durable = c.post("/events", json=[_event("ryw-1", 9)]).json()
         assert durable["accepted"] == 1 and "folded" not in durable
@@ -366,13 +369,13 @@ def test_user_delete_leaves_no_document_with_the_pseudonym(
     )
     assert r.status_code == 202
     pseudo = _pseudo(ev, "gone")
-    assert sum(users.pseudonym_counts(opensearch, ev, pseudo).values()) == 4  # 3 events + 1
+    assert sum(user_ops.pseudonym_counts(opensearch, ev, pseudo).values()) == 4  # 3 events + 1
     exported = _invoke(env, "user", "export", "gone")
     assert len(json.loads(exported.output)["events"]) == 3
     result = _invoke(env, "user", "delete", "gone")
     assert result.exit_code == 0, result.output
     assert "deleted 1 profile(s), 3 event(s)" in result.output
-    counts = users.pseudonym_counts(opensearch, ev, pseudo)
+    counts = user_ops.pseudonym_counts(opensearch, ev, pseudo)
     assert len(counts) >= 3  # catalog, events, profiles
     assert set(counts.values()) == {0}
 
@@ -405,7 +408,7 @@ def test_opt_out_stops_storing_and_personalizing(
         assert _invoke(env, "user", "opt-in", user).exit_code == 0
         out = c.post("/events?wait_for_profiles=1", json=[_event(user, 3)]).json()
         assert out["accepted"] == 1
-    profile = users.read_profile(opensearch, ev, pseudo)
+    profile = user_ops.read_profile(opensearch, ev, pseudo)
     assert profile is not None and profile["counters"]["events"] == 1  # started fresh
 
 
@@ -418,7 +421,7 @@ def test_opt_out_event_field_erases_and_drops_the_batch(
     out = httpx.post(f"{url}/events", json=body, timeout=10).json()
     assert (out["accepted"], out["not_stored"]) == (0, 3)
     assert _count(opensearch, ev.indices.events, {"term": {"user_id": _pseudo(ev, user)}}) == 0
-    assert users.read_profile(opensearch, ev, _pseudo(ev, user))["opt_out"] is True
+    assert user_ops.read_profile(opensearch, ev, _pseudo(ev, user))["opt_out"] is True
 
 
 # --------------------------------------------------------------------------- recovery
@@ -441,15 +444,15 @@ def test_recover_folds_events_a_crash_left_unfolded(
     opensearch.index(index=ev.indices.events, id="crash-1", body=doc, refresh=True)
     journal = {"batch_id": "crash-batch", "state": "pending", "created": NOW - 120, "events": 1}
     opensearch.index(index=ev.indices.journal, id="crash-batch", body=journal, refresh=True)
-    assert users.read_profile(opensearch, ev, pseudo) is None
+    assert user_ops.read_profile(opensearch, ev, pseudo) is None
     pipeline = Pipeline(opensearch, ev, fold_boost(ev))
     assert pipeline.recover() == 1
-    profile = users.read_profile(opensearch, ev, pseudo)
+    profile = user_ops.read_profile(opensearch, ev, pseudo)
     assert profile is not None
     assert profile["affinities"]["brand"] == {BRANDS[2]: pytest.approx(profile["mass"])}
     assert opensearch.get(index=ev.indices.journal, id="crash-batch")["_source"]["state"] == "done"
     assert pipeline.recover() == 0
-    assert users.read_profile(opensearch, ev, pseudo) == profile
+    assert user_ops.read_profile(opensearch, ev, pseudo) == profile
 
 
 def test_a_batch_is_never_folded_twice_into_a_profile(
@@ -467,9 +470,9 @@ def test_a_batch_is_never_folded_twice_into_a_profile(
         attributes={"brand": (BRANDS[2],)},
     )
     assert pipeline.fold_into_profiles([(event, "batch-r")], NOW) == 1
-    before = users.read_profile(opensearch, ev, pseudo)
+    before = user_ops.read_profile(opensearch, ev, pseudo)
     assert pipeline.fold_into_profiles([(event, "batch-r")], NOW) == 0
-    assert users.read_profile(opensearch, ev, pseudo) == before
+    assert user_ops.read_profile(opensearch, ev, pseudo) == before
 
 
 def test_a_large_batch_is_written_in_chunks_and_folded_once(
@@ -477,7 +480,7 @@ def test_a_large_batch_is_written_in_chunks_and_folded_once(
 ) -> None:
     """The batch import's shape, made small: many `_bulk` chunks in flight, then every
     profile written once (several profile requests in flight), equal to a rebuild."""
-    monkeypatch.setattr(profile_writes, "PROFILE_CHUNK", 3)
+    monkeypatch.setattr(writer, "PROFILE_CHUNK", 3)
     boost = fold_boost(ev)
     pipeline = Pipeline(opensearch, ev, boost)
     rng = random.Random(11)
@@ -502,12 +505,12 @@ def test_a_large_batch_is_written_in_chunks_and_folded_once(
     cfg = fold_config(boost)
     for u in range(10):
         pseudo = _pseudo(ev, f"chunk-user-{u}")
-        stored = users.read_profile(opensearch, ev, pseudo)
+        stored = user_ops.read_profile(opensearch, ev, pseudo)
         assert stored is not None and stored["counters"]["events"] == 9
         raw = opensearch.get(index=ev.indices.profiles, id=pseudo)["_source"]
         assert raw["schema"] == 2 and set(raw["affinities"]["brand"]) == {"values", "masses"}
-        logged = [event_from_doc(d) for d in users.scan_events(opensearch, ev, [pseudo])]
-        rebuilt = profiles.rebuild(logged, cfg, now=NOW)  # type: ignore[arg-type]
+        logged = [event_from_doc(d) for d in user_ops.scan_events(opensearch, ev, [pseudo])]
+        rebuilt = fold.rebuild(logged, cfg, now=NOW)  # type: ignore[arg-type]
         assert stored["mass"] == pytest.approx(rebuilt["mass"], rel=1e-9)
         for attribute, values in rebuilt["affinities"].items():
             assert stored["affinities"][attribute] == pytest.approx(values, rel=1e-9)
@@ -523,15 +526,15 @@ def test_profiles_forget_batches_once_they_are_done(
     pipeline = Pipeline(opensearch, ev, fold_boost(ev))
     pseudo = _pseudo(ev, "ringer")
     first = pipeline.ingest([validate(_event("ringer", 1), ("purchase",))])  # type: ignore[list-item]
-    stored = users.read_profile(opensearch, ev, pseudo)
+    stored = user_ops.read_profile(opensearch, ev, pseudo)
     assert stored is not None and stored["recent_batches"] == [first.batch_id]
     second = pipeline.ingest([validate(_event("ringer", 2), ("purchase",))])  # type: ignore[list-item]
-    stored = users.read_profile(opensearch, ev, pseudo)
+    stored = user_ops.read_profile(opensearch, ev, pseudo)
     assert stored is not None and stored["recent_batches"] == [second.batch_id]
     event = Event("ring-3", pseudo, "purchase", "i1", NOW, attributes={"brand": (BRANDS[0],)})
     assert pipeline.fold_into_profiles([(event, "never-done")], NOW) == 1
     assert pipeline.fold_into_profiles([(event, "never-done")], NOW) == 0
-    stored = users.read_profile(opensearch, ev, pseudo)
+    stored = user_ops.read_profile(opensearch, ev, pseudo)
     assert stored is not None and stored["counters"]["events"] == 3
     assert stored["recent_batches"] == ["never-done"]  # the second batch is done: dropped
 
@@ -553,7 +556,7 @@ def test_rings_drop_other_processes_done_batches(
     assert gone.fold_into_profiles([(strays, "not-journaled")], NOW) == 1  # recovery can't see it
     old = gone.ingest([validate(_event("turns", 1), ("purchase",))])  # type: ignore[list-item]
     new = alive.ingest([validate(_event("turns", 2), ("purchase",))])  # type: ignore[list-item]
-    stored = users.read_profile(opensearch, ev, pseudo)
+    stored = user_ops.read_profile(opensearch, ev, pseudo)
     assert stored is not None and stored["counters"]["events"] == 4
     assert old.batch_id not in stored["recent_batches"]
     assert stored["recent_batches"] == [new.batch_id, "pending-c"]
@@ -570,15 +573,15 @@ def test_a_rebuild_remembers_the_pending_batches_it_folded(
     pseudo = _pseudo(ev, "rebuilt-mid-fold")
     folded = pipeline.ingest([validate(_event("rebuilt-mid-fold", 1), ("purchase",))])  # type: ignore[list-item]
     written = pipeline.write([validate(_event("rebuilt-mid-fold", 2), ("purchase",))])  # type: ignore[list-item]
-    result = users.Rebuilder(opensearch, ev, boost).run([pseudo])
+    result = user_ops.Rebuilder(opensearch, ev, boost).run([pseudo])
     assert (result.events, result.errors) == (2, [])
-    stored = users.read_profile(opensearch, ev, pseudo)
+    stored = user_ops.read_profile(opensearch, ev, pseudo)
     assert stored is not None and stored["counters"]["events"] == 2
     assert stored["recent_batches"] == [written.batch_id]  # not folded.batch_id: done
     assert folded.batch_id != written.batch_id
     assert pipeline.fold_batches([written]) == 0
     assert pipeline.recover(min_age_s=0) == 0
-    stored = users.read_profile(opensearch, ev, pseudo)
+    stored = user_ops.read_profile(opensearch, ev, pseudo)
     assert stored is not None and stored["counters"]["events"] == 2
 
 
@@ -592,15 +595,15 @@ def test_a_rebuild_never_folds_logged_events_as_nothing(
     pipeline = Pipeline(opensearch, ev, boost)
     pseudo = _pseudo(ev, "wrong-fold")
     pipeline.ingest([validate(_event("wrong-fold", n), ("purchase",)) for n in range(3)])  # type: ignore[misc]
-    before = users.read_profile(opensearch, ev, pseudo)
+    before = user_ops.read_profile(opensearch, ev, pseudo)
     assert before is not None and before["mass"] > 0
     narrow = BoostProfile(name="views-only", event_weights={"view": 1.0})
-    result = users.Rebuilder(opensearch, ev, narrow).run([pseudo])
+    result = user_ops.Rebuilder(opensearch, ev, narrow).run([pseudo])
     assert (result.users, result.not_rebuilt, dict(result.unweighted)) == (0, 1, {"purchase": 3})
     [error] = result.errors
     assert "'views-only' does not weight" in error and "purchase (3)" in error
     assert "--profile" in error
-    assert users.read_profile(opensearch, ev, pseudo) == before
+    assert user_ops.read_profile(opensearch, ev, pseudo) == before
 
 
 def test_a_profile_built_with_another_half_life_does_not_block_the_batch(
@@ -613,15 +616,15 @@ def test_a_profile_built_with_another_half_life_does_not_block_the_batch(
     other = BoostProfile(name="decade", half_life_days=3650, event_weights=boost.event_weights)
     pseudo = _pseudo(ev, "half-life-old")
     Pipeline(opensearch, ev, other).ingest([validate(_event("half-life-old", 1), ("purchase",))])  # type: ignore[list-item]
-    before = users.read_profile(opensearch, ev, pseudo)
+    before = user_ops.read_profile(opensearch, ev, pseudo)
     pipeline = Pipeline(opensearch, ev, boost)
     batch = [validate(_event(u, 2), ("purchase",)) for u in ("half-life-old", "half-life-new")]
     with caplog.at_level("ERROR", logger="affinity.profiles"):
         result = pipeline.ingest(batch)  # type: ignore[arg-type]
         again = pipeline.ingest([validate(_event("half-life-old", 3), ("purchase",))])  # type: ignore[list-item]
     assert (result.accepted, result.folded, again.folded) == (2, 1, 0)
-    assert users.read_profile(opensearch, ev, pseudo) == before
-    assert users.read_profile(opensearch, ev, _pseudo(ev, "half-life-new")) is not None
+    assert user_ops.read_profile(opensearch, ev, pseudo) == before
+    assert user_ops.read_profile(opensearch, ev, _pseudo(ev, "half-life-new")) is not None
     assert pipeline.profiles.mismatched == {pseudo: 2}
     [record] = [r for r in caplog.records if "half-life" in r.getMessage()]  # once
     assert "3650 days" in record.getMessage() and f"--profile {boost.name}" in record.getMessage()
@@ -629,10 +632,10 @@ def test_a_profile_built_with_another_half_life_does_not_block_the_batch(
     assert pipeline.recover(min_age_s=0) == 0  # the batches are done
     # the skipped events are in the log: a rebuild with the profile's own boost profile
     # (what `affinity profile rebuild` picks by default) takes all three
-    rebuilt = users.Rebuilder(opensearch, ev, boost, {"decade": other, boost.name: boost})
+    rebuilt = user_ops.Rebuilder(opensearch, ev, boost, {"decade": other, boost.name: boost})
     result = rebuilt.run([pseudo])
     assert (result.events, dict(result.by_profile), result.errors) == (3, {"decade": 1}, [])
-    stored = users.read_profile(opensearch, ev, pseudo)
+    stored = user_ops.read_profile(opensearch, ev, pseudo)
     assert stored is not None and stored["counters"]["events"] == 3
     assert stored["half_life_s"] == 3650 * 86_400 and stored["fold_profile"] == "decade"
 
@@ -649,7 +652,7 @@ def test_a_rebuild_learns_from_events_whose_item_came_later(
     result = pipeline.ingest([validate(raw, ("purchase",))])  # type: ignore[list-item]
     assert result.unknown_items == {"late-item"}
     assert any("once the item is in the catalog" in n for n in result.notes)
-    stored = users.read_profile(opensearch, ev, pseudo)
+    stored = user_ops.read_profile(opensearch, ev, pseudo)
     assert stored is not None and stored["affinities"] == {}
     opensearch.index(
         index=ev.indices.catalog,
@@ -657,9 +660,9 @@ def test_a_rebuild_learns_from_events_whose_item_came_later(
         body={"title": "late", "brand": "latecomer", "category": "new"},
         refresh=True,
     )
-    rebuilt = users.Rebuilder(opensearch, ev, boost).run([pseudo])
+    rebuilt = user_ops.Rebuilder(opensearch, ev, boost).run([pseudo])
     assert (rebuilt.users, rebuilt.late_enriched, rebuilt.errors) == (1, 1, [])
-    stored = users.read_profile(opensearch, ev, pseudo)
+    stored = user_ops.read_profile(opensearch, ev, pseudo)
     assert stored is not None and set(stored["affinities"]["brand"]) == {"latecomer"}
     opensearch.delete(index=ev.indices.catalog, id="late-item", refresh=True)
 
@@ -701,7 +704,7 @@ def test_an_unwritable_journal_does_not_lose_accepted_events(
     finally:
         opensearch.indices.put_settings(index=journal, body={"index.blocks.write": False})
     assert (result.accepted, result.folded) == (1, 1)
-    profile = users.read_profile(opensearch, ev, _pseudo(ev, "journal-less"))
+    profile = user_ops.read_profile(opensearch, ev, _pseudo(ev, "journal-less"))
     assert profile is not None and profile["counters"]["events"] == 1
     assert "journal entry could not be written" in caplog.text
     assert "affinity profile rebuild" in caplog.text
@@ -713,7 +716,7 @@ def test_an_import_goes_on_when_popularity_cannot_be_counted(
     """With a one-hour half-life, today's events lie too many half-lives after the catalog's
     popularity landmark: popularity says so once, and every event is still stored and
     folded."""
-    from rewriter import events_ingest
+    from rewriter.ingest import event_files
 
     boost = replace(fold_boost(ev), half_life_days=1 / 24)
     pipeline = Pipeline(opensearch, ev, boost)
@@ -721,7 +724,7 @@ def test_an_import_goes_on_when_popularity_cannot_be_counted(
         (n + 1, validate(_event(f"hourly-{n % 3}", n), tuple(boost.event_weights)))
         for n in range(9)
     )
-    result = events_ingest.ingest_events(pipeline, parsed)  # type: ignore[arg-type]
+    result = event_files.ingest_events(pipeline, parsed)  # type: ignore[arg-type]
     assert (result.accepted, result.folded, result.rejected) == (9, 9, [])
     assert [w for w in result.warnings if w.startswith("popularity")] == [
         next(w for w in result.warnings if "half-lives after the popularity landmark" in w)
@@ -756,13 +759,13 @@ def test_two_writers_folding_the_same_users_stay_exactly_once(
     cfg = fold_config(boost)
     for user in names:
         pseudo = _pseudo(ev, user)
-        stored = users.read_profile(opensearch, ev, pseudo)
+        stored = user_ops.read_profile(opensearch, ev, pseudo)
         assert stored is not None and stored["counters"]["events"] == 30
-        logged = [event_from_doc(d) for d in users.scan_events(opensearch, ev, [pseudo])]
-        rebuilt = profiles.rebuild(logged, cfg)  # type: ignore[arg-type]
+        logged = [event_from_doc(d) for d in user_ops.scan_events(opensearch, ev, [pseudo])]
+        rebuilt = fold.rebuild(logged, cfg)  # type: ignore[arg-type]
         at = time.time()  # masses are relative to each profile's landmark: compare decayed
-        mine = profiles.decayed(stored["mass"], stored["landmark"], at, cfg.half_life_s)
-        theirs = profiles.decayed(rebuilt["mass"], rebuilt["landmark"], at, cfg.half_life_s)
+        mine = fold.decayed(stored["mass"], stored["landmark"], at, cfg.half_life_s)
+        theirs = fold.decayed(rebuilt["mass"], rebuilt["landmark"], at, cfg.half_life_s)
         assert mine == pytest.approx(theirs, rel=1e-9)
 
 
@@ -773,11 +776,11 @@ def test_segments_build_stores_priors_and_profile_segments(
     """Runs after the import (users with device/geo contexts)."""
     result = _invoke(env, "segments", "build", "--quiet")
     assert result.exit_code == 0, result.output
-    mobile = segments.read_prior(opensearch, ev, "device=mobile")
+    mobile = segment_priors.read_prior(opensearch, ev, "device=mobile")
     assert mobile is not None and mobile["members"] == 50
     brands = mobile["priors"]["brand"]
     assert 0 < max(brands.values()) <= 1.0
-    profile = users.read_profile(opensearch, ev, _pseudo(ev, "file-user-0"))
+    profile = user_ops.read_profile(opensearch, ev, _pseudo(ev, "file-user-0"))
     assert profile is not None and profile["segments"] == ["device=mobile", "geo=FR"]
     shown = _invoke(env, "profile", "show", "file-user-0", "--json")
     view = json.loads(shown.output)

@@ -10,13 +10,14 @@ import httpx
 import pytest
 from opensearchpy import OpenSearch
 
-from rewriter import config, privacy, simulate_proxy
-from rewriter import evaluate as ev
-from rewriter.boost_profiles import load_boost_profiles
-from rewriter.bootstrap import bootstrap_cluster
-from rewriter.evaluate_scratch import owned_indices
-from rewriter.experiments import Experiment, ExperimentSet, Variant
-from rewriter.pipeline import Pipeline
+from rewriter import config, privacy
+from rewriter.boost.profile import load_boost_profiles
+from rewriter.engine.bootstrap import bootstrap_cluster
+from rewriter.experiments.assignment import Experiment, ExperimentSet, Variant
+from rewriter.ingest.pipeline import Pipeline
+from rewriter.measure import evaluate as ev
+from rewriter.measure import simulate_proxy
+from rewriter.measure.evaluate_scratch import owned_indices
 
 
 def _sub(settings: config.Settings, suffix: str) -> config.Settings:

@@ -12,10 +12,10 @@ import pytest
 from opensearchpy import OpenSearch
 
 from rewriter import config, privacy
-from rewriter.events import Event
-from rewriter.profiles import FoldConfig, fold
-from rewriter.proxy import create_app
-from rewriter.serve_thread import free_port, serve_in_thread
+from rewriter.events.event import Event
+from rewriter.measure.serve_thread import free_port, serve_in_thread
+from rewriter.profiles.fold import FoldConfig, fold
+from rewriter.serve.app import create_app
 
 ITEMS = {
     "1": {"title": "red running shoe", "brand": "acme", "category": ["shoes", "running"]},
@@ -283,7 +283,7 @@ def test_in_process_api_matches_the_proxy(
     opensearch: OpenSearch,
     bootstrapped: config.Settings,
 ) -> None:
-    from rewriter.api import Personalizer
+    from rewriter.api import Personalizer  # the path the README documents
 
     p = Personalizer(opensearch, bootstrapped)
     result = p.rewrite(catalog, QUERY, zenit_fan)

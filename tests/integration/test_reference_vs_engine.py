@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from opensearchpy import OpenSearch
 
-from rewriter.boost_profiles import BoostProfile, ColdStart, Shape
-from rewriter.profile_view import UserAffinity
-from rewriter.reference import hit_from_source, score
-from rewriter.rewrite import JSON, RequestContext, rewrite
+from rewriter.boost.profile import BoostProfile, ColdStart, Shape
+from rewriter.profiles.view import UserAffinity
+from rewriter.ranking.reference import hit_from_source, score
+from rewriter.ranking.rewrite import JSON, RequestContext, rewrite
 
 pytestmark = pytest.mark.engine
 

@@ -18,14 +18,14 @@ from hypothesis import strategies as st
 from opensearchpy import OpenSearch
 
 from rewriter import config, privacy
-from rewriter.api import Personalizer, run_search
-from rewriter.boost_profiles import BoostProfile, ColdStart, Shape, parse_boost_profile
-from rewriter.dsl_eval import matches
-from rewriter.profile_view import UserAffinity
-from rewriter.profiles import empty_profile
-from rewriter.reference import Hit, hit_from_source, ranking, score
-from rewriter.rewrite import JSON, RequestContext, RewriteResult, rewrite
-from rewriter.rules import Boost, Bury, Hide, Pin, PinItem, Rule, Where
+from rewriter.boost.dsl_eval import matches
+from rewriter.boost.profile import BoostProfile, ColdStart, Shape, parse_boost_profile
+from rewriter.boost.rules import Boost, Bury, Hide, Pin, PinItem, Rule, Where
+from rewriter.profiles.fold import empty_profile
+from rewriter.profiles.view import UserAffinity
+from rewriter.ranking.reference import Hit, hit_from_source, ranking, score
+from rewriter.ranking.rewrite import JSON, RequestContext, RewriteResult, rewrite
+from rewriter.serve.api import Personalizer, run_search
 
 pytestmark = pytest.mark.engine
 
@@ -247,7 +247,7 @@ def _store_user(es: OpenSearch, s: config.Settings, raw: str, sessions: int) -> 
 
 
 def _fold_config():  # type: ignore[no-untyped-def]
-    from rewriter.profiles import FoldConfig
+    from rewriter.profiles.fold import FoldConfig
 
     return FoldConfig()
 

@@ -1,0 +1,312 @@
+"""Measurement commands: `affinity experiment`, `affinity evaluate`, `affinity simulate`.
+
+Thin, like cli.py (which registers them): parse, call the package, print.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from rewriter import config
+from rewriter.boost.profile import (
+    BoostProfile,
+    BoostProfileError,
+    load_boost_profile,
+    load_boost_profiles,
+)
+from rewriter.cli.common import fail as _fail
+from rewriter.engine.bootstrap import bootstrap_cluster
+from rewriter.engine.client import connect
+from rewriter.experiments.assignment import (
+    ExperimentError,
+    ExperimentSet,
+    experiments_dir,
+    load_experiments,
+)
+
+
+def _err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _experiments(s: config.Settings) -> ExperimentSet:
+    try:
+        boosts = load_boost_profiles(s.profiles_dir)
+        return load_experiments(experiments_dir(s.profiles_dir), boosts)
+    except (ExperimentError, BoostProfileError) as exc:
+        _fail(str(exc))
+        raise  # unreachable
+
+
+# --------------------------------------------------------------------------- experiment
+@click.group(help="A/B experiments: check definitions, report results with intervals.")
+def experiment() -> None:
+    pass
+
+
+@experiment.command(
+    "check",
+    help="Validate every experiment in <AFFINITY_PROFILES_DIR>/experiments/*.yaml "
+    "(errors name file:line:column) and list them with their variants and split.",
+)
+def experiment_check() -> None:
+    s = config.load()
+    found = _experiments(s)
+    if not len(found):
+        click.echo(f"no experiments in {experiments_dir(s.profiles_dir)}")
+    now = time.time()
+    for exp in found:
+        state = "active" if exp.active(now) else "inactive"
+        arms = ", ".join(
+            f"{v.name} {v.traffic:g}% "
+            + ("generic" if v.generic else f"{v.boost_profile or '(index default)'}")
+            + ("" if v.alpha is None else f" alpha {v.alpha:g}")
+            for v in exp.variants
+        )
+        click.echo(f"{exp.name} ({state}) on {exp.index}: {arms}  [{exp.source}]")
+
+
+@experiment.command(
+    "report",
+    help="Per-variant users, impressions, CTR, add-to-cart, conversion, order value, revenue "
+    "per user, repeat visits; lifts vs control with 95% CIs and p-values; sample-ratio check; "
+    "verdict on the primary metric.",
+)
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write a PNG: each metric per variant with its 95% interval.",
+)
+def experiment_report(name: str, fmt: str, plot: Path | None) -> None:
+    from rewriter.measure import experiment_report as er
+
+    s = config.load()
+    try:
+        exp = _experiments(s).get(name)
+    except KeyError as exc:
+        _fail(str(exc.args[0]))
+        return
+    es = connect(s, timeout=120)
+    impressions, events = er.fetch(es, s, exp, time.time())
+    report = er.build_report(exp, impressions, events)
+    _print_report(report, fmt, plot)
+
+
+def _print_report(report: object, fmt: str, plot: Path | None) -> None:
+    from rewriter.measure import experiment_report as er
+    from rewriter.measure import plots
+
+    assert isinstance(report, er.Report)
+    if fmt == "json":
+        click.echo(json.dumps(report.to_json(), indent=2, default=str))
+    else:
+        click.echo(er.render_table(report))
+    if plot:
+        _err(f"plot: {plots.experiment_plot(report, plot)}")
+
+
+# --------------------------------------------------------------------------- evaluate
+def _eval_boost(s: config.Settings, profile: str | None, events: Path) -> BoostProfile:
+    from rewriter.ingest.event_files import FoldProfileError, fold_boost, guess_format
+
+    try:
+        if profile and Path(profile).is_file():
+            return load_boost_profile(profile)
+        return fold_boost(s, profile, guess_format(events))
+    except (FoldProfileError, BoostProfileError) as exc:
+        _fail(str(exc))
+        raise
+
+
+def _catalog_for(events: Path, catalog: Path | None) -> Path:
+    if catalog:
+        return catalog
+    sibling = events.with_name("movies.csv")
+    if events.name == "ratings.csv" and sibling.is_file():
+        return sibling
+    _fail("--catalog FILE is needed (only MovieLens ratings.csv finds movies.csv beside it)")
+    raise SystemExit(1)
+
+
+@click.command(
+    help="Offline replay: build profiles from events before --cutoff in scratch indices "
+    "(--prefix), replay later positive interactions through the rewriter, and print NDCG@10, "
+    "MRR, HitRate@10 and coverage for generic, popularity and each alpha; recommend alpha."
+)
+@click.option(
+    "--events",
+    "events_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+@click.option(
+    "--cutoff",
+    required=True,
+    help="A time (2016-01-01, ISO 8601, epoch s), or user:F (per user, first F trains).",
+)
+@click.option(
+    "--catalog",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Catalog file (default: movies.csv beside ratings.csv).",
+)
+@click.option("--alpha", "alphas", default="0,0.25,0.5,1,2", show_default=True)
+@click.option(
+    "--profile",
+    default=None,
+    help="Boost profile name or YAML file (default: the fold profile for the format).",
+)
+@click.option("--prefix", default="eval-", show_default=True, help="Scratch index prefix.")
+@click.option("--sample", "sample_size", type=int, default=2000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--shape",
+    type=click.Choice(["rescore", "function_score"]),
+    default=None,
+    help="Override the profile's engine shape.",
+)
+@click.option(
+    "--fallback",
+    type=click.Choice(["category", "category_by_popularity"]),
+    default="category",
+    show_default=True,
+    help="Query for events without one: a category term query, or the same ranked "
+    "by popularity (a genre page).",
+)
+@click.option("--tune-weights", is_flag=True, help="Coordinate search over attribute weights.")
+@click.option("--reuse", is_flag=True, help="Keep scratch indices built from the same inputs.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def evaluate(
+    events_path: Path,
+    cutoff: str,
+    catalog: Path | None,
+    alphas: str,
+    profile: str | None,
+    prefix: str,
+    sample_size: int,
+    seed: int,
+    shape: str | None,
+    fallback: str,
+    tune_weights: bool,
+    reuse: bool,
+    plot: Path | None,
+) -> None:
+    from rewriter.measure import evaluate as ev
+    from rewriter.measure import plots
+    from rewriter.measure.evaluate_scratch import ScratchError
+
+    s = config.load()
+    try:
+        opts = ev.Options(
+            events=events_path,
+            catalog=_catalog_for(events_path, catalog),
+            cutoff=ev.parse_cutoff(cutoff),
+            alphas=tuple(float(a) for a in alphas.split(",")),
+            prefix=prefix,
+            sample_size=sample_size,
+            seed=seed,
+            reuse=reuse,
+            shape=shape,
+            tune_weights=tune_weights,
+            fallback=fallback,  # type: ignore[arg-type]
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    boost = _eval_boost(s, profile, events_path)
+    es = connect(s, timeout=300)
+    try:
+        result = ev.run(es, s, boost, opts, log=_err)
+    except (ScratchError, config.SecretMissing, ValueError) as exc:
+        _fail(str(exc))
+        return
+    click.echo(result.report)
+    if plot:
+        alpha_rows = [r for r in result.rows if r.method.startswith("alpha=")]
+        base = {
+            r.method: {"NDCG@10": r.ndcg, "MRR@100": r.mrr, "Hit@10": r.hit}
+            for r in result.rows
+            if not r.method.startswith("alpha=")
+        }
+        series = {
+            "NDCG@10": [r.ndcg for r in alpha_rows],
+            "MRR@100": [r.mrr for r in alpha_rows],
+            "Hit@10": [r.hit for r in alpha_rows],
+        }
+        out = plots.evaluation_plot(opts.alphas, series, base, plot, result.report.split("\n")[0])
+        _err(f"plot: {out}")
+
+
+# --------------------------------------------------------------------------- simulate
+@click.command(
+    help="Simulated shop with known preferences and a position-biased click model: A/A "
+    "false-positive rate over --runs experiments, one A/B report with the true lift, and "
+    "optionally one run end to end through the proxy and the engine (--end-to-end)."
+)
+@click.option("--runs", type=int, default=200, show_default=True, help="A/A experiments.")
+@click.option("--users", type=int, default=2000, show_default=True, help="Users per A/A run.")
+@click.option("--ab-users", type=int, default=4000, show_default=True)
+@click.option(
+    "--alpha",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Weight of the favourite brand in the personalized arm (sets the true lift).",
+)
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--end-to-end", is_flag=True, help="Also run through the proxy and the engine.")
+@click.option(
+    "--prefix",
+    default="sim-",
+    show_default=True,
+    help="Index prefix of the end-to-end run (its indices are recreated).",
+)
+@click.option("--e2e-users", type=int, default=400, show_default=True)
+def simulate(
+    runs: int,
+    users: int,
+    ab_users: int,
+    alpha: float,
+    plot: Path | None,
+    end_to_end: bool,
+    prefix: str,
+    e2e_users: int,
+) -> None:
+    from rewriter.measure import simulate as sim
+
+    t0 = time.monotonic()
+    fp = sim.aa_false_positive_rate(runs, users)
+    click.echo(f"{sim.describe_rates(fp)} ({time.monotonic() - t0:.1f} s)\n")
+    report, truth = sim.ab_report(ab_users, alpha=alpha)
+    ctr = next(c for c in report.comparisons if c.metric == "ctr")
+    covered = ctr.lift_low <= truth <= ctr.lift_high
+    click.echo(
+        f"A/B with a known lift: true relative CTR lift {truth:+.2%}; estimated "
+        f"{ctr.lift:+.2%} [{ctr.lift_low:+.2%}, {ctr.lift_high:+.2%}]: "
+        f"{'covers' if covered else 'MISSES'} the truth\n"
+    )
+    _print_report(report, "table", plot)
+    if end_to_end:
+        _simulate_e2e(prefix, e2e_users)
+
+
+def _simulate_e2e(prefix: str, users: int) -> None:
+    from rewriter.measure import experiment_report as er
+    from rewriter.measure import simulate_proxy
+    from rewriter.measure.evaluate_scratch import owned_indices, scratch_settings
+
+    s = scratch_settings(config.load(), prefix)
+    es = connect(s, timeout=60)
+    for name in owned_indices(es, s):
+        es.indices.delete(index=name)
+    bootstrap_cluster(es, s)
+    result = simulate_proxy.run(es, s, users, log=_err)
+    click.echo(f"\nend to end through the proxy ({result.seconds:.1f} s):")
+    click.echo(er.render_table(result.report))

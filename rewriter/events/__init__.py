@@ -1,0 +1,1 @@
+"""The records: events and catalog records, their validation, the file formats. Pure."""

@@ -1,0 +1,1 @@
+"""A/B assignment and impressions."""

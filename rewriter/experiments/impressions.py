@@ -1,0 +1,279 @@
+"""Impressions: what each search through the proxy showed, logged off the request path.
+
+Every successful search gets a `query_id` (in its `personalization` object) and one
+impressions document (doc id = query_id): pseudonymized user, experiment and variant, index,
+query text, the shown item ids with their 1-based positions, total hits, whether and how it
+was personalized, and the time. Applications send the query_id back with the click, cart and
+purchase events the results led to; experiment reports join events to impressions on it.
+
+Off the request path: `record` only puts the document on a bounded in-memory queue; one
+background thread per process drains it with `_bulk` every LINGER_S or BATCH_DOCS documents.
+When OpenSearch is slow or down the queue fills, and further impressions are dropped and
+counted (`dropped`) rather than slowing searches. Impressions are analytics, not records: a
+crash loses what is queued (at most a second or so of searches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+from opensearchpy import OpenSearch, helpers
+
+from rewriter import config, privacy
+from rewriter.engine.client import connect
+
+log = logging.getLogger("affinity.impressions")
+
+MAX_PENDING = 50_000
+BATCH_DOCS = 1_000
+LINGER_S = 0.25
+MAX_QUERY_CHARS = 256
+_TEXT_QUERIES = (
+    "multi_match",
+    "match",
+    "match_phrase",
+    "match_phrase_prefix",
+    "match_bool_prefix",
+    "combined_fields",
+    "query_string",
+    "simple_query_string",
+    "term",
+)
+
+Doc = dict[str, Any]
+Lifespan = Callable[[Any], contextlib.AbstractAsyncContextManager[None]]
+
+
+# --------------------------------------------------------------------------- documents
+def query_text(body: Mapping[str, Any]) -> str | None:
+    """The first text an app searched for: a match/multi_match/query_string query, etc."""
+    found = _walk(body.get("query"))
+    return found[:MAX_QUERY_CHARS] if found else None
+
+
+def _walk(node: object) -> str | None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found = _text_of(value) if key in _TEXT_QUERIES else _walk(value)
+            if found:
+                return found
+    elif isinstance(node, list):
+        for item in node:
+            found = _walk(item)
+            if found:
+                return found
+    return None
+
+
+def _text_of(spec: object) -> str | None:
+    """`{"query": "x"}` (multi_match, query_string) or `{"field": "x" | {"query"|"value": x}}`."""
+    if not isinstance(spec, dict):
+        return None
+    if isinstance(spec.get("query"), str):
+        return spec["query"]
+    for value in spec.values():
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict):
+            inner = value.get("query", value.get("value"))
+            if isinstance(inner, str):
+                return inner
+    return None
+
+
+def impression_doc(
+    query_id: str,
+    pseudonym: str | None,
+    index: str,
+    body: Mapping[str, Any],
+    response: Mapping[str, Any],
+    plog: Mapping[str, Any],
+    now: float,
+) -> Doc:
+    """The impressions document of one search response (positions are 1-based)."""
+    start = int(body.get("from", 0) or 0)
+    hits = response.get("hits", {})
+    ids = [str(h.get("_id")) for h in hits.get("hits", [])]
+    total = hits.get("total")
+    boost = plog.get("boost_profile") or {}
+    return {
+        "query_id": query_id,
+        "user_id": pseudonym,
+        "experiment": plog.get("experiment"),
+        "variant": plog.get("variant"),
+        "index": index,
+        "query": query_text(body),
+        "items": [{"id": item, "position": start + i + 1} for i, item in enumerate(ids)],
+        "item_ids": ids,
+        "total_hits": total.get("value") if isinstance(total, dict) else total,
+        "applied": bool(plog.get("applied")),
+        "mode": plog.get("mode"),
+        "boost_profile": boost.get("name") if isinstance(boost, dict) else None,
+        "timestamp": now,
+    }
+
+
+# --------------------------------------------------------------------------- writer
+class ImpressionWriter:
+    """A bounded queue of impressions and the thread that bulk-writes them."""
+
+    def __init__(
+        self,
+        client: Callable[[], OpenSearch],
+        index: str,
+        secret: bytes,
+        max_pending: int = MAX_PENDING,
+        batch_docs: int = BATCH_DOCS,
+        linger_s: float = LINGER_S,
+    ) -> None:
+        self._client_factory = client
+        self.index = index
+        self.secret = secret
+        self.batch_docs = batch_docs
+        self.linger_s = linger_s
+        self._queue: queue.Queue[Doc] = queue.Queue(max_pending)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.written = 0
+        self.dropped = 0
+        self.failed = 0
+
+    def record_search(
+        self,
+        raw_user: str | None,
+        index: str,
+        body: Mapping[str, Any],
+        response: Mapping[str, Any],
+        plog: Mapping[str, Any],
+    ) -> None:
+        """Queue the impression of one search response; never blocks, never raises."""
+        query_id = plog.get("query_id")
+        if not query_id:
+            return
+        try:
+            pseudonym = privacy.pseudonymize(raw_user, self.secret) if raw_user else None
+            doc = impression_doc(str(query_id), pseudonym, index, body, response, plog, time.time())
+            self.record(doc)
+        except Exception:  # analytics must never break a search
+            log.exception("impression of query %s not recorded", query_id)
+
+    def record(self, doc: Doc) -> bool:
+        """Queue one document; False (and counted in `dropped`) when the queue is full."""
+        self._ensure_started()
+        try:
+            self._queue.put_nowait(doc)
+            return True
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped in (1, 100) or self.dropped % 10_000 == 0:
+                log.warning("impressions queue full: %d dropped so far", self.dropped)
+            return False
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything queued so far is written (or failed); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._queue.unfinished_tasks
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued, then stop the thread."""
+        self.flush(timeout)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _ensure_started(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="affinity-impressions", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        es: OpenSearch | None = None
+        while not (self._stop.is_set() and self._queue.empty()):
+            batch = self._take()
+            if not batch:
+                continue
+            try:
+                es = es or self._client_factory()
+                self._write(es, batch)
+            except Exception as exc:
+                self.failed += len(batch)
+                log.warning("%d impressions not written: %s", len(batch), exc)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    def _take(self) -> list[Doc]:
+        try:
+            batch = [self._queue.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + self.linger_s
+        while len(batch) < self.batch_docs:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
+            except queue.Empty:
+                break
+        return batch
+
+    def _write(self, es: OpenSearch, batch: list[Doc]) -> None:
+        actions = (
+            {"_op_type": "index", "_index": self.index, "_id": d["query_id"], "_source": d}
+            for d in batch
+        )
+        # require_alias: never auto-create a plain index where bootstrap puts the alias
+        ok, errors = helpers.bulk(
+            es, actions, raise_on_error=False, max_retries=2, require_alias=True
+        )
+        self.written += ok
+        if errors:
+            self.failed += len(errors)
+            log.warning(
+                "%d impressions refused by OpenSearch (is %s bootstrapped? run `affinity "
+                "bootstrap`), e.g. %s",
+                len(errors),
+                self.index,
+                errors[0],
+            )
+
+
+def with_impressions(inner: Lifespan) -> Lifespan:
+    """An app lifespan that runs `inner`, then drains the proxy's impression writer."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        async with inner(app):
+            yield
+        writer = getattr(getattr(app.state, "proxy", None), "impressions", None)
+        if isinstance(writer, ImpressionWriter):
+            await asyncio.to_thread(writer.close)
+
+    return lifespan
+
+
+def writer_for(settings: config.Settings) -> ImpressionWriter:
+    """The proxy's writer: the configured cluster, the impressions alias, the user secret."""
+    return ImpressionWriter(
+        lambda: connect(settings, timeout=max(settings.timeout, 30.0)),
+        settings.indices.impressions,
+        config.user_secret(settings),
+    )

@@ -1,0 +1,3 @@
+"""The write path: pipeline, group commit, file import, popularity, journal, catalog load,
+erasure, user operations, segment priors.
+"""

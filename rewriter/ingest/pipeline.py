@@ -1,0 +1,580 @@
+"""Events into the log, the log into profiles: the I/O around events.py and profiles.py.
+
+One batch goes through these steps (the batch import and `POST /events` share them):
+
+1. pseudonymize users; find the opted-out ones among them (one search); drop their events
+   (reported, never stored); an event with `opt_out` erases the user and leaves a tombstone;
+2. enrich with the item's attribute values from the catalog (unknown items are accepted and
+   reported: they carry no attributes, so the profile learns nothing from them until the
+   item is in the catalog and the profile is rebuilt: `Rebuilder` enriches them then);
+3. `_bulk` create into the events index, doc id = event id: a re-sent event is a 409 there,
+   reported as a duplicate, and never folded again;
+4. fold the newly created events per user and write each profile with optimistic concurrency
+   (profile_writes.py: if_seq_no/if_primary_term; a conflict re-reads and retries). Every
+   batch has an id, recorded in a journal (pending → done) and on each of its events; a
+   profile keeps the ids of the batches folded into it (`recent_batches`), so a batch is
+   never folded twice into one profile, even when two processes, or a recovery after a
+   crash, race for it;
+5. mark the batch `done` in the journal: one write per batch, not one per event.
+   `recover()` folds the events of batches a crash left `pending`.
+
+`ingest` runs all five for one batch. `write` (steps 1-3) and `fold_batches` (4-5) apart
+let `POST /events` acknowledge once the events are durable and fold many written batches
+at once, so a busy user's profile is rewritten once per fold rather than once per request.
+
+Delivery is at-least-once, the effect exactly-once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from opensearchpy import OpenSearch, helpers
+
+from rewriter import config, privacy
+from rewriter.boost.profile import BoostProfile
+from rewriter.engine.client import mget_docs
+from rewriter.events.event import Event
+from rewriter.events.fields import Rejection
+from rewriter.profiles.doc import ProfileDoc, to_source
+from rewriter.profiles.fold import FoldConfig, opted_out, store_k_for
+from rewriter.profiles.writer import SENDERS, Found, ProfileWriter, bulk, line
+
+log = logging.getLogger("affinity.pipeline")
+
+RECOVERY_AGE_S = 30.0
+"""Unfolded events younger than this belong to a fold in flight; recovery leaves them."""
+
+JOURNAL_KEEP_S = 86_400.0
+"""`done` journal entries older than this are deleted (`prune_journal`): recovery never
+reads them, and a ring id the journal no longer has is dropped like a done one. Without
+pruning the journal grows by one document per batch (per request, on a quiet server)."""
+
+APPEND_CHUNK = 5_000
+"""Events per `_bulk` request. A larger batch is sent in chunks, SENDERS at a time: one is
+built while the engine indexes another."""
+
+
+def fold_config(boost: BoostProfile) -> FoldConfig:
+    """What folding needs from a boost profile."""
+    purchase = tuple(t for t in boost.event_weights if t == "purchase")
+    return FoldConfig(
+        event_weights=dict(boost.event_weights),
+        half_life_s=boost.half_life_days * 86_400.0,
+        attributes=tuple(boost.attributes),
+        store_k=store_k_for(boost.top_k),
+        purchase_types=purchase or ("purchase",),
+        source=boost.name,
+    )
+
+
+@dataclass
+class BatchResult:
+    """What happened to each event of a batch."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    """(stored event id, why OpenSearch refused to store it), in response order."""
+    notes: list[str] = field(default_factory=list)
+    folded: int = 0
+    unknown_items: set[str] = field(default_factory=set)
+    outcomes: dict[str, str] = field(default_factory=dict)
+    """Stored event id (after pseudonymization) → accepted | duplicate | rejected |
+    not_stored (opted out); the first outcome of an id sent twice in one batch wins."""
+    created: list[Event] = field(default_factory=list)
+    """The events newly written to the log, as stored: pseudonymized and enriched."""
+    batch_id: str = ""
+    written_at: float = 0.0
+    profiles: dict[str, tuple[ProfileDoc, int, int] | None] | None = field(default=None, repr=False)
+    """The touched profiles as `write(prefetch=True)` read them, for the fold's first round."""
+
+    @property
+    def rejected(self) -> list[str]:
+        """The refusals as messages: `event ID: OpenSearch refused it: REASON`."""
+        return [f"event {sid}: {why}" for sid, why in self.refused]
+
+    @property
+    def created_of_known_items(self) -> list[Event]:
+        """The newly written events whose item is in the catalog (what popularity counts)."""
+        unknown = self.unknown_items
+        return [e for e in self.created if e.item_id not in unknown] if unknown else self.created
+
+    @property
+    def users(self) -> set[str]:
+        """The users whose events were newly written (the profiles a fold touches)."""
+        return {e.user_id for e in self.created}
+
+
+def attributes_from_source(source: Mapping[str, Any], names: Iterable[str]) -> dict:
+    """The item's keyword values for the configured attributes, as events capture them."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        raw = source.get(name)
+        values = raw if isinstance(raw, list) else [] if raw is None else [raw]
+        kept = tuple(str(v) for v in values if v is not None and v != "")
+        if kept:
+            out[name] = kept
+    return out
+
+
+def catalog_attributes(
+    es: OpenSearch, catalog: str, item_ids: Iterable[str], names: Sequence[str]
+) -> dict[str, dict[str, tuple[str, ...]]]:
+    """The attribute values of the items that are in the catalog (realtime mget), by id."""
+    return {
+        d["_id"]: attributes_from_source(d.get("_source") or {}, names)
+        for d in mget_docs(es, catalog, item_ids, _source_includes=list(names))
+        if d.get("found")
+    }
+
+
+class Pipeline:
+    """Writes batches of validated events and folds them into profiles (synchronous)."""
+
+    def __init__(self, es: OpenSearch, settings: config.Settings, boost: BoostProfile) -> None:
+        self.es = es
+        self.settings = settings
+        self.boost = boost
+        self.cfg = fold_config(boost)
+        self.secret = config.user_secret(settings)
+        self._catalog_cache: dict[str, dict | None] = {}
+        self._attrs_cache: dict[str, dict[str, tuple[str, ...]]] = {}
+        self._pseudonyms: dict[str, str] = {}
+        self.profiles = ProfileWriter(es, settings, self.cfg)
+        self._read_pool: ThreadPoolExecutor | None = None
+
+    @property
+    def profile_cache(self) -> int:
+        """How many profiles this pipeline remembers as it last wrote them, with their
+        seq_no, so the next fold of those users needs no read (profile_writes.py)."""
+        return self.profiles.cache_size
+
+    @profile_cache.setter
+    def profile_cache(self, size: int) -> None:
+        self.profiles.cache_size = size
+
+    def close(self) -> None:
+        """End the thread that reads opt-outs beside each write (a new one starts if the
+        pipeline is used again)."""
+        pool, self._read_pool = self._read_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ reads
+    def _reader(self) -> ThreadPoolExecutor:
+        if self._read_pool is None:
+            self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="affinity-read")
+        return self._read_pool
+
+    def _items(self, item_ids: Iterable[str]) -> dict[str, dict | None]:
+        wanted = set(item_ids)
+        missing = [i for i in wanted if i not in self._catalog_cache]
+        if missing:
+            catalog, names = self.settings.indices.catalog, list(self.cfg.attributes)
+            for doc in mget_docs(self.es, catalog, missing, _source_includes=names):
+                self._catalog_cache[doc["_id"]] = doc["_source"] if doc.get("found") else None
+            if len(self._catalog_cache) > 200_000:
+                self.forget_catalog()
+        return {i: self._catalog_cache.get(i) for i in wanted}
+
+    def forget_catalog(self) -> None:
+        """Drop cached catalog lookups (long-running servers: items added or changed later)."""
+        self._catalog_cache.clear()
+        self._attrs_cache.clear()
+
+    def pseudonym(self, raw: str) -> str:
+        """privacy.pseudonymize, memoized: an HMAC per event is a tenth of an import's CPU."""
+        found = self._pseudonyms.get(raw)
+        if found is None:
+            if len(self._pseudonyms) > 100_000:
+                self._pseudonyms.clear()
+            found = self._pseudonyms[raw] = privacy.pseudonymize(raw, self.secret)
+        return found
+
+    # ------------------------------------------------------------------ write path
+    def ingest(
+        self,
+        events: Sequence[Event],
+        now: float | None = None,
+        chunk_size: int = APPEND_CHUNK,
+        progress: Callable[[int], None] | None = None,
+    ) -> BatchResult:
+        """Steps 1-5 for one batch of validated events with raw user ids.
+
+        The batch is written in `_bulk` requests of `chunk_size` events and folded once:
+        each touched profile is read and written once per batch, so the batch import hands
+        in large batches. `progress(n)` is told of every chunk written."""
+        now = time.time() if now is None else now
+        result = self.write(events, now, chunk_size, progress, prefetch=True)
+        result.folded = self.fold_batches([result], now)
+        return result
+
+    def write(
+        self,
+        events: Sequence[Event],
+        now: float | None = None,
+        chunk_size: int = APPEND_CHUNK,
+        progress: Callable[[int], None] | None = None,
+        prefetch: bool = False,
+    ) -> BatchResult:
+        """Steps 1-3: the batch is in the log (durable) and `pending` in the journal.
+
+        `fold_batches` folds it later. `prefetch` reads the touched profiles whole (kept in
+        the result for the fold's first round); otherwise a search finds the opted-out users
+        among them, while the items are looked up."""
+        now = time.time() if now is None else now
+        result = BatchResult(batch_id=uuid.uuid4().hex, written_at=now)
+        pseudo = [e.with_user(self.pseudonym(e.user_id)) for e in events]
+        touched = sorted({e.user_id for e in pseudo})
+        tombstone: tuple[ProfileDoc, int, int] = ({"opt_out": True}, 0, 0)  # type: ignore[assignment]
+        if prefetch:
+            profiles = self.profiles.read(touched)
+            items = self._items(e.item_id for e in pseudo)
+        else:  # two reads at once: opted-out users (a search) and the items (mostly cached)
+            opted_out = self._reader().submit(self.profiles.opted_out, touched)
+            items = self._items(e.item_id for e in pseudo)
+            profiles = dict.fromkeys(opted_out.result(), tombstone)
+        kept: list[Event] = []
+        for event in pseudo:
+            current = profiles.get(event.user_id)
+            if event.opt_out:
+                self.opt_out(event.user_id)
+                profiles[event.user_id] = tombstone
+                result.outcomes.setdefault(event.event_id, "not_stored")
+                result.notes.append(
+                    f"event {event.event_id}: the user opted out; their "
+                    "profile and events are erased"
+                )
+            elif current is not None and current[0].get("opt_out"):
+                result.outcomes.setdefault(event.event_id, "not_stored")
+                result.notes.append(f"event {event.event_id}: not stored, the user opted out")
+            else:
+                kept.append(event)
+        opted = {e.user_id for e in pseudo if e.opt_out}  # erased: earlier events go too
+        for event in (e for e in kept if e.user_id in opted):
+            result.outcomes.setdefault(event.event_id, "not_stored")
+        kept = [e for e in kept if e.user_id not in opted]
+        enriched = self._enrich(kept, items, result)
+        entry = _journal_entry(result.batch_id, "pending", now, len(enriched))
+        if len(enriched) > chunk_size:  # chunks in flight at once: the journal entry first
+            self._journal(result.batch_id, "pending", now, len(enriched))
+        created = self._append(
+            enriched, now, result, result.batch_id, chunk_size, progress,
+            journal=None if len(enriched) > chunk_size else entry,
+        )  # fmt: skip
+        result.created = created
+        result.profiles = profiles if prefetch else None
+        return result
+
+    def _enrich(
+        self, kept: list[Event], items: Mapping[str, dict | None], result: BatchResult
+    ) -> list[tuple[Event, bool]]:
+        """Each event with its item's attribute values (`items`: catalog sources by id),
+        and whether the item is known."""
+        enriched = []
+        for event in kept:
+            source = items.get(event.item_id)
+            if source is None:
+                result.unknown_items.add(event.item_id)
+                result.notes.append(
+                    f"event {event.event_id}: item {event.item_id} is not in the "
+                    "catalog; stored, and the profile learns from it once the item is in "
+                    "the catalog and the profile is rebuilt (affinity profile rebuild)"
+                )
+                enriched.append((event, False))
+            else:
+                attrs = self._attrs_cache.get(event.item_id)
+                if attrs is None:
+                    attrs = attributes_from_source(source, self.cfg.attributes)
+                    self._attrs_cache[event.item_id] = attrs
+                enriched.append((event.with_attributes(attrs), True))
+        return enriched
+
+    def fold_batches(self, written: Sequence[BatchResult], now: float | None = None) -> int:
+        """Steps 4-5 for batches `write` put in the log: their new events folded together
+        (each touched profile read and written once), then each batch marked `done`.
+
+        Returns the events folded. If this raises, the batches stay `pending` and
+        `recover()` folds them (nothing is folded twice: see the module docstring)."""
+        now = time.time() if now is None else now
+        pairs = [(e, b.batch_id) for b in written for e in b.created]
+        prefetched = written[0].profiles if len(written) == 1 else None
+        folded = self.fold_into_profiles(pairs, now, prefetched=prefetched) if pairs else 0
+        for batch in written:
+            batch.profiles = None
+        self._journal_done(written)
+        return folded
+
+    def _journal_done(self, written: Sequence[BatchResult]) -> None:
+        """Mark folded batches `done` (one `_bulk` for many). An entry left `pending` by a
+        failed write only makes `recover` look at a batch whose profiles already hold it.
+        The ids marked done are told to the profile writer, which then drops them from the
+        `recent_batches` rings it writes: recovery never folds a `done` batch again."""
+        if len(written) == 1:
+            b = written[0]
+            try:
+                self._journal(b.batch_id, "done", b.written_at, len(b.created))
+            except Exception as exc:  # the profiles hold the batch: recovery will skip it
+                log.warning("batch %s: its journal entry stays pending: %s", b.batch_id, exc)
+            else:
+                self.profiles.done([b.batch_id])
+            return
+        body = bytearray()
+        for b in written:
+            body += line({"index": {"_index": self.settings.indices.journal, "_id": b.batch_id}})
+            body += line(_journal_entry(b.batch_id, "done", b.written_at, len(b.created)))
+        items = bulk(self.es, bytes(body)) if written else []
+        infos = [next(iter(i.values())) for i in items]
+        self.profiles.done(str(i["_id"]) for i in infos if 200 <= int(i.get("status", 500)) < 300)
+        failed = [i for i in infos if int(i.get("status", 500)) >= 300]
+        if failed:
+            log.warning("%d journal entries stay pending: %s", len(failed), failed[0])
+
+    def _journal(self, batch: str, state: str, now: float, events: int) -> None:
+        body = _journal_entry(batch, state, now, events)
+        self.es.index(index=self.settings.indices.journal, id=batch, body=body)
+
+    def _append(
+        self,
+        enriched: list[tuple[Event, bool]],
+        now: float,
+        result: BatchResult,
+        batch: str,
+        chunk_size: int = APPEND_CHUNK,
+        progress: Callable[[int], None] | None = None,
+        journal: dict[str, Any] | None = None,
+    ) -> list[Event]:
+        """Create the events in the log, `chunk_size` per `_bulk`; the ones newly created.
+
+        `journal`: the batch's `pending` journal entry, written in the same `_bulk` as a
+        single chunk (one round trip and one fsync less per `POST /events` batch)."""
+        step = max(1, chunk_size)
+        chunks = [enriched[i : i + step] for i in range(0, len(enriched), step)]
+        created: list[Event] = []
+
+        def record(sent: list[tuple[Event | None, Mapping[str, Any], int]]) -> None:
+            for event, info, status in sent:
+                self._record(result, info, status)
+                if event is not None:
+                    created.append(event)
+            if progress is not None:
+                progress(len(sent))
+
+        if len(chunks) <= 1:
+            for chunk in chunks:
+                record(self._append_chunk(chunk, now, batch, journal))
+            return created
+        with ThreadPoolExecutor(SENDERS, thread_name_prefix="affinity-bulk") as pool:
+            for sent in pool.map(lambda c: self._append_chunk(c, now, batch), chunks):
+                record(sent)
+        return created
+
+    def _append_chunk(
+        self,
+        enriched: Sequence[tuple[Event, bool]],
+        now: float,
+        batch: str,
+        journal: dict[str, Any] | None = None,
+    ) -> list[tuple[Event | None, Mapping[str, Any], int]]:
+        """One `_bulk` of creates (429s resent with back-off), with the journal entry if
+        given: per event (the event if it was newly created, the item's response, status)."""
+        index = self.settings.indices.events
+        pending = {e.event_id: (e, _log_doc(e, known, batch, now)) for e, known in enriched}
+        out: list[tuple[Event | None, Mapping[str, Any], int]] = []
+        journal_ok = journal is None
+        for attempt in range(4):  # 429 (the node's write queue is full): back off, resend those
+            if not pending:
+                break
+            if attempt:
+                time.sleep(0.5 * 2**attempt)
+            body = bytearray()
+            if not journal_ok:
+                target = {"index": {"_index": self.settings.indices.journal, "_id": batch}}
+                body += line(target) + line(journal)
+            for event_id, (_, doc) in pending.items():
+                body += line({"create": {"_index": index, "_id": event_id}})
+                body += line(doc)
+            response = self.es.bulk(
+                body=bytes(body),
+                request_timeout=120,
+                filter_path="items.*._id,items.*.status,items.*.error",
+            )
+            retry = {}
+            for item in response["items"]:
+                if "index" in item:  # the journal entry
+                    journal_ok = 200 <= int(item["index"].get("status", 500)) < 300
+                    continue
+                info = item["create"]
+                event_id, status = str(info["_id"]), int(info.get("status", 500))
+                if status == 429 and attempt < 3:
+                    retry[event_id] = pending[event_id]
+                    continue
+                event = pending[event_id][0] if 200 <= status < 300 else None
+                out.append((event, info, status))
+            pending = retry
+        if not journal_ok and journal is not None:  # rare: events in, journal not; once more
+            try:
+                self.es.index(index=self.settings.indices.journal, id=batch, body=journal)
+            except Exception as exc:  # the events are stored: fold them, don't fail the batch
+                log.error(
+                    "batch %s: its journal entry could not be written (%s); its events are "
+                    "in the log and are folded now, but a crash before that fold would leave "
+                    "them out of the profiles until `affinity profile rebuild`",
+                    batch,
+                    exc,
+                )
+        return out
+
+    @staticmethod
+    def _record(result: BatchResult, info: Mapping[str, Any], status: int) -> None:
+        event_id = str(info.get("_id"))
+        if 200 <= status < 300:
+            result.outcomes.setdefault(event_id, "accepted")
+            result.accepted += 1
+        elif status == 409:
+            result.outcomes.setdefault(event_id, "duplicate")
+            result.duplicates += 1
+        else:
+            result.outcomes.setdefault(event_id, "rejected")
+            error = info.get("error", {})
+            reason = error.get("reason", error) if isinstance(error, dict) else error
+            result.refused.append((event_id, f"OpenSearch refused it: {reason}"))
+
+    def fold_into_profiles(
+        self,
+        events: Sequence[tuple[Event, str]],
+        now: float,
+        prefetched: Mapping[str, Found | None] | None = None,
+    ) -> int:
+        """Fold (event, batch id) pairs, already in the log, into their users' profiles
+        (`ProfileWriter.fold`)."""
+        return self.profiles.fold(events, now, prefetched)
+
+    # ------------------------------------------------------------------ recovery and users
+    def recover(self, now: float | None = None, min_age_s: float = RECOVERY_AGE_S) -> int:
+        """Fold the events of batches a crash left pending (older than min_age_s)."""
+        now = time.time() if now is None else now
+        journal = self.settings.indices.journal
+        query = {
+            "bool": {
+                "filter": [
+                    {"term": {"state": "pending"}},
+                    {"range": {"created": {"lte": now - min_age_s}}},
+                ]
+            }
+        }
+        self.es.indices.refresh(index=[journal, self.settings.indices.events])
+        stale = [h["_source"] for h in helpers.scan(self.es, index=journal, query={"query": query})]
+        total = 0
+        for entry in stale:
+            batch = entry["batch_id"]
+            sources = helpers.scan(
+                self.es,
+                index=self.settings.indices.events,
+                query={"query": {"term": {"batch_id": batch}}},
+            )
+            events = [event_from_doc(h["_source"]) for h in sources]
+            pairs = [(e, batch) for e in events if not isinstance(e, Rejection)]
+            total += self.fold_into_profiles(pairs, now) if pairs else 0
+            self._journal(batch, "done", float(entry.get("created", now)), len(pairs))
+        return total
+
+    def prune_journal(self, now: float | None = None, keep_s: float = JOURNAL_KEEP_S) -> int:
+        """Delete `done` journal entries older than keep_s; how many were deleted. `pending`
+        entries are never deleted: recovery needs them."""
+        now = time.time() if now is None else now
+        query = {
+            "bool": {
+                "filter": [
+                    {"term": {"state": "done"}},
+                    {"range": {"created": {"lt": now - keep_s}}},
+                ]
+            }
+        }
+        found = self.es.delete_by_query(
+            index=self.settings.indices.journal,
+            body={"query": query},
+            conflicts="proceed",
+            refresh=True,
+        )
+        return int(found.get("deleted", 0))
+
+    def opt_out(self, pseudonym: str) -> None:
+        """Erase the user's events and leave a tombstone profile (opt_out: true)."""
+        self.profiles.forget([pseudonym])
+        self.erase(pseudonym)
+        tomb = to_source(opted_out(_empty(pseudonym, self.cfg), time.time()))
+        self.es.index(
+            index=self.settings.indices.profiles, id=pseudonym, body=tomb, refresh="wait_for"
+        )
+
+    def erase(self, pseudonym: str) -> dict[str, int]:
+        """Delete the user's profile and every event; counts of what was deleted."""
+        self.profiles.forget([pseudonym])
+        self.es.indices.refresh(index=self.settings.indices.events)  # see unrefreshed events too
+        events = self.es.delete_by_query(
+            index=self.settings.indices.events,
+            body={"query": {"term": {"user_id": pseudonym}}},
+            refresh=True,
+            conflicts="proceed",
+        )["deleted"]
+        profile = self.es.delete_by_query(
+            index=self.settings.indices.profiles,
+            body={"query": {"ids": {"values": [pseudonym]}}},
+            refresh=True,
+            conflicts="proceed",
+        )["deleted"]
+        return {
+            "events": events,
+            "profiles": profile,
+            "impressions": self._erase_impressions(pseudonym),
+        }
+
+    def _erase_impressions(self, pseudonym: str) -> int:
+        """Delete the user's search impressions (experiments); 0 where there is no index."""
+        index = self.settings.indices.impressions
+        self.es.indices.refresh(index=index, ignore_unavailable=True)
+        found = self.es.delete_by_query(
+            index=index,
+            body={"query": {"term": {"user_id": pseudonym}}},
+            refresh=True,
+            conflicts="proceed",
+            ignore=[404],
+        )
+        return int(found.get("deleted", 0))
+
+
+def _log_doc(event: Event, known: bool, batch: str, now: float) -> dict[str, Any]:
+    """The events-index document: `Event.to_doc` plus what the pipeline adds."""
+    doc = event.to_doc()
+    doc["known_item"] = known
+    doc["batch_id"] = batch
+    doc["ingested_at"] = now
+    return doc
+
+
+def _journal_entry(batch: str, state: str, created: float, events: int) -> dict[str, Any]:
+    return {"batch_id": batch, "state": state, "created": created, "events": events}
+
+
+def _empty(user: str, cfg: FoldConfig) -> ProfileDoc:
+    from rewriter.profiles.fold import empty_profile
+
+    return empty_profile(user, cfg)
+
+
+def event_from_doc(source: Mapping[str, Any]) -> Event | Rejection:
+    """An Event read back from the events log (the shape Event.to_doc writes)."""
+    from rewriter.events.event import validate
+
+    internal = ("known_item", "batch_id", "folded", "ingested_at")
+    raw = {k: v for k, v in source.items() if k not in internal}
+    types = [str(source.get("type"))]
+    return validate(raw, types)

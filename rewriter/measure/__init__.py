@@ -1,0 +1,1 @@
+"""Reports, statistics, plots, offline replay, simulation, benchmarks, boost preview and diff."""

@@ -1,0 +1,250 @@
+"""`affinity bench`: proxy and personalization cost, as ratios against plain OpenSearch.
+
+One run, side by side, on the same generated data and the same query set:
+(a) direct to OpenSearch, (b) through the proxy with personalization off, (c) through the
+proxy personalized with the rescore shape, (d) personalized with function_score, (f) rescore
+when each user searches 5 times in a row (the profile cache serves 4 of 5), (g) rescore
+through a second proxy that logs no impressions (AFFINITY_IMPRESSIONS=off; compare its QPS
+with c's: its sequential latency also pays for waking a process that sat idle while the
+other cases ran), and (e) the
+rewritten rescore bodies sent directly (the engine's share of the cost). Each is timed
+sequentially (latency p50/p99) and with a few client threads (QPS). The proxy runs as its own
+process (`affinity serve`), as in production.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+import orjson
+from opensearchpy import OpenSearch, helpers
+
+from rewriter import config, privacy
+from rewriter.engine.bootstrap import bootstrap_cluster
+from rewriter.engine.client import connect
+from rewriter.events.event import Event
+from rewriter.measure.serve_thread import serve_process
+from rewriter.profiles.doc import to_source
+from rewriter.profiles.fold import FoldConfig, fold
+
+WORDS = [f"w{i}" for i in range(400)]
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    p50_ms: float
+    p99_ms: float
+    qps: float
+
+
+def _items(n: int, rng: random.Random) -> Iterator[dict]:
+    for i in range(n):
+        yield {
+            "id": str(i),
+            "title": " ".join(rng.choices(WORDS, k=rng.randint(3, 8))),
+            "brand": f"b{int(rng.paretovariate(1.2)) % 300}",
+            "category": sorted({f"c{rng.randrange(60)}" for _ in range(rng.randint(1, 2))}),
+            "price": round(rng.uniform(1, 500), 2),
+        }
+
+
+def load_data(es: OpenSearch, s: config.Settings, items: int, users: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    index = s.indices.catalog
+    helpers.bulk(
+        es,
+        ({"_index": index, "_id": d["id"], "_source": d} for d in _items(items, rng)),
+        chunk_size=5000,
+        request_timeout=120,
+    )
+    es.indices.refresh(index=index)
+    secret = config.user_secret(s)
+    cfg = FoldConfig()
+    now = time.time()
+
+    def profiles() -> Iterator[dict]:
+        for u in range(users):
+            pseudo = privacy.pseudonymize(f"user-{u}", secret)
+            events = [
+                Event(
+                    event_id=f"b{u}-{j}",
+                    user_id=pseudo,
+                    type=rng.choice(["view", "click", "purchase"]),
+                    item_id=str(rng.randrange(items)),
+                    timestamp=now - rng.uniform(0, 90 * 86400),
+                    attributes={
+                        "brand": (f"b{rng.randrange(40)}",),
+                        "category": (f"c{rng.randrange(60)}",),
+                    },
+                )
+                for j in range(rng.randint(5, 60))
+            ]
+            source = to_source(fold(None, events, cfg))
+            yield {"_index": s.indices.profiles, "_id": pseudo, "_source": source}
+
+    helpers.bulk(es, profiles(), chunk_size=1000, request_timeout=120)
+    es.indices.refresh(index=s.indices.profiles)
+
+
+def _queries(n: int, seed: int = 11) -> list[dict]:
+    rng = random.Random(seed)
+    return [
+        {"size": 10, "query": {"match": {"title": " ".join(rng.sample(WORDS, rng.randint(1, 2)))}}}
+        for _ in range(n)
+    ]
+
+
+def _latencies(cases: dict[str, Callable[[int], None]], n: int) -> dict[str, list[float]]:
+    """Sequential latency, interleaved: query i goes to every case before query i + 1, so
+    drift on a busy machine (GC, other processes) hits all cases alike."""
+    lat: dict[str, list[float]] = {name: [] for name in cases}
+    for i in range(n):
+        for name, call in cases.items():
+            t0 = time.perf_counter()
+            call(i)
+            lat[name].append((time.perf_counter() - t0) * 1000)
+    return lat
+
+
+def _qps(call: Callable[[int], None], n: int, threads: int) -> float:
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(call, range(n)))
+    return n / (time.perf_counter() - t0)
+
+
+def _result(name: str, lat: list[float], qps: float) -> Result:
+    q = statistics.quantiles(lat, n=100)
+    return Result(name, statistics.median(lat), q[98], qps)
+
+
+PROFILE = """name: {name}
+alpha: 1.0
+shape: {shape}
+window: 100
+attributes: {{brand: 1.0, category: 1.0}}
+"""
+
+
+def _start_proxy(
+    s: config.Settings, port: int, profiles_dir: Path, impressions: bool = True
+) -> subprocess.Popen:
+    env = {"AFFINITY_IMPRESSIONS": "on" if impressions else "off"}
+    return serve_process(replace(s, profiles_dir=profiles_dir), port, env)
+
+
+def run(
+    s: config.Settings,
+    items: int = 100_000,
+    users: int = 10_000,
+    queries: int = 500,
+    threads: int = 4,
+    port: int = 8899,
+    log: Callable[[str], None] = print,
+) -> list[Result]:
+
+    s = replace(s, secret=s.secret or "bench-secret-0123456789abcdef0123")
+    es = connect(s, timeout=120)
+    if (
+        not es.indices.exists(index=s.indices.catalog)
+        or es.count(index=s.indices.catalog)["count"] != items
+    ):
+        log(f"generating {items} items and {users} user profiles ...")
+        bootstrap_cluster(es, s)
+        load_data(es, s, items, users)
+    bodies = [orjson.dumps(b) for b in _queries(queries)]
+    user_ids = [f"user-{i % users}" for i in range(queries)]
+    session = [f"user-{(i // 5 + 5000) % users}" for i in range(queries)]  # 5 searches a user
+    path = f"/{s.indices.catalog}/_search"
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, shape in (("default", "rescore"), ("bench-fs", "function_score")):
+            Path(tmp, f"{name}.yaml").write_text(PROFILE.format(name=name, shape=shape))
+        rewritten = _rewritten(es, replace(s, profiles_dir=Path(tmp)), bodies, user_ids)
+        proxy = _start_proxy(s, port, Path(tmp))
+        quiet = _start_proxy(s, port + 1, Path(tmp), impressions=False)
+        try:
+            # identity, as the proxy asks the engine: a gzipped response costs the engine
+            # ~0.3 ms, and an application beside the engine would not pay it either
+            direct = httpx.Client(
+                base_url=s.opensearch_url, timeout=30, headers={"accept-encoding": "identity"}
+            )
+            via = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+            via_quiet = httpx.Client(base_url=f"http://127.0.0.1:{port + 1}", timeout=30)
+            json_h = {"content-type": "application/json"}
+
+            def call(client: httpx.Client, headers: Callable[[int], dict]) -> Callable:
+                def go(i: int) -> None:
+                    r = client.post(path, content=bodies[i], headers={**json_h, **headers(i)})
+                    r.raise_for_status()
+
+                return go
+
+            cases = {
+                "a direct": call(direct, lambda i: {}),
+                "b proxy, off": call(via, lambda i: {"X-Personalization": "off"}),
+                "c proxy, rescore": call(via, lambda i: {"X-User-Id": user_ids[i]}),
+                "d proxy, function_score": call(
+                    via, lambda i: {"X-User-Id": user_ids[i], "X-Boost-Profile": "bench-fs"}
+                ),
+                "f proxy, rescore, 5/user": call(via, lambda i: {"X-User-Id": session[i]}),
+                "g proxy, rescore, no impr.": call(via_quiet, lambda i: {"X-User-Id": user_ids[i]}),
+                "e direct, rewritten rescore": lambda i: direct.post(
+                    path, content=rewritten[i], headers=json_h
+                ).raise_for_status(),
+            }
+            for fn in cases.values():  # warm up caches and JIT
+                for i in range(min(100, queries)):
+                    fn(i)
+            lat = _latencies(cases, queries)
+            log("  latency: done")
+            results = []
+            for name, fn in cases.items():
+                results.append(_result(name, lat[name], _qps(fn, queries, threads)))
+                log(f"  {name} QPS: done")
+        finally:
+            for process in (proxy, quiet):
+                process.terminate()
+                process.wait(10)
+    return results
+
+
+def _rewritten(
+    es: OpenSearch, s: config.Settings, bodies: list[bytes], user_ids: list[str]
+) -> list[bytes]:
+    """The personalized bodies, rewritten in-process: the engine's share of the cost."""
+    from rewriter.serve.api import Personalizer
+
+    p = Personalizer(es, s)
+    return [
+        orjson.dumps(p.rewrite(s.indices.catalog, orjson.loads(b), u).body)
+        for b, u in zip(bodies, user_ids, strict=True)
+    ]
+
+
+def report(results: list[Result]) -> str:
+    base = results[0]
+    lines = [f"{'case':<26}{'p50 ms':>9}{'p99 ms':>9}{'QPS':>9}{'p50/a':>8}{'QPS/a':>8}"]
+    for r in results:
+        lines.append(
+            f"{r.name:<26}{r.p50_ms:9.2f}{r.p99_ms:9.2f}{r.qps:9.0f}"
+            f"{r.p50_ms / base.p50_ms:8.2f}{r.qps / base.qps:8.2f}"
+        )
+    b = next(r for r in results if r.name.startswith("b"))
+    c = next(r for r in results if r.name.startswith("c"))
+    e = next(r for r in results if r.name.startswith("e"))
+    lines.append(
+        f"proxy overhead p50: {b.p50_ms - base.p50_ms:+.2f} ms (goal <= 1 ms); "
+        f"personalized rescore p50 / direct plain: {c.p50_ms / base.p50_ms:.2f} (goal <= 1.15); "
+        f"engine share (rewritten rescore sent directly / plain): {e.p50_ms / base.p50_ms:.2f}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,423 @@
+"""The affinity math and profile documents (docs/design.md, "Scoring, exactly"). Pure: no I/O.
+
+A profile holds forward-decayed masses (Cormode et al., "Forward Decay"): an event of type
+`e` at time `t` adds `w(e) · 2^((t − L)/H)` to `g[a][v]` for every value `v` of attribute
+`a` that its item had at event time, and to the total `mass`. `L` is the profile's landmark,
+`H` the half-life. Adding is plain addition, so folding commutes: the profile is the same
+whatever order and batch split the events arrive in.
+
+Exactness contract (tested with hypothesis): below the per-attribute cap `store_k`, a profile
+is an order-independent function of the *set* of events (by event id): equal to 1e-9
+relative, whatever the batch split, arrival order or landmark history. Two deliberate limits:
+- above `store_k` values, the smallest masses are dropped (bounded size; a dropped value that
+  comes back restarts from its new mass);
+- masses that decayed below `2^-EXPIRE_HALF_LIVES` of the largest event weight, measured at
+  the user's newest event, are dropped: they mean nothing for ranking, and dropping them keeps
+  every stored number far from float64 underflow, where relative precision is lost.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from rewriter.events.event import Event
+from rewriter.profiles.doc import SCHEMA_VERSION, Counters, ProfileDoc, ProfileError
+
+DAY_S = 86_400.0
+
+
+DEFAULT_HALF_LIFE_S = 30 * DAY_S
+
+
+DEFAULT_ATTRIBUTES: tuple[str, ...] = ("brand", "category")
+
+
+DEFAULT_TOP_K = 25
+
+
+DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {
+    "view": 1.0,
+    "click": 2.0,
+    "add_to_cart": 5.0,
+    "purchase": 10.0,
+}
+
+
+REBASE_HALF_LIVES = 500.0
+
+
+"""Rebase the landmark when a new event lies more than this many half-lives after it: keeps
+every stored mass below ~2^500 · (sum of weights), far from float64's 2^1024."""
+
+
+EXPIRE_HALF_LIVES = 600.0
+
+
+"""Masses decayed below 2^-600 of the largest event weight (at the user's newest event) are
+dropped. With the landmark at most 500 half-lives behind that event, every kept number is
+above ~2^-600, clear of subnormals (2^-1022)."""
+
+
+RECENT_SESSIONS = 64
+
+
+"""How many session ids a profile remembers to count distinct sessions (see `fold`)."""
+
+
+POPULARITY_LANDMARK = 1_704_067_200.0  # 2024-01-01T00:00:00Z
+
+
+MAX_POPULARITY_EXPONENT = 900.0
+
+
+def store_k_for(top_k: int) -> int:
+    """How many values per attribute to store for a boost profile using `top_k`."""
+    return max(4 * top_k, 100)
+
+
+class HalfLifeMismatch(ProfileError):
+    """The profile's masses decay with another half-life than the fold settings'."""
+
+    def __init__(self, user: str, built_s: float, cfg: FoldConfig, built_by: str = "") -> None:
+        self.user = user
+        source = f"boost profile {cfg.source!r}" if cfg.source else "the fold settings"
+        by = f" (by boost profile {built_by!r})" if built_by else ""
+        super().__init__(
+            f"profile {user} was built{by} with a half-life of {_days(built_s)}, but {source} "
+            f"says {_days(cfg.half_life_s)}. Fold with the boost profile it was built with "
+            "(AFFINITY_FOLD_PROFILE, or --profile), or rebuild it from the events log with "
+            f"this one (affinity profile rebuild --profile {cfg.source or 'NAME'})"
+        )
+
+
+def _days(seconds: float) -> str:
+    return f"{seconds / 86_400:g} days"
+
+
+@dataclass(frozen=True)
+class FoldConfig:
+    """What `fold` needs from the boost profile.
+
+    event_weights: type → weight ≥ 0 (types not listed weigh 0: they count, add no mass).
+    half_life_s: H; a profile is tied to the H it was built with (changing it is a rebuild).
+    attributes: which of an event's captured attributes are folded.
+    store_k: values kept per attribute (`store_k_for(top_k)`).
+    purchase_types: types counted as purchases (and summed into lifetime_value).
+    source: the boost profile these settings come from (named in error messages).
+    """
+
+    event_weights: Mapping[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS), hash=False
+    )
+    half_life_s: float = DEFAULT_HALF_LIFE_S
+    attributes: tuple[str, ...] = DEFAULT_ATTRIBUTES
+    store_k: int = store_k_for(DEFAULT_TOP_K)
+    purchase_types: tuple[str, ...] = ("purchase",)
+    source: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.half_life_s) and self.half_life_s > 0):
+            raise ValueError(f"half_life_s must be a positive number, got {self.half_life_s}")
+        for etype, weight in self.event_weights.items():
+            if not (math.isfinite(weight) and weight >= 0):
+                raise ValueError(
+                    f"event weight for {etype!r} must be a finite number ≥ 0, got {weight}"
+                )
+        if self.store_k < 1:
+            raise ValueError(f"store_k must be at least 1, got {self.store_k}")
+
+    def weight(self, event_type: str) -> float:
+        return self.event_weights.get(event_type, 0.0)
+
+    @property
+    def max_weight(self) -> float:
+        return max(self.event_weights.values(), default=0.0)
+
+
+def empty_profile(user: str, cfg: FoldConfig) -> ProfileDoc:
+    """A profile with no events yet."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "user": user,
+        "landmark": None,
+        "half_life_s": cfg.half_life_s,
+        "mass": 0.0,
+        "affinities": {},
+        "counters": {"events": 0, "sessions": 0, "purchases": 0, "lifetime_value": 0.0},
+        "recent_sessions": {},
+        "first_seen": None,
+        "last_seen": None,
+        "segments": [],
+        "opt_out": False,
+        "updated_at": None,
+    }
+
+
+def decayed(g: float, landmark: float | None, at: float, half_life_s: float) -> float:
+    """The forward mass `g` (at `landmark`) decayed to time `at`: g · 2^(-(at - L)/H)."""
+    if g == 0.0 or landmark is None:
+        return 0.0
+    try:
+        return g * 2.0 ** ((landmark - at) / half_life_s)
+    except OverflowError:  # `at` far before the landmark: a clock problem; saturate.
+        return sys.float_info.max
+
+
+# --- exactly-once ---------------------------------------------------------------------------
+
+
+def dedupe(events: Iterable[Event], seen: Collection[str] = ()) -> list[Event]:
+    """Events with an id not in `seen`, first delivery of each id kept, input order preserved.
+
+    Exactly-once across batches is the events log's job (create-only writes keyed by event
+    id: only newly created events are folded); `fold` dedupes within a batch with this.
+    """
+    kept: dict[str, Event] = {}
+    for event in events:
+        if event.event_id not in seen and event.event_id not in kept:
+            kept[event.event_id] = event
+    return list(kept.values())
+
+
+def _canonical(events: Iterable[Event]) -> list[Event]:
+    """Deduplicated, sorted by (timestamp, event_id): the order every fold works in."""
+    return sorted(dedupe(events), key=lambda e: (e.timestamp, e.event_id))
+
+
+# --- fold -----------------------------------------------------------------------------------
+
+
+def fold(
+    profile: ProfileDoc | None,
+    events: Sequence[Event],
+    cfg: FoldConfig,
+    *,
+    now: float | None = None,
+) -> ProfileDoc:
+    """A new profile: `profile` (or an empty one) plus `events`. Never mutates its input.
+
+    Events must belong to the profile's user (already pseudonymized). `updated_at` is `now`
+    when given (the caller's clock; this module reads none), else the newest event time.
+    An event with `opt_out` set turns the profile into a tombstone (see `opted_out`).
+    """
+    batch = _canonical(events)
+    doc = _start(profile, batch, cfg)
+    if doc["opt_out"] or any(e.opt_out for e in batch):
+        return opted_out(doc, now)
+    if not batch:
+        return _copy(doc)
+    landmark, scale = _landmark(doc, batch, cfg)
+    if scale == 1.0:  # the usual case: copy without touching each value
+        affinities = {a: dict(vs) for a, vs in doc["affinities"].items()}
+    else:
+        affinities = {
+            a: {v: g * scale for v, g in vs.items()} for a, vs in doc["affinities"].items()
+        }
+    mass = doc["mass"] * scale + _add_masses(affinities, batch, cfg, landmark)
+    first = min(e.timestamp for e in batch)
+    last = max(e.timestamp for e in batch)
+    first_seen = first if doc["first_seen"] is None else min(doc["first_seen"], first)
+    last_seen = last if doc["last_seen"] is None else max(doc["last_seen"], last)
+    horizon = _expiry_log2(cfg, landmark, last_seen)
+    sessions, recent = _sessions(doc, batch)
+    return {
+        **doc,
+        "landmark": landmark,
+        "mass": mass if _kept(mass, horizon) else 0.0,
+        "affinities": _trim(affinities, horizon, cfg.store_k),
+        "counters": _counters(doc["counters"], batch, cfg, sessions),
+        "recent_sessions": recent,
+        "first_seen": first_seen,
+        "last_seen": last_seen,
+        "segments": list(doc["segments"]),
+        "updated_at": last_seen if now is None else now,
+        **({"fold_profile": cfg.source} if cfg.source else {}),
+    }
+
+
+def rebuild(
+    events: Sequence[Event], cfg: FoldConfig, *, user: str | None = None, now: float | None = None
+) -> ProfileDoc:
+    """A user's profile from all their events (e.g. read back from the events log).
+
+    Equivalent to one `fold` from nothing: deduplicated by event id, folded in (timestamp,
+    event_id) order. `user` is needed only when there are no events.
+    """
+    if not events:
+        if user is None:
+            raise ProfileError("rebuild needs the user's events or the user id")
+        return {**empty_profile(user, cfg), "updated_at": now}
+    return fold(empty_profile(user, cfg) if user else None, events, cfg, now=now)
+
+
+def opted_out(profile: ProfileDoc, now: float | None = None) -> ProfileDoc:
+    """The tombstone of an opted-out user: the flag and nothing derived from behaviour.
+
+    Opt-out is sticky in `fold` (later events add nothing), so the result does not depend on
+    event order; opting back in is an explicit privacy operation, not an event.
+    """
+    tombstone = empty_profile(profile["user"], FoldConfig(half_life_s=profile["half_life_s"]))
+    updated_at = profile["updated_at"] if now is None else now
+    return {**tombstone, "opt_out": True, "updated_at": updated_at}
+
+
+def _copy(doc: ProfileDoc) -> ProfileDoc:
+    return {
+        **doc,
+        "affinities": {a: dict(vs) for a, vs in doc["affinities"].items()},
+        "counters": {**doc["counters"]},
+        "recent_sessions": dict(doc["recent_sessions"]),
+        "segments": list(doc["segments"]),
+    }
+
+
+def _start(profile: ProfileDoc | None, batch: list[Event], cfg: FoldConfig) -> ProfileDoc:
+    if profile is None:
+        if not batch:
+            raise ProfileError("fold needs a profile or at least one event to know the user")
+        profile = empty_profile(batch[0].user_id, cfg)
+    stranger = next((e for e in batch if e.user_id != profile["user"]), None)
+    if stranger is not None:
+        raise ProfileError(
+            f"event {stranger.event_id} belongs to user {stranger.user_id}, "
+            f"not to the profile's user {profile['user']}; fold each user's events separately"
+        )
+    if profile["landmark"] is not None and profile["half_life_s"] != cfg.half_life_s:
+        built_by = str(profile.get("fold_profile") or "")
+        raise HalfLifeMismatch(profile["user"], profile["half_life_s"], cfg, built_by)
+    return profile
+
+
+def _landmark(doc: ProfileDoc, batch: list[Event], cfg: FoldConfig) -> tuple[float, float]:
+    """(landmark to use, factor to rescale the stored masses by).
+
+    A new profile starts at its newest event. An existing one keeps its landmark until an
+    event lies more than REBASE_HALF_LIVES after it; then the landmark moves to the batch's
+    newest event and every mass is multiplied by 2^(-(L' - L)/H) (one rounding per value).
+    """
+    newest = batch[-1].timestamp
+    old = doc["landmark"]
+    if old is None:
+        return newest, 1.0
+    if (newest - old) / cfg.half_life_s <= REBASE_HALF_LIVES:
+        return old, 1.0
+    return newest, 2.0 ** ((old - newest) / cfg.half_life_s)
+
+
+def _add_masses(
+    affinities: dict[str, dict[str, float]],
+    batch: list[Event],
+    cfg: FoldConfig,
+    landmark: float,
+) -> float:
+    """Add each event's forward mass to its attribute values (in place); return the total."""
+    total = 0.0
+    for event in batch:
+        weight = cfg.weight(event.type)
+        if weight == 0.0:
+            continue
+        mass = weight * 2.0 ** ((event.timestamp - landmark) / cfg.half_life_s)
+        total += mass
+        for attribute in cfg.attributes:
+            for value in event.attributes.get(attribute, ()):
+                target = affinities.setdefault(attribute, {})
+                target[value] = target.get(value, 0.0) + mass
+    return total
+
+
+def _expiry_log2(cfg: FoldConfig, landmark: float, last_seen: float) -> float:
+    """log2 of the smallest forward mass (at `landmark`) that is kept."""
+    if cfg.max_weight == 0.0:
+        return -math.inf
+    behind = (last_seen - landmark) / cfg.half_life_s
+    return math.log2(cfg.max_weight) - EXPIRE_HALF_LIVES + behind
+
+
+def _kept(g: float, horizon_log2: float) -> bool:
+    return g > 0.0 and math.log2(g) >= horizon_log2
+
+
+def _trim(
+    affinities: dict[str, dict[str, float]], horizon_log2: float, store_k: int
+) -> dict[str, dict[str, float]]:
+    """Drop expired values, keep the `store_k` largest per attribute (ties: by value).
+
+    `affinities` is the fold's own copy: an attribute with nothing to drop is kept as is."""
+    out: dict[str, dict[str, float]] = {}
+    log2 = math.log2
+    for attribute, values in affinities.items():
+        alive = [(v, g) for v, g in values.items() if g > 0.0 and log2(g) >= horizon_log2]
+        if len(alive) > store_k:
+            alive = sorted(alive, key=lambda vg: (-vg[1], vg[0]))[:store_k]
+        elif alive and len(alive) == len(values):  # `_kept` inlined: this runs per value
+            out[attribute] = values
+            continue
+        if alive:
+            out[attribute] = dict(alive)
+    return out
+
+
+def _sessions(doc: ProfileDoc, batch: list[Event]) -> tuple[int, dict[str, float]]:
+    """(sessions counter, recent session ids → last activity).
+
+    A session is counted the first time its id is seen. The profile remembers the
+    RECENT_SESSIONS most recently active ids; counting is exact (and order-independent) while
+    a user has at most that many sessions, and beyond it only an event of an evicted, older
+    session arriving late can count that session twice.
+    """
+    count = doc["counters"]["sessions"]
+    recent = dict(doc["recent_sessions"])
+    for event in batch:
+        sid = event.session_id
+        if sid is None:
+            continue
+        if sid not in recent:
+            count += 1
+        recent[sid] = max(recent.get(sid, event.timestamp), event.timestamp)
+    if len(recent) > RECENT_SESSIONS:
+        newest = sorted(recent.items(), key=lambda kv: (-kv[1], kv[0]))[:RECENT_SESSIONS]
+        recent = dict(newest)
+    return count, recent
+
+
+def _counters(old: Counters, batch: list[Event], cfg: FoldConfig, sessions: int) -> Counters:
+    purchases = [e for e in batch if e.type in cfg.purchase_types]
+    spent = sum((e.value or 0.0) * (e.quantity or 1) for e in purchases)
+    return {
+        "events": old["events"] + len(batch),
+        "sessions": sessions,
+        "purchases": old["purchases"] + len(purchases),
+        "lifetime_value": old["lifetime_value"] + spent,
+    }
+
+
+# --- catalog-side and cold-start aggregates -------------------------------------------------
+
+
+def popularity_updates(
+    events: Iterable[Event], cfg: FoldConfig, *, landmark: float = POPULARITY_LANDMARK
+) -> dict[str, float]:
+    """item id → forward-decayed mass to add to the catalog's `popularity` field.
+
+    The field is a forward mass at the fixed `landmark` (same H as profiles), so updates are
+    plain additions; compare items by ratio (the decay cancels). Opted-out users' events are
+    left out. Raises when an event lies so far after the landmark that the masses would near
+    float64 limits: multiply every stored popularity by 2^(-(L' - L)/H) and move the landmark.
+    """
+    masses: dict[str, float] = defaultdict(float)
+    for event in dedupe(events):  # summed in input order: popularity is approximate
+        weight = cfg.weight(event.type)
+        if event.opt_out or weight == 0.0:
+            continue
+        exponent = (event.timestamp - landmark) / cfg.half_life_s
+        if exponent > MAX_POPULARITY_EXPONENT:
+            raise ProfileError(
+                f"event {event.event_id} is {exponent:.0f} half-lives after the popularity "
+                f"landmark {landmark}; rebase the catalog's popularity to a later landmark"
+            )
+        masses[event.item_id] += weight * 2.0**exponent
+    return dict(masses)

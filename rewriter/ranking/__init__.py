@@ -1,0 +1,3 @@
+"""Request-time decisions: rewrite, reference scorer, which rules apply, facts for segments, pins,
+explain. Pure.
+"""

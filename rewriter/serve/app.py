@@ -1,0 +1,180 @@
+"""The rewriter proxy: an OpenSearch-compatible HTTP server in front of the cluster.
+
+Applications point any OpenSearch client at it and add `X-User-Id`. Search bodies are
+rewritten (rewrite.py) so that OpenSearch itself ranks by relevance + alpha_eff · affinity;
+responses are OpenSearch's, plus a top-level `personalization` object.
+
+Allow-list (everything else is refused with 403 and a JSON error, and logged):
+
+- `GET|HEAD /`, `GET /_affinity/health`
+- `GET|POST /{index}/_search`, `GET|POST /_search`: personalized
+- `GET|POST /{index}/_msearch`, `/_msearch`: each search personalized
+- `GET|POST /{index}/_count`: forwarded as is
+- scrolls (`?scroll=` on a search, `/_search/scroll`): forwarded generic. A scroll pages a
+  fixed snapshot in index order, so there is nothing to personalize; `helpers.scan` works.
+- `POST /events` (events.py / events_endpoint.py): user events in
+
+Index expressions must name indices: wildcards, `_all` and affinity's own indices (profiles,
+events) are refused, so the proxy can never be used to read another user's profile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from rewriter import config, privacy
+from rewriter.boost import reload
+from rewriter.boost.profile import BoostProfile
+from rewriter.engine.http_pool import EngineError, EngineHTTP
+from rewriter.experiments import assignment, impressions
+from rewriter.profiles.store import OpenSearchProfileStore, ProfileStore
+from rewriter.serve import events_endpoint
+from rewriter.serve.errors import JSON_TYPE, ProxyError
+from rewriter.serve.search import forward_plain, msearch, search
+from rewriter.serve.state import ProxyState
+
+log = logging.getLogger("affinity.proxy")
+
+
+Lifespan = Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]
+
+
+async def health(request: Request) -> Response:
+    state: ProxyState = request.app.state.proxy
+    try:
+        upstream = await state.http.get("/_cluster/health", timeout=2.0)
+        engine = orjson.loads(upstream.content).get("status", "unknown")
+    except EngineError as exc:
+        engine = f"unreachable: {exc.__class__.__name__}"
+    body = {
+        "status": "ok" if engine in ("green", "yellow") else "degraded",
+        "engine": engine,
+        "boost_profiles": {
+            name: {"version": p.version, "source": p.source}
+            for name, p in state.boost_profiles.items()
+        },
+        "boost_profile_errors": state.boost_errors,
+    }
+    return Response(
+        orjson.dumps(body), 200 if body["status"] == "ok" else 503, media_type=JSON_TYPE
+    )
+
+
+async def refuse(request: Request) -> Response:
+    reason = (
+        f"{request.method} {request.url.path} is not forwarded by the affinity proxy: it "
+        "serves searches only (_search, _msearch, _count, scroll). Send admin and write "
+        "requests to OpenSearch directly, with its own credentials."
+    )
+    log.warning(
+        "refused %s %s from %s",
+        request.method,
+        request.url.path,
+        request.client.host if request.client else "?",
+    )
+    return ProxyError(403, "affinity_forbidden_endpoint", reason).response()
+
+
+ROUTES = [
+    Route("/", forward_plain, methods=["GET", "HEAD"]),
+    Route("/_affinity/health", health, methods=["GET"]),
+    Route("/_search", search, methods=["GET", "POST"]),
+    Route("/_msearch", msearch, methods=["GET", "POST"]),
+    Route("/_search/scroll", forward_plain, methods=["GET", "POST", "DELETE"]),
+    Route("/{index}/_search", search, methods=["GET", "POST"]),
+    Route("/{index}/_msearch", msearch, methods=["GET", "POST"]),
+    Route("/{index}/_count", forward_plain, methods=["GET", "POST"]),
+]
+
+
+ANY = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+
+
+def create_app(
+    settings: config.Settings,
+    profiles_dir: str | None = None,
+    profiles: ProfileStore | None = None,
+    http: EngineHTTP | None = None,
+    extra_routes: list[Route] | None = None,
+) -> Starlette:
+    """The ASGI app. `profiles`/`http` may be injected (tests); by default both talk to
+    the configured OpenSearch through one pooled connection."""
+    client = http or EngineHTTP(
+        settings.opensearch_url,
+        timeout=settings.timeout,
+        connect_timeout=min(settings.timeout, 3.0),
+        user=settings.user,
+        password=settings.password,
+        verify=settings.verify_certs,
+        ca_certs=settings.ca_certs,
+    )
+    secret = config.user_secret(settings)
+    registry = reload.BoostRegistry(  # hot reload: keeps the last good version per file
+        profiles_dir or settings.profiles_dir,
+        lambda raw: privacy.pseudonymize(raw, secret),
+        on_change=lambda *_: None,
+    )
+    registry.reload()
+    boosts = registry.profiles
+    state = ProxyState(
+        settings=settings,
+        http=client,
+        profiles=profiles or OpenSearchProfileStore(client, settings.indices.profiles),
+        boost_profiles=boosts,
+        boost_errors=list(registry.errors),
+        secret=secret,
+        default_profile=settings_default_profile(boosts),
+        index_profiles=settings.index_profile_map,
+        experiments=assignment.load_experiments(
+            assignment.experiments_dir(profiles_dir or settings.profiles_dir), boosts
+        ),
+        impressions=impressions.writer_for(settings) if settings.impressions else None,
+    )
+    if not settings.impressions and len(state.experiments):
+        log.warning(
+            "AFFINITY_IMPRESSIONS is off, so the running experiments (%s) get no impressions "
+            "and their reports no clicks: turn it on to measure them",
+            ", ".join(e.name for e in state.experiments),
+        )
+    routes = [
+        *ROUTES,
+        *events_endpoint.ROUTES,
+        *(extra_routes or []),
+        Route("/{path:path}", refuse, methods=ANY),
+    ]
+    registry.on_change = lambda boosts, errors: _swap_boosts(state, boosts, errors)
+    lifespan = _closing_pool(impressions.with_impressions(events_endpoint.lifespan))
+    app = Starlette(routes=routes, lifespan=reload.lifespan(registry, lifespan))
+    app.state.proxy = state
+    app.state.boost_registry = registry
+    return app
+
+
+def _closing_pool(inner: Lifespan) -> Lifespan:
+    """Run `inner`, then close the connection pool to OpenSearch on shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with inner(app):
+            yield
+        await app.state.proxy.http.close()
+
+    return lifespan
+
+
+def _swap_boosts(state: ProxyState, boosts: dict[str, BoostProfile], errors: list[str]) -> None:
+    """Serve a reloaded set of boost profiles: one assignment each, no request sees a mix."""
+    state.boost_profiles = boosts
+    state.boost_errors = errors
+
+
+def settings_default_profile(boosts: Mapping[str, BoostProfile]) -> str:
+    return "default" if "default" in boosts or not boosts else sorted(boosts)[0]

@@ -1,0 +1,136 @@
+"""Impression documents and the background writer (with an in-memory client)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from types import SimpleNamespace
+
+from opensearchpy.serializer import JSONSerializer
+
+from rewriter import privacy
+from rewriter.experiments import impressions as imp
+
+SECRET = b"k" * 32
+
+
+class FakeClient:
+    """Just enough of OpenSearch for helpers.bulk: records every indexed document."""
+
+    def __init__(self, gate: threading.Event | None = None, fail: bool = False) -> None:
+        self.transport = SimpleNamespace(serializer=JSONSerializer())
+        self.docs: list[dict] = []
+        self.gate = gate
+        self.fail = fail
+
+    def bulk(self, body: object, **_: object) -> dict:
+        if self.gate is not None:
+            self.gate.wait(10)
+        if self.fail:
+            raise ConnectionError("engine down")
+        lines = body if isinstance(body, list) else str(body).splitlines()
+        parsed = [json.loads(x) for x in lines if str(x).strip()]
+        items = []
+        for action, doc in zip(parsed[::2], parsed[1::2], strict=True):
+            self.docs.append(doc)
+            items.append({"index": {"_id": action["index"]["_id"], "status": 201}})
+        return {"errors": False, "items": items}
+
+
+def test_query_text_finds_what_the_user_typed() -> None:
+    assert imp.query_text({"query": {"match": {"title": "red shoe"}}}) == "red shoe"
+    assert imp.query_text({"query": {"match": {"title": {"query": "hat"}}}}) == "hat"
+    nested = {
+        "query": {
+            "bool": {
+                "filter": [{"range": {"price": {"lt": 3}}}],
+                "must": [{"multi_match": {"query": "jacket", "fields": ["t"]}}],
+            }
+        }
+    }
+    assert imp.query_text(nested) == "jacket"
+    assert imp.query_text({"query": {"term": {"category": "Comedy"}}}) == "Comedy"
+    assert imp.query_text({"query": {"match_all": {}}}) is None
+    assert imp.query_text({}) is None
+    assert len(imp.query_text({"query": {"match": {"t": "x" * 999}}}) or "") == 256
+
+
+def test_impression_doc_has_positions_variant_and_pseudonym_only() -> None:
+    response = {"hits": {"total": {"value": 42}, "hits": [{"_id": "a"}, {"_id": "b"}]}}
+    plog = {
+        "experiment": "e",
+        "variant": "v",
+        "applied": True,
+        "mode": "affinity",
+        "boost_profile": {"name": "default", "version": "x"},
+    }
+    doc = imp.impression_doc("q1", "pseudo", "shop", {"from": 10}, response, plog, 5.0)
+    assert doc["items"] == [{"id": "a", "position": 11}, {"id": "b", "position": 12}]
+    assert doc["item_ids"] == ["a", "b"] and doc["total_hits"] == 42
+    assert (doc["experiment"], doc["variant"], doc["boost_profile"]) == ("e", "v", "default")
+    assert doc["user_id"] == "pseudo" and doc["timestamp"] == 5.0
+
+
+def test_writer_pseudonymizes_and_writes_in_the_background() -> None:
+    client = FakeClient()
+    writer = imp.ImpressionWriter(lambda: client, "impr", SECRET, linger_s=0.01)
+    response = {"hits": {"hits": [{"_id": "1"}]}}
+    for n in range(5):
+        plog = {"query_id": f"q{n}", "experiment": None, "variant": None}
+        writer.record_search("alice", "shop", {"query": {"match": {"t": "x"}}}, response, plog)
+    writer.record_search("alice", "shop", {}, response, {})  # no query id: nothing to log
+    assert writer.flush(5)
+    assert writer.written == 5 and len(client.docs) == 5
+    assert {d["user_id"] for d in client.docs} == {privacy.pseudonymize("alice", SECRET)}
+    assert "alice" not in json.dumps(client.docs)
+    writer.close()
+
+
+def test_a_full_queue_drops_instead_of_blocking_the_search() -> None:
+    gate = threading.Event()
+    client = FakeClient(gate=gate)
+    writer = imp.ImpressionWriter(lambda: client, "impr", SECRET, max_pending=3, linger_s=0.0)
+    t0 = time.monotonic()
+    results = [writer.record({"query_id": f"q{n}"}) for n in range(50)]
+    assert time.monotonic() - t0 < 0.5
+    assert results.count(False) == writer.dropped and writer.dropped >= 40
+    gate.set()
+    assert writer.flush(5)
+    assert writer.written == len(client.docs) == results.count(True)
+    writer.close()
+
+
+def test_engine_errors_are_counted_not_raised() -> None:
+    writer = imp.ImpressionWriter(lambda: FakeClient(fail=True), "impr", SECRET, linger_s=0.0)
+    writer.record({"query_id": "q"})
+    assert writer.flush(5)
+    assert writer.failed == 1 and writer.written == 0
+    writer.close()
+
+
+def test_impressions_can_be_turned_off(tmp_path: object, caplog: object) -> None:
+    """AFFINITY_IMPRESSIONS=off: the proxy gets no writer, and a running experiment is
+    warned about, since its report would have no clicks."""
+    import logging
+    from pathlib import Path
+
+    from rewriter import config
+    from rewriter.serve.app import create_app
+
+    profiles = Path(str(tmp_path))
+    (profiles / "default.yaml").write_text("name: default\n")
+    env = {"OPENSEARCH_URL": "http://127.0.0.1:9", "AFFINITY_SECRET": "s" * 32}
+    on = config.load(env)
+    off = config.load({**env, "AFFINITY_IMPRESSIONS": "off"})
+    assert (on.impressions, off.impressions) == (True, False)
+    assert create_app(on, profiles_dir=str(profiles)).state.proxy.impressions is not None
+    (profiles / "experiments").mkdir()
+    (profiles / "experiments" / "ab.yaml").write_text(
+        "name: ab\nindex: catalog\nsalt: s1\nstart: 0\n"
+        "variants:\n  generic: {traffic: 50, generic: true}\n  personal: {traffic: 50}\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="affinity.proxy"):  # type: ignore[attr-defined]
+        app = create_app(off, profiles_dir=str(profiles))
+    assert app.state.proxy.impressions is None
+    assert "running experiments (ab)" in caplog.text  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ exact rules that produced it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -33,6 +33,7 @@ from rewriter.boost.yaml_fields import BoostProfileError, Ref
 
 __all__ = [
     "COLD_START_KEYS",
+    "DEFAULT_BOOST_PROFILE",
     "PROFILE_KEYS",
     "SHAPES",
     "BoostProfile",
@@ -41,6 +42,7 @@ __all__ = [
     "Shape",
     "bind_secret",
     "content_version",
+    "default_boost_name",
     "load_boost_profile",
     "load_boost_profiles",
     "load_directory",
@@ -56,6 +58,9 @@ POPULARITY_MODIFIERS = ("none", "log1p", "sqrt")
 MAX_WINDOW = 10_000
 MAX_TOP_K = 10_000
 MAX_ALPHA = 1000.0
+
+DEFAULT_BOOST_PROFILE = "default"
+"""The boost profile used where none is named (see `default_boost_name`)."""
 
 DEFAULT_ATTRIBUTES: Mapping[str, float] = {"brand": 1.0, "category": 1.0}
 DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {
@@ -104,6 +109,15 @@ class BoostProfile:
 
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
+
+
+def default_boost_name(loaded: Collection[str]) -> str:
+    """The boost profile a request, an import or the in-process API uses when none is named:
+    `default` when it is loaded (or nothing is), else the first loaded one by name. The one
+    place this is decided: the proxy, `rewriter.api` and `affinity ingest events` all ask it."""
+    if DEFAULT_BOOST_PROFILE in loaded or not loaded:
+        return DEFAULT_BOOST_PROFILE
+    return sorted(loaded)[0]
 
 
 def content_version(data: bytes) -> str:

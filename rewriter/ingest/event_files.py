@@ -28,7 +28,7 @@ from pathlib import Path
 from opensearchpy import OpenSearch, helpers
 
 from rewriter import config
-from rewriter.boost.profile import BoostProfile, load_boost_profiles
+from rewriter.boost.profile import BoostProfile, default_boost_name, load_boost_profiles
 from rewriter.events import formats
 from rewriter.events.event import Event
 from rewriter.events.fields import Rejection
@@ -73,12 +73,11 @@ def fold_boost(
     """The boost profile whose event weights and half-life fold events into profiles.
 
     Precedence: `name` (--profile), AFFINITY_FOLD_PROFILE, `movielens` for the MovieLens
-    format (its ratings are `rating_high`/`rating_low`), then `default` (or the first loaded).
+    format (its ratings are `rating_high`/`rating_low`), then `default_boost_name`.
     """
     boosts = boosts if boosts is not None else load_boost_profiles(settings.profiles_dir)
-    fallback = "movielens" if fmt == "movielens" and "movielens" in boosts else "default"
-    if fallback not in boosts and boosts:
-        fallback = sorted(boosts)[0]
+    movielens = fmt == "movielens" and "movielens" in boosts
+    fallback = "movielens" if movielens else default_boost_name(boosts)
     wanted = name or settings.fold_profile or fallback
     if wanted not in boosts:
         known = ", ".join(sorted(boosts)) or f"none in {settings.profiles_dir}"

@@ -20,7 +20,12 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError
 
 from rewriter import config, privacy
-from rewriter.boost.profile import BoostProfile, bind_secret, load_boost_profiles
+from rewriter.boost.profile import (
+    BoostProfile,
+    bind_secret,
+    default_boost_name,
+    load_boost_profiles,
+)
 from rewriter.engine.client import connect
 from rewriter.profiles.doc import decode
 from rewriter.profiles.view import UserAffinity, affinity_view
@@ -52,7 +57,7 @@ class Personalizer:
         return cls(connect(settings), settings)
 
     def boost(self, name: str | None = None) -> BoostProfile:
-        key = name or ("default" if "default" in self.boost_profiles else "")
+        key = name or default_boost_name(self.boost_profiles)
         if key not in self.boost_profiles:
             known = ", ".join(sorted(self.boost_profiles))
             raise KeyError(f"boost profile {key!r} is not loaded (known: {known})")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 from starlette.applications import Starlette
@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from rewriter import config, privacy
 from rewriter.boost import reload
-from rewriter.boost.profile import BoostProfile
+from rewriter.boost.profile import BoostProfile, default_boost_name
 from rewriter.engine.http_pool import EngineError, EngineHTTP
 from rewriter.experiments import assignment, impressions
 from rewriter.profiles.store import OpenSearchProfileStore, ProfileStore
@@ -131,7 +131,7 @@ def create_app(
         boost_profiles=boosts,
         boost_errors=list(registry.errors),
         secret=secret,
-        default_profile=settings_default_profile(boosts),
+        default_profile=default_boost_name(boosts),
         index_profiles=settings.index_profile_map,
         experiments=assignment.load_experiments(
             assignment.experiments_dir(profiles_dir or settings.profiles_dir), boosts
@@ -174,7 +174,3 @@ def _swap_boosts(state: ProxyState, boosts: dict[str, BoostProfile], errors: lis
     """Serve a reloaded set of boost profiles: one assignment each, no request sees a mix."""
     state.boost_profiles = boosts
     state.boost_errors = errors
-
-
-def settings_default_profile(boosts: Mapping[str, BoostProfile]) -> str:
-    return "default" if "default" in boosts or not boosts else sorted(boosts)[0]

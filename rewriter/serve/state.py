@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rewriter import config
-from rewriter.boost.profile import BoostProfile
+from rewriter.boost.profile import DEFAULT_BOOST_PROFILE, BoostProfile
 from rewriter.engine.http_pool import EngineHTTP
 from rewriter.experiments import assignment, impressions
 from rewriter.profiles.store import ProfileStore
@@ -21,7 +21,7 @@ class ProxyState:
     profiles: ProfileStore
     boost_profiles: dict[str, BoostProfile]
     secret: bytes
-    default_profile: str = "default"
+    default_profile: str = DEFAULT_BOOST_PROFILE
     index_profiles: dict[str, str] = field(default_factory=dict)
     boost_errors: list[str] = field(default_factory=list)
     experiments: assignment.ExperimentSet = field(default_factory=assignment.ExperimentSet)

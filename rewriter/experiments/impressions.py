@@ -28,6 +28,7 @@ from opensearchpy import OpenSearch, helpers
 
 from rewriter import config, privacy
 from rewriter.engine.client import connect
+from rewriter.ranking.resolve import query_text
 
 log = logging.getLogger("affinity.impressions")
 
@@ -35,57 +36,16 @@ MAX_PENDING = 50_000
 BATCH_DOCS = 1_000
 LINGER_S = 0.25
 MAX_QUERY_CHARS = 256
-_TEXT_QUERIES = (
-    "multi_match",
-    "match",
-    "match_phrase",
-    "match_phrase_prefix",
-    "match_bool_prefix",
-    "combined_fields",
-    "query_string",
-    "simple_query_string",
-    "term",
-)
 
 Doc = dict[str, Any]
 Lifespan = Callable[[Any], contextlib.AbstractAsyncContextManager[None]]
 
 
 # --------------------------------------------------------------------------- documents
-def query_text(body: Mapping[str, Any]) -> str | None:
-    """The first text an app searched for: a match/multi_match/query_string query, etc."""
-    found = _walk(body.get("query"))
-    return found[:MAX_QUERY_CHARS] if found else None
-
-
-def _walk(node: object) -> str | None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found = _text_of(value) if key in _TEXT_QUERIES else _walk(value)
-            if found:
-                return found
-    elif isinstance(node, list):
-        for item in node:
-            found = _walk(item)
-            if found:
-                return found
-    return None
-
-
-def _text_of(spec: object) -> str | None:
-    """`{"query": "x"}` (multi_match, query_string) or `{"field": "x" | {"query"|"value": x}}`."""
-    if not isinstance(spec, dict):
-        return None
-    if isinstance(spec.get("query"), str):
-        return spec["query"]
-    for value in spec.values():
-        if isinstance(value, str):
-            return value
-        if isinstance(value, dict):
-            inner = value.get("query", value.get("value"))
-            if isinstance(inner, str):
-                return inner
-    return None
+def logged_query(body: Mapping[str, Any]) -> str | None:
+    """The search text an impression logs: the text the rules matched (every full-text
+    query's text, joined: `ranking.resolve.query_text`), cut to MAX_QUERY_CHARS."""
+    return query_text(body.get("query"))[:MAX_QUERY_CHARS] or None
 
 
 def impression_doc(
@@ -109,7 +69,7 @@ def impression_doc(
         "experiment": plog.get("experiment"),
         "variant": plog.get("variant"),
         "index": index,
-        "query": query_text(body),
+        "query": logged_query(body),
         "items": [{"id": item, "position": start + i + 1} for i, item in enumerate(ids)],
         "item_ids": ids,
         "total_hits": total.get("value") if isinstance(total, dict) else total,

@@ -11,6 +11,7 @@ from opensearchpy.serializer import JSONSerializer
 
 from rewriter import privacy
 from rewriter.experiments import impressions as imp
+from rewriter.ranking.resolve import query_text
 
 SECRET = b"k" * 32
 
@@ -38,9 +39,9 @@ class FakeClient:
         return {"errors": False, "items": items}
 
 
-def test_query_text_finds_what_the_user_typed() -> None:
-    assert imp.query_text({"query": {"match": {"title": "red shoe"}}}) == "red shoe"
-    assert imp.query_text({"query": {"match": {"title": {"query": "hat"}}}}) == "hat"
+def test_logged_query_is_what_the_user_typed() -> None:
+    assert imp.logged_query({"query": {"match": {"title": "red shoe"}}}) == "red shoe"
+    assert imp.logged_query({"query": {"match": {"title": {"query": "hat"}}}}) == "hat"
     nested = {
         "query": {
             "bool": {
@@ -49,11 +50,26 @@ def test_query_text_finds_what_the_user_typed() -> None:
             }
         }
     }
-    assert imp.query_text(nested) == "jacket"
-    assert imp.query_text({"query": {"term": {"category": "Comedy"}}}) == "Comedy"
-    assert imp.query_text({"query": {"match_all": {}}}) is None
-    assert imp.query_text({}) is None
-    assert len(imp.query_text({"query": {"match": {"t": "x" * 999}}}) or "") == 256
+    assert imp.logged_query(nested) == "jacket"
+    # a term filter is not search text: the rules do not match it, so it is not logged
+    assert imp.logged_query({"query": {"term": {"category": "Comedy"}}}) is None
+    assert imp.logged_query({"query": {"match_all": {}}}) is None
+    assert imp.logged_query({}) is None
+    assert len(imp.logged_query({"query": {"match": {"t": "x" * 999}}}) or "") == 256
+
+
+def test_impressions_log_the_text_the_rules_matched() -> None:
+    """Impressions once logged only the first full-text query while the rules matched all of
+    them joined: a report grouped by query then disagreed with the rules that fired."""
+    body = {
+        "query": {
+            "bool": {
+                "must": [{"match": {"title": "red"}}],
+                "should": [{"multi_match": {"query": "running shoes", "fields": ["t"]}}],
+            }
+        }
+    }
+    assert imp.logged_query(body) == query_text(body["query"]) == "red running shoes"
 
 
 def test_impression_doc_has_positions_variant_and_pseudonym_only() -> None:

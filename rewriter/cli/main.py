@@ -255,6 +255,26 @@ def _hit_line(hit: dict, width: int) -> str:
     return f"{label[: width - 9]:<{width - 9}} {hit.get('_score') or 0:8.3f}"
 
 
+def _why(part: dict | None) -> str:
+    """One line of a hit's `_affinity` breakdown (the proxy's `?explain=true`)."""
+    if not part:
+        return "pinned (placed by position, not by score)"
+    values = ", ".join(
+        f"{a}={m['value']} {m['affinity']:.2f}x{m['weight']:g}"
+        for a, m in part["attributes"].items()
+        if m["value"]
+    )
+    rules = f"; rules {', '.join(part['rules'])}" if part["rules"] else ""
+    relevance = part["relevance"] if part["relevance"] is not None else 0.0
+    head = f"({relevance:.3f} + {part['boost']:.3f}) x {part['bury']:.2f} + {part['added']:.3f}"
+    if part["mode"] == "popularity":
+        return f"{head} (popularity: no usable profile{rules})"
+    return (
+        f"{head} (alpha_eff {part['alpha_eff']:.3f} x affinity {part['affinity']:.3f}: "
+        f"{values or 'no known value'}{rules})"
+    )
+
+
 @main.command(
     help="Generic and personalized top 10 for a user, side by side, with the score breakdown."
 )
@@ -267,7 +287,7 @@ def _hit_line(hit: dict, width: int) -> str:
 def search(
     user_id: str, index: str | None, boost_profile: str | None, size: int, explain: bool, query: str
 ) -> None:
-    from rewriter.ranking import reference
+    from rewriter.ranking.rewrite import RequestContext
     from rewriter.serve.api import Personalizer
 
     s = _settings()
@@ -284,7 +304,8 @@ def search(
         "query": {"multi_match": {"query": query, "fields": ["title^2", "description"]}},
     }
     generic = es.search(index=index, body=body)["hits"]["hits"]
-    personal = p.search(index, body, user_id, boost_profile=boost.name)
+    context = RequestContext(explain=explain)
+    personal = p.search(index, body, user_id, context, boost_profile=boost.name)
     info = personal["personalization"]
     w = 60
     click.echo(
@@ -299,23 +320,9 @@ def search(
         right = _hit_line(rows[i], w) if i < len(rows) else ""
         click.echo(f"{left:<{w}}   {right:<{w}}")
     if explain and rows:
-        user = p.user_affinity(user_id, boost)
-        params = reference.script_params(user, boost)
-        click.echo("\nwhy (personalized): relevance + alpha_eff * affinity")
+        click.echo("\nwhy (personalized): (relevance + boost) x bury + added")
         for hit in rows:
-            item = reference.hit_from_source(
-                hit["_id"], 0.0, hit["_source"], list(params["attributes"])
-            )
-            aff, matches = reference.affinity(item.attributes, params)
-            parts = ", ".join(
-                f"{m.attribute}={m.value} {m.affinity:.2f}x{m.weight:g}" for m in matches if m.value
-            )
-            alpha_eff = float(info.get("alpha_eff") or 0.0)
-            relevance = (hit.get("_score") or 0.0) - alpha_eff * aff
-            click.echo(
-                f"  {_hit_line(hit, w)} = {relevance:.3f} + {alpha_eff:.3f} x {aff:.3f} "
-                f"({parts or 'no known value'})"
-            )
+            click.echo(f"  {_hit_line(hit, w)} = {_why(hit.get('_affinity'))}")
 
 
 # --------------------------------------------------------------------------- bench

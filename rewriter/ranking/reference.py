@@ -9,8 +9,9 @@ Pure (no I/O). Three layers, each used by rewrite.py or the proxy so nothing can
 - `affinity(doc, params)` mirrors the Painless script line for line; `score(hits, ...)`
   combines it with relevance the way each engine shape does (rescore: only the first
   `window` hits of the first pass, `query_weight` 1, `score_mode` total; function_score:
-  every hit, `boost_mode` sum) and returns hits in engine order with a per-hit breakdown
-  (`ScoredHit.explain()`, used for `?explain=true`).
+  every hit, `boost_mode` sum) and returns hits in engine order, each a `ScoredHit` with
+  its parts. `?explain=true` (explain.py) takes an engine response apart with the same
+  functions (`affinity`, `rule_effects`, `popularity_term`).
 - rules (rules.py): `score(..., rules=)` removes hidden and pinned items, adds the weights
   of matching boosts and multiplies by the factors of matching buries, deciding matches with
   dsl_eval.py on each hit's `_source`: final = (relevance + boosts + added) · buries, the
@@ -213,30 +214,6 @@ class ScoredHit:
     boost: float = 0.0
     bury: float = 1.0
     rules: tuple[str, ...] = ()
-
-    def explain(self) -> dict[str, object]:
-        """The per-hit breakdown for `?explain=true`."""
-        return {
-            "mode": self.mode,
-            "relevance": self.relevance,
-            "boost": self.boost,
-            "bury": self.bury,
-            "rules": list(self.rules),
-            "term": self.term,
-            "weight": self.weight,
-            "added": self.added,
-            "final": self.final,
-            "rescored": self.rescored,
-            "attributes": {
-                m.attribute: {
-                    "weight": m.weight,
-                    "value": m.value,
-                    "affinity": m.affinity,
-                    "contribution": m.contribution,
-                }
-                for m in self.matches
-            },
-        }
 
 
 def score(

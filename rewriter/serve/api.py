@@ -30,6 +30,7 @@ from rewriter.engine.client import connect
 from rewriter.profiles.doc import decode
 from rewriter.profiles.view import UserAffinity, affinity_view
 from rewriter.ranking import pins
+from rewriter.ranking.explain import explain_hits
 from rewriter.ranking.rewrite import RequestContext, RewriteResult, rewrite
 
 
@@ -81,13 +82,23 @@ class Personalizer:
         context: RequestContext | None = None,
         boost_profile: str | None = None,
     ) -> RewriteResult:
+        return self._rewrite(index, body, user_id, context, boost_profile)[0]
+
+    def _rewrite(
+        self,
+        index: str,
+        body: Mapping[str, Any],
+        user_id: str | None,
+        context: RequestContext | None,
+        boost_profile: str | None,
+    ) -> tuple[RewriteResult, BoostProfile, UserAffinity | None]:
         boost = self.boost(boost_profile or self.settings.index_profile_map.get(index))
         pseudonym = self.pseudonym(user_id) if user_id else None
         user = self._affinity(pseudonym, boost) if pseudonym else None
         ctx = context or RequestContext()
         if pseudonym and ctx.user is None:  # segments that list users compare pseudonyms
             ctx = replace(ctx, user=pseudonym)
-        return rewrite(body, user, boost, ctx)
+        return rewrite(body, user, boost, ctx), boost, user
 
     def search(
         self,
@@ -97,9 +108,13 @@ class Personalizer:
         context: RequestContext | None = None,
         boost_profile: str | None = None,
     ) -> dict[str, Any]:
-        result = self.rewrite(index, body, user_id, context, boost_profile)
+        """Rewrite, send, and add `personalization`, as the proxy does; with
+        `context.explain`, each hit carries the proxy's `?explain=true` breakdown."""
+        result, boost, user = self._rewrite(index, body, user_id, context, boost_profile)
         response = run_search(self.es, index, result)
         log = dict(result.log)
+        if context is not None and context.explain:
+            explain_hits(response, log, boost, user, result.body, result.rules)
         log.pop("params", None)
         response["personalization"] = log
         return response

@@ -13,9 +13,11 @@ import pytest
 from opensearchpy import OpenSearch
 
 from rewriter import config, privacy
-from rewriter.boost.profile import content_version
+from rewriter.api import Personalizer
+from rewriter.boost.profile import content_version, parse_boost_profile
 from rewriter.measure.serve_thread import serve_in_thread
 from rewriter.profiles.fold import FoldConfig, empty_profile
+from rewriter.ranking.rewrite import RequestContext
 from rewriter.serve.app import create_app
 
 pytestmark = pytest.mark.engine
@@ -167,3 +169,26 @@ def test_health_lists_the_served_versions(proxy_url: str) -> None:
 def test_profile_file_path_is_in_health(proxy_url: str) -> None:
     health = httpx.get(f"{proxy_url}/_affinity/health").json()
     assert Path(health["boost_profiles"]["shop"]["source"]).name == "shop.yaml"
+
+
+def test_in_process_explain_is_the_proxy_s(
+    opensearch: OpenSearch, bootstrapped: config.Settings, proxy_url: str, catalog: str
+) -> None:
+    """One score breakdown: `rewriter.api` (and so `affinity search --explain`) shows what the
+    proxy's `?explain=true` shows, rules and all (the CLI once had its own copy that ignored
+    rules and popularity)."""
+    via_proxy = _search(proxy_url, catalog, "new-1", '{"device": "mobile"}', explain="true")
+    api = Personalizer(opensearch, bootstrapped, {"shop": parse_boost_profile(PROFILE, "shop")})
+    context = RequestContext(explain=True, device="mobile")
+    in_process = api.search(catalog, QUERY, "new-1", context, boost_profile="shop")
+    assert _ids(in_process) == _ids(via_proxy)
+    for mine, theirs in zip(in_process["hits"]["hits"], via_proxy["hits"]["hits"], strict=True):
+        a, b = mine["_affinity"], theirs["_affinity"]
+        assert (a["rules"], a["mode"], a["attributes"].keys()) == (
+            b["rules"],
+            b["mode"],
+            b["attributes"].keys(),
+        )
+        for key in ("relevance", "boost", "bury", "affinity", "alpha_eff", "added", "final"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6), key
+    assert any(h["_affinity"]["rules"] for h in in_process["hits"]["hits"])

@@ -63,6 +63,8 @@ DEFAULT_BOOST_PROFILE = "default"
 """The boost profile used where none is named (see `default_boost_name`)."""
 
 DEFAULT_ATTRIBUTES: Mapping[str, float] = {"brand": 1.0, "category": 1.0}
+DEFAULT_HALF_LIFE_DAYS = 30.0
+DEFAULT_TOP_K = 50
 DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {
     "view": 1.0,
     "click": 2.0,
@@ -98,8 +100,8 @@ class BoostProfile:
     window: int = 100
     attributes: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_ATTRIBUTES))
     event_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
-    half_life_days: float = 30.0
-    top_k: int = 50
+    half_life_days: float = DEFAULT_HALF_LIFE_DAYS
+    top_k: int = DEFAULT_TOP_K
     k: float = 5.0
     cold_start: ColdStart = field(default_factory=ColdStart)
     segments: tuple[Segment, ...] = ()

@@ -43,7 +43,7 @@ from rewriter.engine.client import mget_docs
 from rewriter.events.event import Event
 from rewriter.events.fields import Rejection
 from rewriter.profiles.doc import ProfileDoc, to_source
-from rewriter.profiles.fold import FoldConfig, opted_out, store_k_for
+from rewriter.profiles.fold import FoldConfig, fold_config, opted_out
 from rewriter.profiles.writer import SENDERS, Found, ProfileWriter, bulk, line
 
 log = logging.getLogger("affinity.pipeline")
@@ -59,19 +59,6 @@ pruning the journal grows by one document per batch (per request, on a quiet ser
 APPEND_CHUNK = 5_000
 """Events per `_bulk` request. A larger batch is sent in chunks, SENDERS at a time: one is
 built while the engine indexes another."""
-
-
-def fold_config(boost: BoostProfile) -> FoldConfig:
-    """What folding needs from a boost profile."""
-    purchase = tuple(t for t in boost.event_weights if t == "purchase")
-    return FoldConfig(
-        event_weights=dict(boost.event_weights),
-        half_life_s=boost.half_life_days * 86_400.0,
-        attributes=tuple(boost.attributes),
-        store_k=store_k_for(boost.top_k),
-        purchase_types=purchase or ("purchase",),
-        source=boost.name,
-    )
 
 
 @dataclass

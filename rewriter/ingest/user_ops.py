@@ -25,9 +25,9 @@ from rewriter import config, privacy
 from rewriter.boost.profile import BoostProfile
 from rewriter.events.event import Event
 from rewriter.events.fields import Rejection, iso
-from rewriter.ingest.pipeline import Pipeline, catalog_attributes, event_from_doc, fold_config
+from rewriter.ingest.pipeline import Pipeline, catalog_attributes, event_from_doc
 from rewriter.profiles.doc import ProfileDoc, decode, profile_from_source, to_source
-from rewriter.profiles.fold import decayed, rebuild
+from rewriter.profiles.fold import decayed, fold_config, rebuild
 from rewriter.profiles.view import top_values
 from rewriter.profiles.writer import Found, journal_states, read_profiles
 

@@ -24,27 +24,20 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from rewriter.boost.profile import (
+    DEFAULT_ATTRIBUTES,
+    DEFAULT_EVENT_WEIGHTS,
+    DEFAULT_HALF_LIFE_DAYS,
+    DEFAULT_TOP_K,
+    BoostProfile,
+)
 from rewriter.events.event import Event
 from rewriter.profiles.doc import SCHEMA_VERSION, Counters, ProfileDoc, ProfileError
 
 DAY_S = 86_400.0
-
-
-DEFAULT_HALF_LIFE_S = 30 * DAY_S
-
-
-DEFAULT_ATTRIBUTES: tuple[str, ...] = ("brand", "category")
-
-
-DEFAULT_TOP_K = 25
-
-
-DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {
-    "view": 1.0,
-    "click": 2.0,
-    "add_to_cart": 5.0,
-    "purchase": 10.0,
-}
+# The defaults are the boost profile's (boost/profile.py): a FoldConfig() folds as a boost
+# profile that sets nothing would, and `fold_config` maps any boost profile to its settings.
+DEFAULT_HALF_LIFE_S = DEFAULT_HALF_LIFE_DAYS * DAY_S
 
 
 REBASE_HALF_LIVES = 500.0
@@ -114,7 +107,7 @@ class FoldConfig:
         default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS), hash=False
     )
     half_life_s: float = DEFAULT_HALF_LIFE_S
-    attributes: tuple[str, ...] = DEFAULT_ATTRIBUTES
+    attributes: tuple[str, ...] = tuple(DEFAULT_ATTRIBUTES)
     store_k: int = store_k_for(DEFAULT_TOP_K)
     purchase_types: tuple[str, ...] = ("purchase",)
     source: str = field(default="", compare=False)
@@ -136,6 +129,19 @@ class FoldConfig:
     @property
     def max_weight(self) -> float:
         return max(self.event_weights.values(), default=0.0)
+
+
+def fold_config(boost: BoostProfile) -> FoldConfig:
+    """What folding needs from a boost profile."""
+    purchase = tuple(t for t in boost.event_weights if t == "purchase")
+    return FoldConfig(
+        event_weights=dict(boost.event_weights),
+        half_life_s=boost.half_life_days * DAY_S,
+        attributes=tuple(boost.attributes),
+        store_k=store_k_for(boost.top_k),
+        purchase_types=purchase or ("purchase",),
+        source=boost.name,
+    )
 
 
 def empty_profile(user: str, cfg: FoldConfig) -> ProfileDoc:

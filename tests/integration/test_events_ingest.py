@@ -27,10 +27,11 @@ from rewriter.events.event import Event, validate
 from rewriter.ingest import segment_priors, user_ops
 from rewriter.ingest.event_files import fold_boost
 from rewriter.ingest.group_commit import GroupCommitter
-from rewriter.ingest.pipeline import Pipeline, event_from_doc, fold_config
+from rewriter.ingest.pipeline import Pipeline, event_from_doc
 from rewriter.measure.serve_thread import serve_in_thread
 from rewriter.profiles import fold, writer
 from rewriter.profiles.doc import decode
+from rewriter.profiles.fold import fold_config
 from rewriter.serve.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]

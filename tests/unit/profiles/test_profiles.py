@@ -489,3 +489,12 @@ def test_scripted_stream_with_rebases_equals_rebuild() -> None:
     assert incremental is not None
     assert incremental["landmark"] == T0 + 1450 * H  # 300 H, then 900 H, then 1450 H
     assert_equivalent(incremental, rebuild(list(reversed(events)), CFG))
+
+
+def test_fold_defaults_are_the_boost_profile_defaults() -> None:
+    """One set of defaults: profiles once kept top_k 25 (boost profiles: 50) and their own
+    copy of the event weights; a FoldConfig() now folds as a boost profile that sets nothing."""
+    from rewriter.boost.profile import BoostProfile
+    from rewriter.profiles.fold import fold_config
+
+    assert FoldConfig() == fold_config(BoostProfile(name="default"))

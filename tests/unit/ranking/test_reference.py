@@ -179,16 +179,15 @@ def test_no_plan_means_relevance_order() -> None:
     assert [h.final for h in scored] == [3.0, 2.0, 1.0, 0.5]
 
 
-def test_explain_breakdown() -> None:
+def test_scored_hit_breakdown() -> None:
     top = score(_hits(), USER, BOOST, shape="function_score")[0]
-    explained = top.explain()
-    assert (explained["mode"], explained["relevance"]) == ("affinity", 1.0)
-    assert explained["weight"] == pytest.approx(1.5)
-    assert explained["term"] == pytest.approx(1.5)
-    assert math.isclose(explained["final"], 1.0 + 1.5 * 1.5)  # type: ignore[arg-type]
-    assert explained["attributes"] == {
-        "brand": {"weight": 1.0, "value": "nike", "affinity": 1.0, "contribution": 1.0},
-        "category": {"weight": 0.5, "value": "shoes", "affinity": 1.0, "contribution": 0.5},
+    assert (top.mode, top.relevance) == ("affinity", 1.0)
+    assert top.weight == pytest.approx(1.5)
+    assert top.term == pytest.approx(1.5)
+    assert math.isclose(top.final, 1.0 + 1.5 * 1.5)
+    assert {m.attribute: (m.weight, m.value, m.affinity, m.contribution) for m in top.matches} == {
+        "brand": (1.0, "nike", 1.0, 1.0),
+        "category": (0.5, "shoes", 1.0, 0.5),
     }
 
 

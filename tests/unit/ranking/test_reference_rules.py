@@ -37,7 +37,7 @@ def test_function_score_formula() -> None:
     assert [(h.id, h.final) for h in scored] == [("b", 5.0), ("a", 1.75), ("d", 1.5)]
     a = scored[1]
     assert (a.boost, a.bury, a.added, a.rules) == (0.0, 0.5, 0.25, ("refurb",))
-    assert scored[0].explain()["rules"] == ["acme"]
+    assert scored[0].rules == ("acme",)
 
 
 def test_rescore_window_is_taken_over_the_first_pass() -> None:

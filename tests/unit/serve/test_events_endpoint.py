@@ -13,7 +13,8 @@ import pytest
 from rewriter import privacy
 from rewriter.boost.profile import BoostProfile
 from rewriter.events.event import Event
-from rewriter.ingest.pipeline import BatchResult, fold_config
+from rewriter.ingest.pipeline import BatchResult
+from rewriter.profiles.fold import fold_config
 from rewriter.serve.events_endpoint import (
     BodyError,
     GroupCommitter,

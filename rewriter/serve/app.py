@@ -37,7 +37,7 @@ from rewriter.engine.http_pool import EngineError, EngineHTTP
 from rewriter.experiments import assignment, impressions
 from rewriter.profiles.store import OpenSearchProfileStore, ProfileStore
 from rewriter.serve import events_endpoint
-from rewriter.serve.errors import JSON_TYPE, ProxyError
+from rewriter.serve.errors import ProxyError, json_response
 from rewriter.serve.search import forward_plain, msearch, search
 from rewriter.serve.state import ProxyState
 
@@ -63,9 +63,7 @@ async def health(request: Request) -> Response:
         },
         "boost_profile_errors": state.boost_errors,
     }
-    return Response(
-        orjson.dumps(body), 200 if body["status"] == "ok" else 503, media_type=JSON_TYPE
-    )
+    return json_response(body, 200 if body["status"] == "ok" else 503)
 
 
 async def refuse(request: Request) -> Response:

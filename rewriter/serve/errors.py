@@ -1,8 +1,12 @@
-"""The one error shape of affinity's HTTP edge: OpenSearch's own (`{"error": {"type", "reason"},
-"status"}`), so an OpenSearch client reports a proxy error as it reports an engine error.
+"""The one JSON response and error shape of affinity's HTTP edge (the proxy's search handlers,
+health, and POST /events): OpenSearch's own error body (`{"error": {"type", "reason"},
+"status"}`), so an OpenSearch client reports an affinity error as it reports an engine error.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from starlette.responses import Response
@@ -19,6 +23,20 @@ class ProxyError(Exception):
         self.kind = kind
         self.reason = reason
 
-    def response(self) -> Response:
-        body = {"error": {"type": self.kind, "reason": self.reason}, "status": self.status}
-        return Response(orjson.dumps(body), self.status, media_type=JSON_TYPE)
+    def response(self, headers: Mapping[str, str] | None = None) -> Response:
+        return error_response(self.status, self.kind, self.reason, headers)
+
+
+def json_response(
+    body: Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(body), status, media_type=JSON_TYPE, headers=headers)
+
+
+def error_response(
+    status: int, kind: str, reason: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """OpenSearch's error body: `type` says which error, `reason` what happened and what to do."""
+    return json_response(
+        {"error": {"type": kind, "reason": reason}, "status": status}, status, headers
+    )

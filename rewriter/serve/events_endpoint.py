@@ -60,10 +60,10 @@ from rewriter.ingest.group_commit import (
     WriteFailed,
 )
 from rewriter.ingest.pipeline import Pipeline
+from rewriter.serve.errors import error_response, json_response
 
 log = logging.getLogger("affinity.events")
 
-JSON_TYPE = "application/json; charset=UTF-8"
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_EVENTS_PER_REQUEST = 10_000
 ACK_TIMEOUT_S = 60.0
@@ -159,14 +159,6 @@ def _rejection(item: Item, rejection: Rejection, event_id: object = None) -> dic
 
 
 # --------------------------------------------------------------------------- HTTP
-def _json(body: Mapping[str, Any], status: int, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, media_type=JSON_TYPE, headers=headers)
-
-
-def _error(status: int, kind: str, reason: str, headers: dict[str, str] | None = None) -> Response:
-    return _json({"error": {"type": kind, "reason": reason}, "status": status}, status, headers)
-
-
 def summary(
     valid: Sequence[tuple[Item, Event]], result: JobResult | None, rejections: list[dict]
 ) -> dict[str, Any]:
@@ -224,7 +216,7 @@ async def post_events(request: Request) -> Response:
     """POST /events (see the module docstring)."""
     committer = committer_for(request.app)
     if isinstance(committer, str):
-        return _error(503, "affinity_events_unavailable", committer)
+        return error_response(503, "affinity_events_unavailable", committer)
     try:
         wait = _wait_for_profiles(request)
         raw = await _read_body(request)
@@ -236,17 +228,17 @@ async def post_events(request: Request) -> Response:
                 f"{MAX_EVENTS_PER_REQUEST}: split the batch",
             )
     except BodyError as err:
-        return _error(err.status, "affinity_bad_events_body", err.reason)
+        return error_response(err.status, "affinity_bad_events_body", err.reason)
     valid, rejections = validate_items(
         items, committer.known_types, request.headers.get("x-user-id"), time.time()
     )
     if not valid:
-        return _json(summary(valid, None, rejections), 400)
+        return json_response(summary(valid, None, rejections), 400)
     try:
         future = committer.submit([event for _, event in valid], wait_for_profiles=wait)
         result = await asyncio.wait_for(asyncio.wrap_future(future), ACK_TIMEOUT_S)
     except Overloaded as err:
-        return _error(
+        return error_response(
             429, "affinity_events_overloaded", str(err), {"Retry-After": str(RETRY_AFTER_S)}
         )
     except (WriteFailed, TimeoutError) as err:
@@ -254,11 +246,11 @@ async def post_events(request: Request) -> Response:
             f"the events were not acknowledged ({err or 'timeout'}); send the same "
             "request again: event ids make a resend safe"
         )
-        return _error(503, "affinity_events_not_written", reason)
+        return error_response(503, "affinity_events_not_written", reason)
     body = summary(valid, result, rejections)
     if wait:  # the fold already dropped these users' cached profiles (on_folded)
         body["folded"] = result.folded
-    return _json(body, 202)
+    return json_response(body, 202)
 
 
 def _wait_for_profiles(request: Request) -> bool:

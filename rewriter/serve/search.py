@@ -26,7 +26,7 @@ from rewriter.profiles.view import UserAffinity, affinity_view
 from rewriter.ranking import explain, pins
 from rewriter.ranking.resolve import EMPTY_PLAN
 from rewriter.ranking.rewrite import RequestContext, RewriteResult, rewrite
-from rewriter.serve.errors import JSON_TYPE, ProxyError
+from rewriter.serve.errors import JSON_TYPE, ProxyError, json_response
 from rewriter.serve.state import ProxyState
 
 _INDEX_OK = re.compile(r"^[a-z0-9][a-z0-9_.,+-]*$")
@@ -218,7 +218,7 @@ async def search(request: Request) -> Response:
     if state.impressions is not None:
         user = request.headers.get("x-user-id")
         state.impressions.record_search(user, index, body, response, plog)
-    return Response(orjson.dumps(response), 200, media_type=JSON_TYPE)
+    return json_response(response)
 
 
 async def msearch(request: Request) -> Response:
@@ -278,7 +278,7 @@ async def msearch(request: Request) -> Response:
         if state.impressions is not None and "hits" in item:
             user = request.headers.get("x-user-id")
             state.impressions.record_search(user, target, body, item, plog)
-    return Response(orjson.dumps(response), 200, media_type=JSON_TYPE)
+    return json_response(response)
 
 
 def _merge_pinned(

@@ -24,7 +24,6 @@ from rewriter.engine.http_pool import EngineError, EngineResponse, EngineTimeout
 from rewriter.experiments import assignment
 from rewriter.profiles.view import UserAffinity, affinity_view
 from rewriter.ranking import explain, pins
-from rewriter.ranking.resolve import EMPTY_PLAN
 from rewriter.ranking.rewrite import RequestContext, RewriteResult, rewrite
 from rewriter.serve.errors import JSON_TYPE, ProxyError, json_response
 from rewriter.serve.state import ProxyState
@@ -94,8 +93,11 @@ async def _user_affinity(
 
 
 def _body_from(raw: bytes, params: Mapping[str, str]) -> dict[str, Any]:
+    """The search body with the URL's `from`, `size` and `sort` moved into it, so the rewrite
+    decides with all of them in view (a field sort, from the URL or the body, keeps the
+    engine's order and only the rules that hide items)."""
     body = _json_object(raw, "parse_exception", "request body") if raw.strip() else {}
-    for key in ("from", "size"):  # URL from/size move into the body (rewrite reads them there)
+    for key in ("from", "size"):
         if key in params:
             try:
                 body[key] = int(params[key])
@@ -103,11 +105,24 @@ def _body_from(raw: bytes, params: Mapping[str, str]) -> dict[str, Any]:
                 raise ProxyError(
                     400, "illegal_argument_exception", f"{key} must be an integer"
                 ) from None
+    if params.get("sort"):  # OpenSearch adds URL sorts after the body's
+        given = body.get("sort")
+        body["sort"] = [*(given if isinstance(given, list) else [given] if given else [])]
+        body["sort"] += url_sort(params["sort"])
     return body
 
 
+def url_sort(value: str) -> list[Any]:
+    """`?sort=price:asc,title` in the body's form: [{"price": "asc"}, "title"]."""
+    out: list[Any] = []
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        field, _, order = part.rpartition(":") if ":" in part else (part, "", "")
+        out.append({field: order} if order else field)
+    return out
+
+
 def _forward_params(params: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in params.items() if k not in ("from", "size")}
+    return {k: v for k, v in params.items() if k not in ("from", "size", "sort")}
 
 
 def _engine_error(exc: Exception) -> ProxyError:
@@ -196,16 +211,13 @@ async def search(request: Request) -> Response:
         body = _body_from(await request.body(), params)
         path = f"/{index}/_search" if index else "/_search"
         if "scroll" in params:  # generic: a scroll pages a snapshot, not a ranking
-            upstream = await _send(state, "POST", path, params=params, content=orjson.dumps(body))
+            forward = _forward_params(params)  # from, size and sort are in the body
+            upstream = await _send(state, "POST", path, params=forward, content=orjson.dumps(body))
             return _passthrough(upstream)
         new_body, plog, boost, affinity, ctx, result = await _personalized(
             state, request, index, body
         )
-        plan = result.pins
-        if params.get("sort"):
-            new_body, plog["applied"], plog["reason"] = body, False, "sorted_by_field"
-            plan, result = None, replace(result, rules=EMPTY_PLAN)
-        upstream = await _send_search(state, index, new_body, plan, _forward_params(params))
+        upstream = await _send_search(state, index, new_body, result.pins, _forward_params(params))
     except ProxyError as err:
         return err.response()
     if upstream.status != 200:

@@ -192,3 +192,22 @@ def test_in_process_explain_is_the_proxy_s(
         for key in ("relevance", "boost", "bury", "affinity", "alpha_eff", "added", "final"):
             assert a[key] == pytest.approx(b[key], rel=1e-6), key
     assert any(h["_affinity"]["rules"] for h in in_process["hits"]["hits"])
+
+
+def test_url_sort_is_the_rewrite_s_decision(proxy_url: str, catalog: str) -> None:
+    """`?sort=` goes into the body before the rewrite, as a body `sort` does: the field order
+    is kept and hide rules still apply (the proxy once swapped the app's own body back in
+    after the rewrite, so hidden items came back)."""
+    by_brand = _search(proxy_url, catalog, "ret-1", sort="brand:asc")
+    assert _ids(by_brand) == ["a1", "o1", "z1"]  # "oos" is hidden, whatever the order
+    assert by_brand["personalization"]["reason"] == "sorted_by_field"
+    assert by_brand["personalization"]["rules_fired"] == ["hide-oos"]
+    in_body = httpx.post(
+        f"{proxy_url}/{catalog}/_search",
+        json={**QUERY, "sort": [{"brand": "asc"}]},
+        headers={"X-User-Id": "ret-1", "X-Boost-Profile": "shop"},
+    ).json()
+    assert _ids(in_body) == _ids(by_brand)
+    assert in_body["personalization"] == by_brand["personalization"] | {
+        "query_id": in_body["personalization"]["query_id"]
+    }

@@ -68,7 +68,7 @@ def setup(url: str, prefix: str) -> tuple[config.Settings, OpenSearch]:
         url=url,
         indices=config.Indices(prefix=prefix),
         secret=os.environ.get("AFFINITY_SECRET") or "bench-secret-0123456789abcdef",
-        profiles_dir=ROOT / "profiles",
+        boost_dir=ROOT / "profiles",
         fold_profile=None,
     )
     es = connect(s, timeout=120)

@@ -89,7 +89,7 @@ class Settings:
     secret: str | None = None
     timeout: float = 10.0
     index_profiles: str = ""
-    profiles_dir: Path = Path("profiles")
+    boost_dir: Path = Path("profiles")
     fold_profile: str | None = None
     impressions: bool = True
 
@@ -138,7 +138,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         secret=e.get("AFFINITY_SECRET") or None,
         timeout=float(e.get("AFFINITY_TIMEOUT") or 10.0),
         index_profiles=e.get("AFFINITY_INDEX_PROFILES", ""),
-        profiles_dir=Path(e.get("AFFINITY_PROFILES_DIR") or "profiles"),
+        boost_dir=Path(e.get("AFFINITY_PROFILES_DIR") or "profiles"),
         fold_profile=e.get("AFFINITY_FOLD_PROFILE") or None,
         impressions=_flag(e.get("AFFINITY_IMPRESSIONS"), True),
     )

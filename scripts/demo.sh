@@ -11,6 +11,6 @@ if [ -z "${OPENSEARCH_URL:-}" ]; then
 fi
 $A bootstrap
 $A ingest catalog data/movielens/movies.csv --quiet
-$A ingest events data/movielens/ratings.csv --format movielens --profile movielens --quiet
+$A ingest events data/movielens/ratings.csv --format movielens --boost-profile movielens --quiet
 # User 571 rates horror highest; "man" matches few horror titles in plain relevance order.
-$A search --user 571 --profile movielens --explain "man"
+$A search --user 571 --boost-profile movielens --explain "man"

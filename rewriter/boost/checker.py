@@ -1,12 +1,12 @@
 """`affinity boost check`: every problem of boost profile files, at file:line:column.
 
-Two layers. The file itself (boost_profiles.py: keys, types, ranges, segments, schedules,
+Two layers. The file itself (boost/profile.py: keys, types, ranges, segments, schedules,
 overlapping pins) needs nothing but the text. The catalog layer confirms, against the live
 mapping of the index the profile ranks, that every field the file uses exists and has a
 usable type (attributes: keyword doc values for the Painless script; `created_within`: a
 date; filters: not a text field), and warns about pinned items the catalog does not hold
 (the pin is skipped until the item exists). `CatalogView` is that engine-side knowledge;
-`check_files` is pure given one. preview and diff live in boost_compare.py.
+`check_files` is pure given one. preview and diff live in measure/boost_compare.py.
 """
 
 from __future__ import annotations

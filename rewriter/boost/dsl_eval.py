@@ -1,7 +1,7 @@
 """A tiny evaluator of the query DSL subset that rule filters may use, for the reference scorer.
 
 Rules filter catalog items (boost, bury, hide). The engine runs those filters; the reference
-scorer (reference.py) must decide the same matches in Python, so a filter may only use what
+scorer (ranking/reference.py) must decide the same matches in Python, so a filter may only use what
 this module evaluates exactly, and `problems()` tells `affinity boost check` what is not:
 
     term, terms, range (gt/gte/lt/lte; numbers; dates as ISO strings, epoch millis, `now`

@@ -8,8 +8,8 @@ profile (cold_start), who is who (segments, with an optional alpha each) and the
 merchandising rules (boost, bury, hide, pin). profiles/default.yaml documents every
 top-level key; profiles/retail.yaml documents segments and rules.
 
-Parsing (yaml_fields.py, boost_schema.py) works on YAML's node tree, so every error names
-file, line and column, and one run reports every problem of a file. The version of a
+Parsing (boost/yaml_fields.py, boost/rules_schema.py) works on YAML's node tree, so every
+error names file, line and column, and one run reports every problem of a file. The version of a
 profile is a content hash of its bytes: responses name it, so a ranking can be traced to the
 exact rules that produced it.
 """
@@ -235,7 +235,7 @@ def _segment_cycle(segments: tuple[Segment, ...]) -> list[str]:
 
 
 def bind_secret(profile: BoostProfile, pseudonymize: Callable[[str], str]) -> BoostProfile:
-    """The profile with its `users:` lists turned into pseudonyms (segments_eval.py)."""
+    """The profile with its `users:` lists turned into pseudonyms (boost/segments.py)."""
     if not profile.segments:
         return profile
     return replace(profile, segments=bind_user_lists(profile.segments, pseudonymize))

@@ -10,13 +10,14 @@ action:
 - pin: put given item ids at given 1-based positions of the result list.
 
 The final score of an item is `(relevance + Σ boosts + alpha_eff · Affinity) · Π buries`
-(rewrite.py renders it, reference.py computes it). Filters are small: `brand`, `category`,
-`terms` (any field -> values), `created_within` (a duration, rendered against `now` as an
-absolute epoch-millis bound on `created_at`, so the engine and the reference agree to the
-millisecond) and `filter` (query DSL from the subset rewriter/dsl_eval.py can evaluate);
+(ranking/rewrite.py renders it, ranking/reference.py computes it). Filters are small: `brand`,
+`category`, `terms` (any field -> values), `created_within` (a duration, rendered against `now`
+as an absolute epoch-millis bound on `created_at`, so the engine and the reference agree to the
+millisecond) and `filter` (query DSL from the subset rewriter/boost/dsl_eval.py can evaluate);
 several parts of one filter must all hold.
 
-Which rules apply to one request is resolve.py's (`resolve`): this module holds the data only.
+Which rules apply to one request is ranking/resolve.py's (`resolve`): this module holds
+the data only.
 """
 
 from __future__ import annotations

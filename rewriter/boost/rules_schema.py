@@ -1,7 +1,7 @@
 """Parser for the `rules:` section of profiles/*.yaml (see profiles/retail.yaml for every
-key, documented inline); the `segments:` section is segments_schema.py.
+key, documented inline); the `segments:` section is boost/segments_schema.py.
 
-Each parser turns YAML nodes into the frozen types of rules.py and reports problems through
+Each parser turns YAML nodes into the frozen types of boost/rules.py and reports problems through
 yaml_fields (file:line:column, closest valid key). Names defined elsewhere in the file
 (segments) and names only the catalog knows (fields, item ids) are recorded in the context
 and checked afterwards.

@@ -1,6 +1,6 @@
 """Segments of a boost profile: named conditions on who is asking, evaluated per request.
 
-Not to be confused with rewriter/segments.py, which computes cold-start *priors* per
+Not to be confused with rewriter/ingest/segment_priors.py, which computes cold-start *priors* per
 device/geo. A boost-profile segment is a condition over:
 
 - profile facts: the counters `sessions`, `purchases`, `lifetime_value`, `events`; the

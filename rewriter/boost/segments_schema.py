@@ -1,8 +1,8 @@
 """Parser for the `segments:` section of profiles/*.yaml (see profiles/retail.yaml).
 
-Turns YAML nodes into the condition types of segments_eval.py, reporting problems through
+Turns YAML nodes into the condition types of boost/segments.py, reporting problems through
 yaml_fields (file:line:column, closest valid key). Segment references are recorded in the
-context and resolved once the whole file is parsed (boost_profiles.py).
+context and resolved once the whole file is parsed (boost/profile.py).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ run reports every problem of a file, not just the first (`affinity boost check`)
 
 Parsers also record references that can only be checked against a live catalog (fields of
 the mapping, pinned item ids) and names defined elsewhere in the file (segments) in the
-shared lists of `Ctx`; boost_profiles.py and boost_tools.py check them afterwards.
+shared lists of `Ctx`; boost/profile.py and boost/checker.py check them afterwards.
 """
 
 from __future__ import annotations

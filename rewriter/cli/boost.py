@@ -95,9 +95,9 @@ def boost_check(files: tuple[Path, ...], index: str | None, offline: bool) -> No
     from rewriter.measure import boost_catalog
 
     s = _settings()
-    paths = list(files) or sorted(Path(s.profiles_dir).glob("*.yaml"))
+    paths = list(files) or sorted(Path(s.boost_dir).glob("*.yaml"))
     if not paths:
-        _fail(f"no boost profiles given and none in {s.profiles_dir}", 2)
+        _fail(f"no boost profiles given and none in {s.boost_dir}", 2)
     lookup = None
     if not offline:
         es = connect(s, timeout=10)
@@ -124,6 +124,7 @@ def boost_check(files: tuple[Path, ...], index: str | None, offline: bool) -> No
     "side by side, and what moved each item (affinity, which rule, by how much).",
 )
 @click.option(
+    "--boost-profile",
     "--profile",
     "profile_file",
     required=True,

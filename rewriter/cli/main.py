@@ -280,7 +280,9 @@ def _why(part: dict | None) -> str:
 )
 @click.option("--user", "user_id", required=True, help="Raw user id (pseudonymized inside).")
 @click.option("--index", default=None, help="Index or alias (default: the catalog alias).")
-@click.option("--profile", "boost_profile", default=None, help="Boost profile name.")
+@click.option(
+    "--boost-profile", "--profile", "boost_profile", default=None, help="Boost profile name."
+)
 @click.option("--size", type=int, default=10, show_default=True)
 @click.option("--explain", is_flag=True, help="Show each personalized hit's breakdown.")
 @click.argument("query")

@@ -35,8 +35,8 @@ def _err(message: str) -> None:
 
 def _experiments(s: config.Settings) -> ExperimentSet:
     try:
-        boosts = load_boost_profiles(s.profiles_dir)
-        return load_experiments(experiments_dir(s.profiles_dir), boosts)
+        boosts = load_boost_profiles(s.boost_dir)
+        return load_experiments(experiments_dir(s.boost_dir), boosts)
     except (ExperimentError, BoostProfileError) as exc:
         _fail(str(exc))
         raise  # unreachable
@@ -57,7 +57,7 @@ def experiment_check() -> None:
     s = config.load()
     found = _experiments(s)
     if not len(found):
-        click.echo(f"no experiments in {experiments_dir(s.profiles_dir)}")
+        click.echo(f"no experiments in {experiments_dir(s.boost_dir)}")
     now = time.time()
     for exp in found:
         state = "active" if exp.active(now) else "inactive"
@@ -159,6 +159,7 @@ def _catalog_for(events: Path, catalog: Path | None) -> Path:
 )
 @click.option("--alpha", "alphas", default="0,0.25,0.5,1,2", show_default=True)
 @click.option(
+    "--boost-profile",
     "--profile",
     default=None,
     help="Boost profile name or YAML file (default: the fold profile for the format).",

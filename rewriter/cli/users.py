@@ -38,6 +38,7 @@ def _fold_boost(name: str | None, fmt: str | None = None) -> BoostProfile:
 
 
 _PROFILE_OPTION = click.option(
+    "--boost-profile",
     "--profile",
     "boost_name",
     default=None,
@@ -149,6 +150,7 @@ def _print_profile(user: str, view: dict) -> None:
 )
 @click.argument("user")
 @click.option(
+    "--boost-profile",
     "--profile",
     "boost_name",
     default=None,
@@ -187,6 +189,7 @@ def profile_show(user: str, boost_name: str | None, top: int, as_json: bool) -> 
 )
 @click.option("--user", "user", default=None, help="Raw user id (default: every user).")
 @click.option(
+    "--boost-profile",
     "--profile",
     "boost_name",
     default=None,
@@ -201,7 +204,7 @@ def profile_rebuild(user: str | None, boost_name: str | None, quiet: bool) -> No
     es = _client()
     boost = _fold_boost(boost_name)
     chosen = boost_name or s.fold_profile  # else: each profile's own (`fold_profile`)
-    by_name = None if chosen else load_boost_profiles(s.profiles_dir)
+    by_name = None if chosen else load_boost_profiles(s.boost_dir)
     users = [user_ops.pseudonym(s, user)] if user else None
     t0 = time.monotonic()
     with tqdm(desc="rebuild", unit=" users", disable=quiet, file=sys.stderr) as bar:

@@ -1,5 +1,5 @@
 """The OpenSearch client: a pooled connection with a fast serializer, chunked _mget, and
-waiting for cluster health. Bootstrap of templates and scripts is bootstrap.py's.
+waiting for cluster health. Bootstrap of templates and scripts is engine/bootstrap.py's.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 `Rejection`; `validate_catalog` does the same for catalog records. A `Rejection` names the
 field (as the *caller* spells it: a CSV column, a Segment property path, via `names`) and says
 in one sentence what is wrong and what to send. The import parsers (JSONL, CSV with a field
-mapping, Segment, UBI, MovieLens) live in imports.py and call these.
+mapping, Segment, UBI, MovieLens) live in events/formats.py and call these.
 """
 
 from __future__ import annotations

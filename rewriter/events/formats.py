@@ -3,7 +3,7 @@
 Everything here is pure: parsers take an iterable of text lines (an open file, a list) and
 yield `(line_no, Event | Rejection)` (or `CatalogRecord | Rejection`) pairs, so the CLI can
 count, print and continue instead of stopping at the first bad row. Validation itself is
-events.py's; a parser only renames fields and tells `validate` how the source spells them, so
+events/event.py's; a parser only renames fields and tells `validate` how the source spells them, so
 a rejection names the CSV column or JSON path the user actually sent.
 
 Accepted sources:

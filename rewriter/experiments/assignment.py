@@ -166,8 +166,8 @@ class ExperimentSet:
 
 
 # --------------------------------------------------------------------------- loading
-def experiments_dir(profiles_dir: str | Path) -> Path:
-    return Path(profiles_dir) / EXPERIMENTS_SUBDIR
+def experiments_dir(boost_dir: str | Path) -> Path:
+    return Path(boost_dir) / EXPERIMENTS_SUBDIR
 
 
 def load_experiments(

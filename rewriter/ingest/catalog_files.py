@@ -1,6 +1,6 @@
 """Bulk loading into OpenSearch: catalog records (and, via events_ingest, events).
 
-Parsing lives in imports.py and validation in events.py (both pure); this module only
+Parsing lives in events/formats.py and validation in events/event.py (both pure); this module only
 streams validated records to `_bulk`, counts, and collects every rejection with its line
 number and reason. A record the engine refuses (a mapping conflict, say) is a rejection too,
 never a silent drop.

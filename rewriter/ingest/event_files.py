@@ -1,9 +1,9 @@
 """Events from files into the log and the profiles: `affinity ingest events FILE`.
 
-Parsing is imports.py's, the write path pipeline.py's; this module picks the boost profile
-events are folded with, batches parsed events (`BATCH_SIZE`), runs `Pipeline.ingest` per batch,
-adds the batch's item popularity to the catalog, and keeps the counts and every rejection with
-its line number.
+Parsing is events/formats.py's, the write path ingest/pipeline.py's; this module picks the
+boost profile events are folded with, batches parsed events (`BATCH_SIZE`), runs
+`Pipeline.ingest` per batch, adds the batch's item popularity to the catalog, and keeps the
+counts and every rejection with its line number.
 
 Popularity is approximate, not exactly-once: the forward-decayed mass of *newly created*
 events (`profiles.popularity_updates`; duplicates add nothing) is summed per item in a
@@ -72,17 +72,17 @@ def fold_boost(
 ) -> BoostProfile:
     """The boost profile whose event weights and half-life fold events into profiles.
 
-    Precedence: `name` (--profile), AFFINITY_FOLD_PROFILE, `movielens` for the MovieLens
+    Precedence: `name` (--boost-profile), AFFINITY_FOLD_PROFILE, `movielens` for the MovieLens
     format (its ratings are `rating_high`/`rating_low`), then `default_boost_name`.
     """
-    boosts = boosts if boosts is not None else load_boost_profiles(settings.profiles_dir)
+    boosts = boosts if boosts is not None else load_boost_profiles(settings.boost_dir)
     movielens = fmt == "movielens" and "movielens" in boosts
     fallback = "movielens" if movielens else default_boost_name(boosts)
     wanted = name or settings.fold_profile or fallback
     if wanted not in boosts:
-        known = ", ".join(sorted(boosts)) or f"none in {settings.profiles_dir}"
+        known = ", ".join(sorted(boosts)) or f"none in {settings.boost_dir}"
         raise FoldProfileError(
-            f"boost profile {wanted!r} is not loaded (known: {known}); pass --profile NAME "
+            f"boost profile {wanted!r} is not loaded (known: {known}); pass --boost-profile NAME "
             "or set AFFINITY_FOLD_PROFILE to one of them"
         )
     boost = boosts[wanted]
@@ -91,7 +91,7 @@ def fold_boost(
         if missing:
             raise FoldProfileError(
                 f"boost profile {wanted!r} has no event weight for {missing[0]!r}, so MovieLens "
-                "ratings would add nothing to profiles; use --profile movielens"
+                "ratings would add nothing to profiles; use --boost-profile movielens"
             )
     return boost
 

@@ -13,7 +13,7 @@ profile. Under load, folds cover more batches and a busy user's profile is rewri
 fold instead of once per request; when idle, a batch is folded as soon as it is written
 (milliseconds). A request can ask to be answered only after the fold (`wait_for_profiles`).
 A crash between write and fold leaves the batches `pending` in the journal; a recovery thread
-runs `Pipeline.recover()` at start and every RECOVER_EVERY_S (exactly-once: pipeline.py).
+runs `Pipeline.recover()` at start and every RECOVER_EVERY_S (exactly-once: ingest/pipeline.py).
 
 Back-pressure: more than `max_pending` events waiting to be written, or more than
 `max_unfolded` written but not yet folded, and `submit` raises Overloaded (429): nothing of

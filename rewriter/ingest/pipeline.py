@@ -1,4 +1,4 @@
-"""Events into the log, the log into profiles: the I/O around events.py and profiles.py.
+"""Events into the log, the log into profiles: the I/O around events/event.py and profiles/fold.py.
 
 One batch goes through these steps (the batch import and `POST /events` share them):
 
@@ -10,7 +10,7 @@ One batch goes through these steps (the batch import and `POST /events` share th
 3. `_bulk` create into the events index, doc id = event id: a re-sent event is a 409 there,
    reported as a duplicate, and never folded again;
 4. fold the newly created events per user and write each profile with optimistic concurrency
-   (profile_writes.py: if_seq_no/if_primary_term; a conflict re-reads and retries). Every
+   (profiles/writer.py: if_seq_no/if_primary_term; a conflict re-reads and retries). Every
    batch has an id, recorded in a journal (pending → done) and on each of its events; a
    profile keeps the ids of the batches folded into it (`recent_batches`), so a batch is
    never folded twice into one profile, even when two processes, or a recovery after a
@@ -140,7 +140,7 @@ class Pipeline:
     @property
     def profile_cache(self) -> int:
         """How many profiles this pipeline remembers as it last wrote them, with their
-        seq_no, so the next fold of those users needs no read (profile_writes.py)."""
+        seq_no, so the next fold of those users needs no read (profiles/writer.py)."""
         return self.profiles.cache_size
 
     @profile_cache.setter

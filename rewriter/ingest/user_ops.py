@@ -198,7 +198,7 @@ class Rebuilder:
                 f"{result.not_rebuilt} profiles were not rebuilt and stay as they were: their "
                 f"events include types that boost profile {names} does not weight "
                 f"({types}), so it would fold them as nothing. Rebuild with the boost profile "
-                "these events were ingested with (--profile NAME, or AFFINITY_FOLD_PROFILE), "
+                "these events were ingested with (--boost-profile NAME, or AFFINITY_FOLD_PROFILE), "
                 "or list those types under its event_weights (weight 0 drops them on purpose)."
             )
         return result

@@ -1,5 +1,5 @@
 """`affinity boost preview`: a boost profile's effect on one search before it ships, and the
-helpers boost_diff.py shares (the search body, _msearch batches with pins).
+helpers measure/boost_diff.py shares (the search body, _msearch batches with pins).
 
 preview: one user, one query. Three rankings from the engine, side by side: generic (the
 app's query as is), personalized (the profile without its rules) and personalized with

@@ -3,7 +3,7 @@
 1. Split the events at `--cutoff`: a time (every event before it trains, positive events
    from it on are tested), or `user:F` (per user, in time order, the first F of their events
    train and the positives among the rest are tested: every tested user has a history).
-2. Build scratch indices from the training events only (evaluate_scratch.py; own prefix).
+2. Build scratch indices from the training events only (measure/evaluate_scratch.py; own prefix).
 3. For a sample of tested positive interactions (user, item, time), ask the engine for a
    ranking of a query, through the same rewrite the proxy uses, for each method:
    `generic` (the query as is), `popularity` (the cold-start popularity rewrite for

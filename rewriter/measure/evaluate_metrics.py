@@ -1,4 +1,4 @@
-"""Ranking metrics of the offline replay (evaluate.py): per-case scores, the summary table,
+"""Ranking metrics of the offline replay (measure/evaluate.py): per-case scores, the summary table,
 the recommended alpha with paired bootstrap intervals against both baselines.
 
 One relevant item per case, so NDCG@10 = 1 / log2(1 + rank) within the top 10, reciprocal

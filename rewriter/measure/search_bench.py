@@ -137,10 +137,10 @@ attributes: {{brand: 1.0, category: 1.0}}
 
 
 def _start_proxy(
-    s: config.Settings, port: int, profiles_dir: Path, impressions: bool = True
+    s: config.Settings, port: int, boost_dir: Path, impressions: bool = True
 ) -> subprocess.Popen:
     env = {"AFFINITY_IMPRESSIONS": "on" if impressions else "off"}
-    return serve_process(replace(s, profiles_dir=profiles_dir), port, env)
+    return serve_process(replace(s, boost_dir=boost_dir), port, env)
 
 
 def run(
@@ -169,7 +169,7 @@ def run(
     with tempfile.TemporaryDirectory() as tmp:
         for name, shape in (("default", "rescore"), ("bench-fs", "function_score")):
             Path(tmp, f"{name}.yaml").write_text(PROFILE.format(name=name, shape=shape))
-        rewritten = _rewritten(es, replace(s, profiles_dir=Path(tmp)), bodies, user_ids)
+        rewritten = _rewritten(es, replace(s, boost_dir=Path(tmp)), bodies, user_ids)
         proxy = _start_proxy(s, port, Path(tmp))
         quiet = _start_proxy(s, port + 1, Path(tmp), impressions=False)
         try:

@@ -67,7 +67,7 @@ def serve_process(
         "OPENSEARCH_URL": settings.opensearch_url,
         "AFFINITY_INDEX_PREFIX": settings.indices.prefix,
         "AFFINITY_SECRET": settings.secret or "",
-        "AFFINITY_PROFILES_DIR": str(settings.profiles_dir),
+        "AFFINITY_PROFILES_DIR": str(settings.boost_dir),
         **(env or {}),
     }
     cmd = [sys.executable, "-m", "cli", "serve", "--port", str(port), "--log-level", "warning"]

@@ -17,8 +17,8 @@ carry the search's query_id; purchases do not (they are attributed to the user's
 Because every probability is known, the true CTR of a variant is computed exactly (an
 expectation over user types, queries and a quantile grid of propensities), so a simulated
 experiment's interval can be checked against the truth. `aa_false_positive_rate` runs many
-A/A experiments; at α = 0.05 about 5% should be significant. simulate_proxy.py sends the same
-population through the real proxy and engine.
+A/A experiments; at α = 0.05 about 5% should be significant. measure/simulate_proxy.py
+sends the same population through the real proxy and engine.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The simulated shop (simulate.py) end to end: real proxy, real engine, real indices.
+"""The simulated shop (measure/simulate.py) end to end: real proxy, real engine, real indices.
 
 1. A catalog of World items (title "<category> <filler words>", brand, category, price) is
    indexed into the settings' catalog alias.
@@ -8,7 +8,7 @@
    which is served over HTTP in a thread. Every user searches categories through
    `POST /{catalog}/_search` with `X-User-Id`; the proxy assigns the variant, ranks, tags
    the response (experiment, variant, query_id) and logs the impression.
-4. Users click with the position-biased model of simulate.py (with ATTRACT) on what they
+4. Users click with the position-biased model of measure/simulate.py (with ATTRACT) on what they
    were shown and
    post clicks and carts with the query_id, purchases without it.
 5. The report is built from the impressions and events indices, exactly as
@@ -40,7 +40,7 @@ FILLER = ("classic", "light", "urban", "trail", "soft", "pro", "daily", "warm")
 HISTORY = 6
 ATTRACT = (0.30, 0.05)
 """Click attractiveness (favourite brand, other brands) of the end-to-end run: stronger brand
-loyalty than simulate.py's, so that a few hundred users show the lift plainly."""
+loyalty than measure/simulate.py's, so that a few hundred users show the lift plainly."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Statistics for A/B experiments. Pure: no I/O, no scipy (tests compare against scipy).
 
-What each test is for (experiment_report.py picks them):
+What each test is for (measure/experiment_report.py picks them):
 
 - `two_proportion_ztest`: a share of users (conversion, add-to-cart, repeat visits). The
   z statistic uses the pooled variance (the null hypothesis: equal rates); the interval of

@@ -82,8 +82,8 @@ class HalfLifeMismatch(ProfileError):
         super().__init__(
             f"profile {user} was built{by} with a half-life of {_days(built_s)}, but {source} "
             f"says {_days(cfg.half_life_s)}. Fold with the boost profile it was built with "
-            "(AFFINITY_FOLD_PROFILE, or --profile), or rebuild it from the events log with "
-            f"this one (affinity profile rebuild --profile {cfg.source or 'NAME'})"
+            "(AFFINITY_FOLD_PROFILE, or --boost-profile), or rebuild it from the events log with "
+            f"this one (affinity profile rebuild --boost-profile {cfg.source or 'NAME'})"
         )
 
 

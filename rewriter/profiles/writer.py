@@ -5,7 +5,7 @@ folds them per user (profiles.fold) and writes each touched profile once, whole,
 if_seq_no/if_primary_term: a profile changed by anyone else in between makes the write
 conflict, and the next round reads it again. Each profile keeps the ids of the batches folded
 into it (`recent_batches`), so a batch is never folded twice into one profile, even when two
-processes, or a recovery after a crash, race for it (pipeline.py has the whole protocol).
+processes, or a recovery after a crash, race for it (ingest/pipeline.py has the whole protocol).
 
 With `cache_size` > 0 the writer remembers the profiles it last wrote, with their seq_no
 (the `POST /events` folder does): folding into them again needs no realtime read, which

@@ -1,6 +1,6 @@
 """`?explain=true`: each hit's score taken apart, from the same params the engine used.
 
-The breakdown is computed with the reference scorer (reference.py) from the hit's own
+The breakdown is computed with the reference scorer (ranking/reference.py) from the hit's own
 attribute values: affinity per attribute (the matched value and its weight), the rule
 boosts and buries that fired, and the relevance that remains. Pinned hits are placed by
 position, not by score, and carry no breakdown.

@@ -1,20 +1,20 @@
 """The reference scorer: what OpenSearch computes for a rewritten query, in plain Python.
 
-Pure (no I/O). Three layers, each used by rewrite.py or the proxy so nothing can drift:
+Pure (no I/O). Three layers, each used by ranking/rewrite.py or the proxy so nothing can drift:
 
 - `script_params(user, boost)`: the params of the stored script `affinity`
-  (painless/affinity.painless). rewrite.py sends exactly this dict.
-- `plan(user, boost)`: affinity, cold-start popularity, or nothing, and why. rewrite.py
+  (painless/affinity.painless). ranking/rewrite.py sends exactly this dict.
+- `plan(user, boost)`: affinity, cold-start popularity, or nothing, and why. ranking/rewrite.py
   follows the same plan.
 - `affinity(doc, params)` mirrors the Painless script line for line; `score(hits, ...)`
   combines it with relevance the way each engine shape does (rescore: only the first
   `window` hits of the first pass, `query_weight` 1, `score_mode` total; function_score:
   every hit, `boost_mode` sum) and returns hits in engine order, each a `ScoredHit` with
-  its parts. `?explain=true` (explain.py) takes an engine response apart with the same
+  its parts. `?explain=true` (ranking/explain.py) takes an engine response apart with the same
   functions (`affinity`, `rule_effects`, `popularity_term`).
-- rules (rules.py): `score(..., rules=)` removes hidden and pinned items, adds the weights
+- rules (boost/rules.py): `score(..., rules=)` removes hidden and pinned items, adds the weights
   of matching boosts and multiplies by the factors of matching buries, deciding matches with
-  dsl_eval.py on each hit's `_source`: final = (relevance + boosts + added) · buries, the
+  boost/dsl_eval.py on each hit's `_source`: final = (relevance + boosts + added) · buries, the
   window taken over the first pass ((relevance + boosts) · buries). `ranking()` then places
   the pins with pins.layout, as the proxy does.
 

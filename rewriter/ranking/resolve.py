@@ -2,8 +2,8 @@
 
 `resolve` is pure: the request's facts and text in, a RulePlan out (the rendered filters,
 the pins with conflicts settled: the first rule in file order gets a position, and an item
-is pinned once), which rewrite.py turns into query clauses and the log's `rules_fired`.
-What a rule says lives in rewriter/rules.py; this module never changes it.
+is pinned once), which ranking/rewrite.py turns into query clauses and the log's `rules_fired`.
+What a rule says lives in rewriter/boost/rules.py; this module never changes it.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ Decisions:
   the window are in generic relevance order, and the log says so (page_beyond_window).
   Profiles that need personalized deep pages use shape function_score.
 
-Rules (rules.py) become clauses: boosts are `constant_score` clauses in a `bool.should` next
+Rules (boost/rules.py) become clauses: boosts are `constant_score` clauses in a `bool.should` next
 to the app's query (in `must`), hides are `must_not`, buries a `function_score` that
 multiplies (no negative scores). With rescore, the rules change the first pass over the
 whole match set and the affinity rescore query is multiplied by the same buries, so inside
@@ -49,7 +49,7 @@ the window final = (relevance + boosts + alpha_eff · Affinity) · buries, and o
 (relevance + boosts) · buries. With function_score the same formula holds for every hit.
 Rules apply whenever the request is not `X-Personalization: off`: an opted-out user gets the
 rules that need no segment (no segment is evaluated for them); a field sort or `size: 0`
-keeps only hides (scores do not order those hits). Pins: see pins.py (the result carries a
+keeps only hides (scores do not order those hits). Pins: see ranking/pins.py (the result carries a
 PinPlan; the caller sends both searches in one _msearch and merges).
 
 `from`/`size` are read from the body; a proxy that receives them as URL parameters moves

@@ -46,7 +46,7 @@ class Personalizer:
         self.es = es
         self.settings = settings
         self.secret = config.user_secret(settings)
-        loaded = boost_profiles or load_boost_profiles(settings.profiles_dir)
+        loaded = boost_profiles or load_boost_profiles(settings.boost_dir)
         self.boost_profiles = {n: bind_secret(p, self.pseudonym) for n, p in loaded.items()}
 
     def pseudonym(self, user_id: str) -> str:
@@ -122,7 +122,7 @@ class Personalizer:
 
 def run_search(es: OpenSearch, index: str, result: RewriteResult) -> dict[str, Any]:
     """Send a rewritten search; with pins, it and the pinned fetch go in one _msearch and the
-    page is merged (rewriter/pins.py). Errors raise like `es.search` does."""
+    page is merged (rewriter/ranking/pins.py). Errors raise like `es.search` does."""
     if result.pins is None:
         return es.search(index=index, body=result.body)
     lines, _ = pins.msearch_request(index, result.body, result.pins, {})

@@ -1,7 +1,7 @@
 """The rewriter proxy: an OpenSearch-compatible HTTP server in front of the cluster.
 
 Applications point any OpenSearch client at it and add `X-User-Id`. Search bodies are
-rewritten (rewrite.py) so that OpenSearch itself ranks by relevance + alpha_eff · affinity;
+rewritten (ranking/rewrite.py) so that OpenSearch itself ranks by relevance + alpha_eff · affinity;
 responses are OpenSearch's, plus a top-level `personalization` object.
 
 Allow-list (everything else is refused with 403 and a JSON error, and logged):
@@ -12,7 +12,7 @@ Allow-list (everything else is refused with 403 and a JSON error, and logged):
 - `GET|POST /{index}/_count`: forwarded as is
 - scrolls (`?scroll=` on a search, `/_search/scroll`): forwarded generic. A scroll pages a
   fixed snapshot in index order, so there is nothing to personalize; `helpers.scan` works.
-- `POST /events` (events.py / events_endpoint.py): user events in
+- `POST /events` (events/event.py / events_endpoint.py): user events in
 
 Index expressions must name indices: wildcards, `_all` and affinity's own indices (profiles,
 events) are refused, so the proxy can never be used to read another user's profile.
@@ -98,7 +98,7 @@ ANY = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 def create_app(
     settings: config.Settings,
-    profiles_dir: str | None = None,
+    boost_dir: str | None = None,
     profiles: ProfileStore | None = None,
     http: EngineHTTP | None = None,
     extra_routes: list[Route] | None = None,
@@ -116,7 +116,7 @@ def create_app(
     )
     secret = config.user_secret(settings)
     registry = reload.BoostRegistry(  # hot reload: keeps the last good version per file
-        profiles_dir or settings.profiles_dir,
+        boost_dir or settings.boost_dir,
         lambda raw: privacy.pseudonymize(raw, secret),
         on_change=lambda *_: None,
     )
@@ -132,7 +132,7 @@ def create_app(
         default_profile=default_boost_name(boosts),
         index_profiles=settings.index_profile_map,
         experiments=assignment.load_experiments(
-            assignment.experiments_dir(profiles_dir or settings.profiles_dir), boosts
+            assignment.experiments_dir(boost_dir or settings.boost_dir), boosts
         ),
         impressions=impressions.writer_for(settings) if settings.impressions else None,
     )

@@ -1,7 +1,7 @@
 """`POST /events`: user events over HTTP, acknowledged only once they are durable.
 
 Request body: a JSON array of event objects, one JSON object, or NDJSON (one object per line;
-also chosen by `Content-Type: application/x-ndjson`). Fields are events.py's (`event_id`,
+also chosen by `Content-Type: application/x-ndjson`). Fields are events/event.py's (`event_id`,
 `user_id`, `type`, `item_id`, `timestamp`, ...); an event without `user_id` takes the
 request's `X-User-Id`. Types are the keys of the fold profile's `event_weights` (the boost
 profile named by AFFINITY_FOLD_PROFILE, else the default one), so custom types are added there.
@@ -19,12 +19,12 @@ write (send it again: event ids make that safe).
 202 comes once the events are durable in the events log, and the profiles follow: within
 milliseconds when the server is idle, in folds that cover many requests when it is busy.
 
-Group commit, folding and recovery are events_writer.py's. Exactly-once across processes:
+Group commit, folding and recovery are ingest/group_commit.py's. Exactly-once across processes:
 several server processes (uvicorn workers, replicas) each run a writer. Event ids are the
 events index doc ids (create-only: a second delivery is a 409, reported as duplicate and never
 folded); profile writes use optimistic concurrency plus each profile's `recent_batches`, so
 two processes folding the same user, or a recovery racing a fold, never count a batch twice
-(pipeline.py).
+(ingest/pipeline.py).
 
 After each fold the proxy's profile cache is invalidated for the folded users, so the next
 search in this process reads the new profile (other processes: within the cache TTL).

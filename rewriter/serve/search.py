@@ -263,7 +263,7 @@ async def msearch(request: Request) -> Response:
             new_body, plog, *_, result = await _personalized(state, request, target, body)
             plog.pop("params", None)
             out_lines += [orjson.dumps(header), orjson.dumps(new_body)]
-            if result.pins is not None:  # the pinned fetch follows its search (pins.py)
+            if result.pins is not None:  # the pinned fetch follows its search (ranking/pins.py)
                 out_lines += [orjson.dumps(header), orjson.dumps(result.pins.fetch)]
             plans.append(result.pins)
             logs.append(plog)

@@ -54,7 +54,7 @@ def catalog(opensearch: OpenSearch, bootstrapped: config.Settings) -> Iterator[s
 def proxy(bootstrapped: config.Settings, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     (tmp_path / "default.yaml").write_text("name: default\n")
     (tmp_path / "shop.yaml").write_text(V1)
-    app = create_app(bootstrapped, profiles_dir=str(tmp_path))
+    app = create_app(bootstrapped, boost_dir=str(tmp_path))
     app.state.boost_registry.interval = 0.1
     with serve_in_thread(app) as url:
         yield url, tmp_path / "shop.yaml"

@@ -91,7 +91,7 @@ def proxy_url(
     directory = tmp_path_factory.mktemp("profiles")
     (directory / "default.yaml").write_text("name: default\n")
     (directory / "shop.yaml").write_text(PROFILE)
-    app = create_app(bootstrapped, profiles_dir=str(directory))
+    app = create_app(bootstrapped, boost_dir=str(directory))
     with serve_in_thread(app) as url:
         yield url
 

@@ -47,7 +47,7 @@ def ev(opensearch: OpenSearch, bootstrapped: config.Settings) -> config.Settings
     s = replace(
         bootstrapped,
         indices=config.Indices(prefix=f"{bootstrapped.indices.prefix}ev-"),
-        profiles_dir=ROOT / "profiles",
+        boost_dir=ROOT / "profiles",
         fold_profile=None,
     )
     bootstrap_cluster(opensearch, s)
@@ -74,7 +74,7 @@ def env(ev: config.Settings) -> dict[str, str]:
         "OPENSEARCH_URL": ev.opensearch_url,
         "AFFINITY_INDEX_PREFIX": ev.indices.prefix,
         "AFFINITY_SECRET": ev.secret or "",
-        "AFFINITY_PROFILES_DIR": str(ev.profiles_dir),
+        "AFFINITY_PROFILES_DIR": str(ev.boost_dir),
     }
 
 
@@ -603,7 +603,7 @@ def test_a_rebuild_never_folds_logged_events_as_nothing(
     assert (result.users, result.not_rebuilt, dict(result.unweighted)) == (0, 1, {"purchase": 3})
     [error] = result.errors
     assert "'views-only' does not weight" in error and "purchase (3)" in error
-    assert "--profile" in error
+    assert "--boost-profile" in error
     assert user_ops.read_profile(opensearch, ev, pseudo) == before
 
 
@@ -628,7 +628,10 @@ def test_a_profile_built_with_another_half_life_does_not_block_the_batch(
     assert user_ops.read_profile(opensearch, ev, _pseudo(ev, "half-life-new")) is not None
     assert pipeline.profiles.mismatched == {pseudo: 2}
     [record] = [r for r in caplog.records if "half-life" in r.getMessage()]  # once
-    assert "3650 days" in record.getMessage() and f"--profile {boost.name}" in record.getMessage()
+    assert (
+        "3650 days" in record.getMessage()
+        and f"--boost-profile {boost.name}" in record.getMessage()
+    )
     assert "(by boost profile 'decade')" in record.getMessage()
     assert pipeline.recover(min_age_s=0) == 0  # the batches are done
     # the skipped events are in the log: a rebuild with the profile's own boost profile

@@ -3,7 +3,7 @@
 Each example indexes a small generated catalog into a fresh one-shard index (the rescore
 window is per shard; one shard makes it reproducible), runs the plain app query for
 relevance, runs the rewritten query, and compares every returned hit's score and the order
-with rewriter/reference.py. Needs a real node (fixtures `opensearch`, `index_prefix`).
+with rewriter/ranking/reference.py. Needs a real node (fixtures `opensearch`, `index_prefix`).
 """
 
 from __future__ import annotations

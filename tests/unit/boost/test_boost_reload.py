@@ -119,7 +119,7 @@ def test_proxy_health_reports_profile_errors_and_swaps(tmp_path: Path) -> None:
     _write(tmp_path / "default.yaml", "name: default\n")
     _write(tmp_path / "shop.yaml", GOOD)
     settings = config.Settings(url="http://127.0.0.1:9", secret="s" * 32, timeout=1.0)
-    app = create_app(settings, profiles_dir=str(tmp_path))
+    app = create_app(settings, boost_dir=str(tmp_path))
     _write(tmp_path / "shop.yaml", BROKEN)
     app.state.boost_registry.reload()
 

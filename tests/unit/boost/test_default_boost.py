@@ -34,10 +34,10 @@ def test_default_boost_name(loaded: set[str], chosen: str) -> None:
 def test_proxy_api_and_import_choose_the_same_boost_profile(tmp_path: Path) -> None:
     for name in ("zeta", "retail"):
         (tmp_path / f"{name}.yaml").write_text(f"name: {name}\n")
-    settings = replace(config.load({}), secret="unit-secret", profiles_dir=tmp_path)
+    settings = replace(config.load({}), secret="unit-secret", boost_dir=tmp_path)
     boosts = {n: BoostProfile(name=n) for n in ("zeta", "retail")}
 
-    proxy = create_app(settings, profiles_dir=str(tmp_path)).state.proxy
+    proxy = create_app(settings, boost_dir=str(tmp_path)).state.proxy
     api = Personalizer(None, settings, boosts)  # type: ignore[arg-type]  # no search is sent
     imported = fold_boost(settings, boosts=boosts)
 

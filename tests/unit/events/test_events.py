@@ -1,4 +1,4 @@
-"""Event and catalog validation (events.py), and every import parser (imports.py)."""
+"""Event and catalog validation (events/event.py), and every import parser (events/formats.py)."""
 
 from __future__ import annotations
 

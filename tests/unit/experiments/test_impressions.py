@@ -140,13 +140,13 @@ def test_impressions_can_be_turned_off(tmp_path: object, caplog: object) -> None
     on = config.load(env)
     off = config.load({**env, "AFFINITY_IMPRESSIONS": "off"})
     assert (on.impressions, off.impressions) == (True, False)
-    assert create_app(on, profiles_dir=str(profiles)).state.proxy.impressions is not None
+    assert create_app(on, boost_dir=str(profiles)).state.proxy.impressions is not None
     (profiles / "experiments").mkdir()
     (profiles / "experiments" / "ab.yaml").write_text(
         "name: ab\nindex: catalog\nsalt: s1\nstart: 0\n"
         "variants:\n  generic: {traffic: 50, generic: true}\n  personal: {traffic: 50}\n"
     )
     with caplog.at_level(logging.WARNING, logger="affinity.proxy"):  # type: ignore[attr-defined]
-        app = create_app(off, profiles_dir=str(profiles))
+        app = create_app(off, boost_dir=str(profiles))
     assert app.state.proxy.impressions is None
     assert "running experiments (ab)" in caplog.text  # type: ignore[attr-defined]

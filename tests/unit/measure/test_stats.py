@@ -1,4 +1,4 @@
-"""rewriter/stats.py against scipy and textbook values."""
+"""rewriter/measure/stats.py against scipy and textbook values."""
 
 from __future__ import annotations
 

@@ -262,7 +262,7 @@ def test_profiles_name_the_boost_profile_that_folded_them() -> None:
         fold(profile, [ev(T0 + 1)], other)
     assert "built (by boost profile 'shop')" in str(err.value)
     assert "boost profile 'slow' says" in str(err.value)
-    assert "affinity profile rebuild --profile slow" in str(err.value)
+    assert "affinity profile rebuild --boost-profile slow" in str(err.value)
 
 
 def test_events_of_another_user_are_refused() -> None:

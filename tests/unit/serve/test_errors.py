@@ -22,7 +22,7 @@ def _shape(response: httpx.Response) -> tuple[str, tuple[str, ...], tuple[str, .
 
 def test_search_and_events_errors_share_one_shape(tmp_path: Path) -> None:
     settings = replace(config.load({}), secret="unit-secret", url="http://127.0.0.1:9")
-    app = create_app(settings, profiles_dir=str(tmp_path))  # no lifespan: no events writer
+    app = create_app(settings, boost_dir=str(tmp_path))  # no lifespan: no events writer
 
     async def send() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)

@@ -7,7 +7,6 @@ from dataclasses import replace
 from opensearchpy import OpenSearch
 
 from rewriter import config
-from rewriter.engine import bootstrap as bootstrap_module
 from rewriter.engine.bootstrap import TEMPLATES_DIR, bootstrap_cluster, load_templates, reindex
 
 
@@ -39,7 +38,7 @@ def test_changed_template_is_reported_with_what_to_do(
         body = {**t.body, "settings": {**t.body["settings"], "refresh_interval": "5s"}}
         return [replace(t, body=body, digest="different"), *out[1:]]
 
-    monkeypatch.setattr(bootstrap_module, "load_templates", changed_templates)
+    monkeypatch.setattr("rewriter.engine.bootstrap.load_templates", changed_templates)
     report = bootstrap_cluster(opensearch, s)
     assert report.needs_action
     assert 'bump its "version" to 2' in report.needs_action[0]

@@ -1,4 +1,4 @@
-"""The affinity math and profile documents (docs/design.md, "Scoring, exactly"). Pure: no I/O.
+"""The affinity math and profile documents (docs/architecture.md, "Scoring"). Pure: no I/O.
 
 A profile holds forward-decayed masses (Cormode et al., "Forward Decay"): an event of type
 `e` at time `t` adds `w(e) · 2^((t − L)/H)` to `g[a][v]` for every value `v` of attribute

@@ -96,7 +96,7 @@ class UserAffinity:
     """A user's profile as the rewriter needs it at request time.
 
     affinities: attribute -> value -> normalized affinity in [0, 1] (top-K values only;
-        aff[a][v] = g[a][v] / max g[a], see docs/design.md "Scoring, exactly").
+        aff[a][v] = g[a][v] / max g[a], see docs/architecture.md "Scoring").
     mass: the user's decayed total event mass m at request time (for alpha_eff = alpha·m/(m+k)).
     """
 

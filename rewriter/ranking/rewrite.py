@@ -1,5 +1,5 @@
 """The rewrite: an app's search body + a user's profile + a boost profile -> a body that makes
-OpenSearch rank by relevance + alpha_eff · Affinity (docs/design.md, "Scoring, exactly").
+OpenSearch rank by relevance + alpha_eff · Affinity (docs/architecture.md, "Scoring").
 
 Pure: no I/O, the input body is never mutated (the result is a deep copy); the clock is
 read once when the context gives no `now`. Returns the body and a log, the response's

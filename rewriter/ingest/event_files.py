@@ -347,7 +347,21 @@ def ingest_events(
         while folds:
             collect(*folds.popleft())
     result.warnings += popularity.flush(pipeline.es, catalog)
+    _fold_interrupted(pipeline, result)
     return result
+
+
+def _fold_interrupted(pipeline: Pipeline, result: EventsIngestResult) -> None:
+    """Fold the batches an interrupted earlier run (a killed import or server) stored but
+    did not fold: re-running the import finds their events already stored (duplicates, not
+    folded again), so without this they would reach profiles only at a server's recovery.
+    Safe beside live writers: a profile records the batches folded into it."""
+    recovered = pipeline.recover(min_age_s=0.0)
+    if recovered:
+        result.folded += recovered
+        result.warnings.append(
+            f"folded {recovered} events an interrupted earlier run had stored but not folded"
+        )
 
 
 @contextmanager

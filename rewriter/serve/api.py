@@ -82,23 +82,20 @@ class Personalizer:
         context: RequestContext | None = None,
         boost_profile: str | None = None,
     ) -> RewriteResult:
-        return self._rewrite(index, body, user_id, context, boost_profile)[0]
+        boost, user, ctx = self._request(index, user_id, context, boost_profile)
+        return rewrite(body, user, boost, ctx)
 
-    def _rewrite(
-        self,
-        index: str,
-        body: Mapping[str, Any],
-        user_id: str | None,
-        context: RequestContext | None,
-        boost_profile: str | None,
-    ) -> tuple[RewriteResult, BoostProfile, UserAffinity | None]:
-        boost = self.boost(boost_profile or self.settings.index_profile_map.get(index))
+    def _request(
+        self, index: str, user_id: str | None, context: RequestContext | None, name: str | None
+    ) -> tuple[BoostProfile, UserAffinity | None, RequestContext]:
+        """The boost profile, the user's view and the context a request is rewritten with."""
+        boost = self.boost(name or self.settings.index_profile_map.get(index))
         pseudonym = self.pseudonym(user_id) if user_id else None
         user = self._affinity(pseudonym, boost) if pseudonym else None
         ctx = context or RequestContext()
         if pseudonym and ctx.user is None:  # segments that list users compare pseudonyms
             ctx = replace(ctx, user=pseudonym)
-        return rewrite(body, user, boost, ctx), boost, user
+        return boost, user, ctx
 
     def search(
         self,
@@ -110,10 +107,11 @@ class Personalizer:
     ) -> dict[str, Any]:
         """Rewrite, send, and add `personalization`, as the proxy does; with
         `context.explain`, each hit carries the proxy's `?explain=true` breakdown."""
-        result, boost, user = self._rewrite(index, body, user_id, context, boost_profile)
+        boost, user, ctx = self._request(index, user_id, context, boost_profile)
+        result = rewrite(body, user, boost, ctx)
         response = run_search(self.es, index, result)
         log = dict(result.log)
-        if context is not None and context.explain:
+        if ctx.explain:
             explain_hits(response, log, boost, user, result.body, result.rules)
         log.pop("params", None)
         response["personalization"] = log

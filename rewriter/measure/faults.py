@@ -18,6 +18,7 @@ prints the table docs/benchmarks.md reports.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections import Counter
@@ -261,7 +262,57 @@ class FaultRow:
         )
 
 
+def report(result: FaultRow) -> None:
+    """Add a run's row to the file AFFINITY_FAULT_REPORT names (bench/fault_suite.py reads it)."""
+    path = os.environ.get("AFFINITY_FAULT_REPORT")
+    if path:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(result.markdown() + "\n")
+
+
 TABLE_HEAD = (
     "| fault | load | acknowledged | stored | duplicates | profiles ≠ rebuild | recovery | "
     "statuses seen |\n|---|---|---|---|---|---|---|---|"
 )
+
+
+# --------------------------------------------------------------------------- the faults
+def settle(
+    es: OpenSearch, s: config.Settings, boost: BoostProfile, users: Sequence[str], deadline_s: float
+) -> tuple[float | None, ProfileCheck]:
+    """Wait until every profile equals a rebuild; (seconds taken or None, the last check)."""
+    last = [ProfileCheck()]
+
+    def settled() -> bool:
+        last[0] = profile_problems(es, s, boost, users)
+        return not last[0].differ and last[0].duplicates == 0
+
+    return wait_for(settled, deadline_s), last[0]
+
+
+def row(
+    fault: str,
+    load: str,
+    es: OpenSearch,
+    s: config.Settings,
+    boost: BoostProfile,
+    users: Sequence[str],
+    delivery: Delivery,
+    recovery_from: float,
+    deadline_s: float = 180.0,
+) -> FaultRow:
+    """The table row of one fault run: counts from the log and the profiles once settled
+    (recovery: seconds from `recovery_from`, a monotonic time, until profiles equal a rebuild)."""
+    missing = missing_from_log(es, s, delivery.acknowledged)
+    waited, check = settle(es, s, boost, users, deadline_s)
+    recovery = None if waited is None else time.monotonic() - recovery_from
+    return FaultRow(
+        fault=fault,
+        load=load,
+        acknowledged=len(delivery.acknowledged),
+        stored=len(delivery.acknowledged) - len(missing),
+        duplicates=check.duplicates,
+        profiles_differ=len(check.differ),
+        recovery_s=recovery,
+        statuses=delivery.statuses,
+    )

@@ -24,6 +24,7 @@ from rewriter import config
 from rewriter.boost.profile import load_boost_profiles
 from rewriter.engine.bootstrap import bootstrap_cluster
 from rewriter.measure import faults
+from rewriter.measure.faulty_engine import Faults, faulty_engine
 from rewriter.measure.serve_thread import free_port, serve_process
 
 pytestmark = [pytest.mark.engine, pytest.mark.fault]
@@ -208,3 +209,41 @@ def test_read_only_events_index_during_ingest(
     faults.report(result)
     assert result.stored == len(sent) and result.duplicates == 0
     assert result.profiles_differ == 0 and result.recovery_s is not None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known (issue 15, defect 1): a per-document _mget error is read as 'not in the "
+    "catalog' and cached",
+)
+def test_engine_answering_per_document_errors_and_429s(
+    opensearch: OpenSearch, shop: config.Settings, boost
+) -> None:
+    """The engine (behind a faulty proxy) answers 30% of _mget documents with per-document
+    errors and refuses 20% of _bulk requests with 429: nothing acknowledged is lost, and no
+    event is stored or folded as if its item were not in the catalog."""
+    users = _users("pe")
+    batches = faults.event_batches(users, ITEMS, PER_USER, 20, prefix="pe")
+    injected = Faults(mget_error_share=0.3, bulk_429_share=0.2)
+    with faulty_engine(shop.opensearch_url, injected) as url:
+        port = free_port()
+        proc = serve_process(replace(shop, url=url), port)
+        try:
+            started = time.monotonic()
+            delivery = faults.deliver(f"http://127.0.0.1:{port}", batches, clients=4)
+        finally:
+            proc.kill()
+            proc.wait(10)
+    assert injected.injected["mget_errors"] > 0 and injected.injected["bulk_429"] > 0
+    sent = {e["event_id"] for b in batches for e in b}
+    assert delivery.acknowledged == sent, list(delivery.rejected.items())[:3]
+    load = f"{len(sent)} events, {len(users)} users, 4 clients; {injected.injected}"
+    fault = "per-document _mget errors and _bulk 429s"
+    result = faults.row(fault, load, opensearch, shop, boost, users, delivery, started)
+    faults.report(result)
+    assert result.stored == len(sent) and result.duplicates == 0
+    assert result.profiles_differ == 0 and result.recovery_s is not None
+    unknown = opensearch.count(
+        index=shop.indices.events, body={"query": {"term": {"known_item": False}}}
+    )
+    assert unknown["count"] == 0

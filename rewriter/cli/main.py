@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 
 from rewriter.cli.common import fail as _fail
+from rewriter.cli.common import requires_bootstrap
 from rewriter.cli.common import settings as _settings
 from rewriter.engine.bootstrap import TEMPLATE_NAMES, bootstrap_cluster, reindex
 from rewriter.engine.client import EngineUnavailable, connect, wait_for_health
@@ -189,7 +190,6 @@ def ingest_catalog(
     file: Path, fmt: str | None, mapping: Path | None, index: str | None, quiet: bool
 ) -> None:
     s = _settings()
-    es = connect(s, timeout=120)
     try:
         field_mapping = formats.load_mapping(mapping) if mapping else None
         parsed = catalog_files.parse_catalog(
@@ -198,10 +198,14 @@ def ingest_catalog(
     except (formats.MappingError, ValueError) as exc:
         _fail(str(exc))
         return
+    es = requires_bootstrap(connect(s, timeout=120))
     t0 = time.monotonic()
     with tqdm(desc=f"catalog {file.name}", unit=" items", disable=quiet, file=sys.stderr) as bar:
         try:
             result = catalog_files.load_catalog(es, index or s.indices.catalog, parsed, bar.update)
+        except catalog_files.CatalogMissing as exc:
+            _fail(str(exc))
+            return
         except formats.MappingError as exc:
             _fail(f"{file}: {exc}")
             return

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from rewriter.boost.profile import BoostProfile
 from rewriter.cli.common import client as _client
 from rewriter.cli.common import fail as _fail
+from rewriter.cli.common import requires_bootstrap
 from rewriter.cli.common import settings as _settings
 from rewriter.events import formats
 from rewriter.ingest import event_files, user_ops
@@ -86,7 +87,7 @@ def ingest_events(
 ) -> None:
     fmt = fmt or event_files.guess_format(file)
     boost = _fold_boost(boost_name, fmt)
-    es = _client()
+    es = requires_bootstrap(_client())
     pipeline = Pipeline(es, _settings(), boost)
     t0 = time.monotonic()
     with (

@@ -47,6 +47,18 @@ def _data_dir(data_dir: Path | None) -> Path:
     return data_dir or _settings().engine_dir
 
 
+def _node_dir(data_dir: Path | None, command: str) -> Path:
+    """--data-dir, else the data dir of the node `engine start` started: the default one, or
+    the one recorded node that runs elsewhere (local_node.locate)."""
+    if data_dir:
+        return data_dir
+    s = _settings()
+    try:
+        return local_node.locate(s.engine_dir, s.node_registry, command)
+    except local_node.EngineError as exc:
+        _fail(str(exc))
+
+
 @engine.command(
     "start",
     help="Build the launcher on first use, start the node in the "
@@ -84,6 +96,7 @@ def engine_start(port: int | None, data_dir: Path | None, heap: str, timeout: fl
             heap,
             timeout,
             log=lambda m: click.echo(m, err=True),
+            registry=s.node_registry,
         )
         es = connect(config.Settings(url=st.url))
         health = wait_for_health(es, "yellow", timeout)
@@ -96,19 +109,29 @@ def engine_start(port: int | None, data_dir: Path | None, heap: str, timeout: fl
     )
 
 
+_NODE_DIR = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The node's data dir (default: the one `affinity engine start` started, whichever "
+    "its data dir; else $AFFINITY_HOME/engine).",
+)
+
+
 @engine.command("stop", help="Stop the local node (data is kept).")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@_NODE_DIR
 def engine_stop(data_dir: Path | None) -> None:
-    if local_node.stop(_data_dir(data_dir)):
-        click.echo("The local engine stopped.")
+    where = _node_dir(data_dir, "stop").resolve()
+    if local_node.stop(where):
+        click.echo(f"The local engine (data dir {where}) stopped.")
     else:
-        click.echo("The local engine was not running.")
+        click.echo(f"The local engine was not running (data dir {where}).")
 
 
 @engine.command("status", help="Version, health, data dir and pid of the local node.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@_NODE_DIR
 def engine_status(data_dir: Path | None) -> None:
-    st = local_node.status(_data_dir(data_dir))
+    st = local_node.status(_node_dir(data_dir, "status"))
     if not st.running:
         click.echo(
             f"The local engine is not running (data dir {st.data_dir}). "

@@ -5,29 +5,36 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 from tqdm import tqdm
 
 from rewriter import config
 from rewriter.cli import boost, measure, users
+from rewriter.cli.common import EXPLAINED, explain, requires_bootstrap, requires_engine
+from rewriter.cli.common import fail as _fail
+from rewriter.cli.common import settings as _settings
 from rewriter.engine import local_node
+from rewriter.engine.bootstrap import TEMPLATE_NAMES, bootstrap_cluster, reindex
+from rewriter.engine.client import connect, wait_for_health
 from rewriter.events import formats
 from rewriter.ingest import catalog_files
 
-if TYPE_CHECKING:
-    pass
 
+class AffinityGroup(click.Group):
+    """The `affinity` group. An error a person can act on, from any command (the engine
+    unreachable, an index missing, a boost profile invalid: common.EXPLAINED), ends the
+    command with one line saying what happened and what to run, never a traceback."""
 
-from rewriter.cli.common import fail as _fail
-from rewriter.cli.common import requires_bootstrap
-from rewriter.cli.common import settings as _settings
-from rewriter.engine.bootstrap import TEMPLATE_NAMES, bootstrap_cluster, reindex
-from rewriter.engine.client import EngineUnavailable, connect, wait_for_health
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except EXPLAINED as exc:
+            _fail(explain(exc, _settings()))
 
 
 @click.group(
+    cls=AffinityGroup,
     help="affinity: personalized search ranking inside OpenSearch.",
     epilog="\b\nSettings (environment variables):\n"
     + "\n".join(f"  {k}: {v}" for k, v in config.SETTINGS.items()),
@@ -53,10 +60,7 @@ def _node_dir(data_dir: Path | None, command: str) -> Path:
     if data_dir:
         return data_dir
     s = _settings()
-    try:
-        return local_node.locate(s.engine_dir, s.node_registry, command)
-    except local_node.EngineError as exc:
-        _fail(str(exc))
+    return local_node.locate(s.engine_dir, s.node_registry, command)
 
 
 @engine.command(
@@ -89,20 +93,16 @@ def engine_start(port: int | None, data_dir: Path | None, heap: str, timeout: fl
             "the local engine is not needed. Unset it to use the local engine."
         )
     t0 = time.monotonic()
-    try:
-        st = local_node.start(
-            _data_dir(data_dir),
-            port or s.engine_port,
-            heap,
-            timeout,
-            log=lambda m: click.echo(m, err=True),
-            registry=s.node_registry,
-        )
-        es = connect(config.Settings(url=st.url))
-        health = wait_for_health(es, "yellow", timeout)
-    except (local_node.EngineError, EngineUnavailable) as exc:
-        _fail(str(exc))
-        return
+    st = local_node.start(
+        _data_dir(data_dir),
+        port or s.engine_port,
+        heap,
+        timeout,
+        log=lambda m: click.echo(m, err=True),
+        registry=s.node_registry,
+    )
+    es = connect(config.Settings(url=st.url))
+    health = wait_for_health(es, "yellow", timeout)
     click.echo(
         f"OpenSearch {es.info()['version']['number']} is up at {st.url} "
         f"(pid {st.pid}, health {health['status']}) in {time.monotonic() - t0:.1f} s."
@@ -165,11 +165,8 @@ def engine_status(data_dir: Path | None) -> None:
 )
 def bootstrap(reindex_name: str | None) -> None:
     s = _settings()
-    es = connect(s)
-    try:
-        wait_for_health(es, "yellow", 30)
-    except EngineUnavailable as exc:
-        _fail(str(exc))
+    es = requires_engine(connect(s))
+    wait_for_health(es, "yellow", 30)
     if reindex_name:
         click.echo(reindex(es, s, reindex_name))
     report = bootstrap_cluster(es, s)
@@ -258,10 +255,8 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     import uvicorn
 
     s = _settings()
-    try:
-        config.user_secret(s)
-    except config.SecretMissing as exc:
-        _fail(str(exc))
+    config.user_secret(s)
+    requires_bootstrap(connect(s, timeout=10))
     click.echo(f"affinity proxy on http://{host}:{port} -> {s.opensearch_url}", err=True)
     uvicorn.run(
         "rewriter.serve.server:app",
@@ -299,11 +294,11 @@ def search(
 
     s = _settings()
     index = index or s.indices.catalog
-    es = connect(s)
+    es = requires_bootstrap(connect(s))
     try:
         p = Personalizer(es, s)
         boost = p.boost(boost_profile or s.index_profile_map.get(index))
-    except (config.SecretMissing, KeyError) as exc:
+    except KeyError as exc:
         _fail(str(exc))
         return
     body = {

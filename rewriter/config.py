@@ -20,8 +20,8 @@ SETTINGS: dict[str, str] = {
     "OPENSEARCH_PASSWORD": "Password for OPENSEARCH_URL (basic auth).",
     "OPENSEARCH_VERIFY_CERTS": "Verify TLS certificates of OPENSEARCH_URL: 1 (default) or 0.",
     "OPENSEARCH_CA_CERTS": "Path to a CA bundle for OPENSEARCH_URL.",
-    "AFFINITY_HOME": "Where the local engine keeps its data, logs and secret "
-    "(default ~/.affinity).",
+    "AFFINITY_HOME": "Where the local engine keeps its data, logs and secret, and the record "
+    "of the nodes `affinity engine start` started (default ~/.affinity).",
     "AFFINITY_ENGINE_PORT": "HTTP port of the local engine (default 9200).",
     "AFFINITY_INDEX_PREFIX": "Prefix for every index and alias affinity creates (default none).",
     "AFFINITY_SECRET": "Key for pseudonymizing user ids (HMAC). The local engine generates one.",
@@ -114,6 +114,12 @@ class Settings:
     @property
     def engine_dir(self) -> Path:
         return self.home / "engine"
+
+    @property
+    def node_registry(self) -> Path:
+        """Where `affinity engine start` records each node it started, whatever its data dir,
+        so `engine stop|status` without --data-dir find it."""
+        return self.home / "nodes"
 
 
 def _flag(value: str | None, default: bool) -> bool:

@@ -16,6 +16,7 @@ import click
 from rewriter import config
 from rewriter.boost.profile import BoostProfile
 from rewriter.cli.common import client as _client
+from rewriter.cli.common import engine_problem, requires_bootstrap
 from rewriter.cli.common import fail as _fail
 from rewriter.cli.common import settings as _settings
 from rewriter.engine.client import connect
@@ -98,23 +99,30 @@ def boost_check(files: tuple[Path, ...], index: str | None, offline: bool) -> No
     paths = list(files) or sorted(Path(s.boost_dir).glob("*.yaml"))
     if not paths:
         _fail(f"no boost profiles given and none in {s.boost_dir}", 2)
-    lookup = None
-    if not offline:
+    lookup, problem = None, None
+    if not offline:  # the files are checked even when the catalog cannot be
         es = connect(s, timeout=10)
-        lookup = boost_catalog.engine_catalog(es, _boost_index(index, s))
+        problem = engine_problem(es, s)
+        if problem is None:
+            lookup = boost_catalog.engine_catalog(es, _boost_index(index, s))
     report = checker.check_files(paths, lookup)
     for finding in report.findings:
         click.echo(str(finding))
     for note in report.catalog_notes:
         click.echo(note, err=True)
+    if problem:
+        click.echo(
+            f"catalog not checked: {problem} Or pass --offline to check the files only.", err=True
+        )
+    unchecked = bool(problem or report.catalog_notes)
     warnings = len(report.findings) - len(report.errors)
     click.echo(
         f"{len(paths)} file(s): {len(report.errors)} error(s), {warnings} warning(s)"
-        + ("" if offline or report.catalog_notes else ", fields checked against the catalog")
+        + ("" if offline or unchecked else ", fields checked against the catalog")
     )
     if report.errors:
         sys.exit(1)
-    if report.catalog_notes:
+    if unchecked:
         sys.exit(2)
 
 
@@ -148,7 +156,7 @@ def boost_preview(
 
     s = _settings()
     profile = _load_boost_file(profile_file)
-    es = _client(30)
+    es = requires_bootstrap(_client(30))
     pv = boost_compare.preview(
         es,
         s,
@@ -205,7 +213,7 @@ def boost_diff(
     queries = None
     if queries_file:
         queries = queries_file.read_text(encoding="utf-8").splitlines()
-    es = _client(60)
+    es = requires_bootstrap(_client(60))
     report = boost_diff.diff(
         es,
         s,

@@ -5,28 +5,36 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 from tqdm import tqdm
 
 from rewriter import config
 from rewriter.cli import boost, measure, users
+from rewriter.cli.common import EXPLAINED, explain, requires_bootstrap, requires_engine
+from rewriter.cli.common import fail as _fail
+from rewriter.cli.common import settings as _settings
 from rewriter.engine import local_node
+from rewriter.engine.bootstrap import TEMPLATE_NAMES, bootstrap_cluster, reindex
+from rewriter.engine.client import connect, wait_for_health
 from rewriter.events import formats
 from rewriter.ingest import catalog_files
 
-if TYPE_CHECKING:
-    pass
 
+class AffinityGroup(click.Group):
+    """The `affinity` group. An error a person can act on, from any command (the engine
+    unreachable, an index missing, a boost profile invalid: common.EXPLAINED), ends the
+    command with one line saying what happened and what to run, never a traceback."""
 
-from rewriter.cli.common import fail as _fail
-from rewriter.cli.common import settings as _settings
-from rewriter.engine.bootstrap import TEMPLATE_NAMES, bootstrap_cluster, reindex
-from rewriter.engine.client import EngineUnavailable, connect, wait_for_health
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except EXPLAINED as exc:
+            _fail(explain(exc, _settings()))
 
 
 @click.group(
+    cls=AffinityGroup,
     help="affinity: personalized search ranking inside OpenSearch.",
     epilog="\b\nSettings (environment variables):\n"
     + "\n".join(f"  {k}: {v}" for k, v in config.SETTINGS.items()),
@@ -44,6 +52,15 @@ def engine() -> None:
 
 def _data_dir(data_dir: Path | None) -> Path:
     return data_dir or _settings().engine_dir
+
+
+def _node_dir(data_dir: Path | None, command: str) -> Path:
+    """--data-dir, else the data dir of the node `engine start` started: the default one, or
+    the one recorded node that runs elsewhere (local_node.locate)."""
+    if data_dir:
+        return data_dir
+    s = _settings()
+    return local_node.locate(s.engine_dir, s.node_registry, command)
 
 
 @engine.command(
@@ -76,38 +93,45 @@ def engine_start(port: int | None, data_dir: Path | None, heap: str, timeout: fl
             "the local engine is not needed. Unset it to use the local engine."
         )
     t0 = time.monotonic()
-    try:
-        st = local_node.start(
-            _data_dir(data_dir),
-            port or s.engine_port,
-            heap,
-            timeout,
-            log=lambda m: click.echo(m, err=True),
-        )
-        es = connect(config.Settings(url=st.url))
-        health = wait_for_health(es, "yellow", timeout)
-    except (local_node.EngineError, EngineUnavailable) as exc:
-        _fail(str(exc))
-        return
+    st = local_node.start(
+        _data_dir(data_dir),
+        port or s.engine_port,
+        heap,
+        timeout,
+        log=lambda m: click.echo(m, err=True),
+        registry=s.node_registry,
+    )
+    es = connect(config.Settings(url=st.url))
+    health = wait_for_health(es, "yellow", timeout)
     click.echo(
         f"OpenSearch {es.info()['version']['number']} is up at {st.url} "
         f"(pid {st.pid}, health {health['status']}) in {time.monotonic() - t0:.1f} s."
     )
 
 
+_NODE_DIR = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The node's data dir (default: the one `affinity engine start` started, whichever "
+    "its data dir; else $AFFINITY_HOME/engine).",
+)
+
+
 @engine.command("stop", help="Stop the local node (data is kept).")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@_NODE_DIR
 def engine_stop(data_dir: Path | None) -> None:
-    if local_node.stop(_data_dir(data_dir)):
-        click.echo("The local engine stopped.")
+    where = _node_dir(data_dir, "stop").resolve()
+    if local_node.stop(where):
+        click.echo(f"The local engine (data dir {where}) stopped.")
     else:
-        click.echo("The local engine was not running.")
+        click.echo(f"The local engine was not running (data dir {where}).")
 
 
 @engine.command("status", help="Version, health, data dir and pid of the local node.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@_NODE_DIR
 def engine_status(data_dir: Path | None) -> None:
-    st = local_node.status(_data_dir(data_dir))
+    st = local_node.status(_node_dir(data_dir, "status"))
     if not st.running:
         click.echo(
             f"The local engine is not running (data dir {st.data_dir}). "
@@ -141,11 +165,8 @@ def engine_status(data_dir: Path | None) -> None:
 )
 def bootstrap(reindex_name: str | None) -> None:
     s = _settings()
-    es = connect(s)
-    try:
-        wait_for_health(es, "yellow", 30)
-    except EngineUnavailable as exc:
-        _fail(str(exc))
+    es = requires_engine(connect(s))
+    wait_for_health(es, "yellow", 30)
     if reindex_name:
         click.echo(reindex(es, s, reindex_name))
     report = bootstrap_cluster(es, s)
@@ -189,7 +210,6 @@ def ingest_catalog(
     file: Path, fmt: str | None, mapping: Path | None, index: str | None, quiet: bool
 ) -> None:
     s = _settings()
-    es = connect(s, timeout=120)
     try:
         field_mapping = formats.load_mapping(mapping) if mapping else None
         parsed = catalog_files.parse_catalog(
@@ -198,10 +218,14 @@ def ingest_catalog(
     except (formats.MappingError, ValueError) as exc:
         _fail(str(exc))
         return
+    es = requires_bootstrap(connect(s, timeout=120))
     t0 = time.monotonic()
     with tqdm(desc=f"catalog {file.name}", unit=" items", disable=quiet, file=sys.stderr) as bar:
         try:
             result = catalog_files.load_catalog(es, index or s.indices.catalog, parsed, bar.update)
+        except catalog_files.CatalogMissing as exc:
+            _fail(str(exc))
+            return
         except formats.MappingError as exc:
             _fail(f"{file}: {exc}")
             return
@@ -231,10 +255,8 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     import uvicorn
 
     s = _settings()
-    try:
-        config.user_secret(s)
-    except config.SecretMissing as exc:
-        _fail(str(exc))
+    config.user_secret(s)
+    requires_bootstrap(connect(s, timeout=10))
     click.echo(f"affinity proxy on http://{host}:{port} -> {s.opensearch_url}", err=True)
     uvicorn.run(
         "rewriter.serve.server:app",
@@ -294,11 +316,11 @@ def search(
 
     s = _settings()
     index = index or s.indices.catalog
-    es = connect(s)
+    es = requires_bootstrap(connect(s))
     try:
         p = Personalizer(es, s)
         boost = p.boost(boost_profile or s.index_profile_map.get(index))
-    except (config.SecretMissing, KeyError) as exc:
+    except KeyError as exc:
         _fail(str(exc))
         return
     body = {

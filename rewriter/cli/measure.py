@@ -19,6 +19,7 @@ from rewriter.boost.profile import (
     load_boost_profiles,
 )
 from rewriter.cli.common import fail as _fail
+from rewriter.cli.common import requires_bootstrap, requires_engine
 from rewriter.engine.bootstrap import bootstrap_cluster
 from rewriter.engine.client import connect
 from rewriter.experiments.assignment import (
@@ -93,7 +94,7 @@ def experiment_report(name: str, fmt: str, plot: Path | None) -> None:
     except KeyError as exc:
         _fail(str(exc.args[0]))
         return
-    es = connect(s, timeout=120)
+    es = requires_bootstrap(connect(s, timeout=120))
     impressions, events = er.fetch(es, s, exp, time.time())
     report = er.build_report(exp, impressions, events)
     _print_report(report, fmt, plot)
@@ -222,7 +223,7 @@ def evaluate(
         _fail(str(exc))
         return
     boost = _eval_boost(s, profile, events_path)
-    es = connect(s, timeout=300)
+    es = requires_engine(connect(s, timeout=300))
     try:
         result = ev.run(es, s, boost, opts, log=_err)
     except (ScratchError, config.SecretMissing, ValueError) as exc:
@@ -282,6 +283,8 @@ def simulate(
 ) -> None:
     from rewriter.measure import simulate as sim
 
+    if end_to_end:  # before minutes of simulation, not after
+        requires_engine(connect(config.load(), timeout=60))
     t0 = time.monotonic()
     fp = sim.aa_false_positive_rate(runs, users)
     click.echo(f"{sim.describe_rates(fp)} ({time.monotonic() - t0:.1f} s)\n")

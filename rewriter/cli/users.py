@@ -17,6 +17,7 @@ from tqdm import tqdm
 from rewriter.boost.profile import BoostProfile
 from rewriter.cli.common import client as _client
 from rewriter.cli.common import fail as _fail
+from rewriter.cli.common import requires_bootstrap
 from rewriter.cli.common import settings as _settings
 from rewriter.events import formats
 from rewriter.ingest import event_files, user_ops
@@ -87,7 +88,7 @@ def ingest_events(
 ) -> None:
     fmt = fmt or event_files.guess_format(file)
     boost = _fold_boost(boost_name, fmt)
-    es = _client()
+    es = requires_bootstrap(_client())
     pipeline = Pipeline(es, _settings(), boost)
     t0 = time.monotonic()
     with (
@@ -160,7 +161,7 @@ def _print_profile(user: str, view: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def profile_show(user: str, boost_name: str | None, top: int, as_json: bool) -> None:
     s = _settings()
-    es = _client(30)
+    es = requires_bootstrap(_client(30))
     boost = _fold_boost(boost_name)
     pseudo = user_ops.pseudonym(s, user)
     source = user_ops.read_profile(es, s, pseudo)
@@ -201,7 +202,7 @@ def profile_rebuild(user: str | None, boost_name: str | None, quiet: bool) -> No
     from rewriter.boost.profile import load_boost_profiles
 
     s = _settings()
-    es = _client()
+    es = requires_bootstrap(_client())
     boost = _fold_boost(boost_name)
     chosen = boost_name or s.fold_profile  # else: each profile's own (`fold_profile`)
     by_name = None if chosen else load_boost_profiles(s.boost_dir)
@@ -241,7 +242,8 @@ def user() -> None:
     help="Write to this file (default: stdout).",
 )
 def user_export(user_id: str, output: Path | None) -> None:
-    data = user_ops.export(_client(), _settings(), user_id)
+    es = requires_bootstrap(_client())
+    data = user_ops.export(es, _settings(), user_id)
     text = json.dumps(data, indent=2, ensure_ascii=False)
     if output:
         output.write_text(text + "\n", encoding="utf-8")
@@ -261,7 +263,8 @@ def user_export(user_id: str, output: Path | None) -> None:
 )
 @click.argument("user_id")
 def user_delete(user_id: str) -> None:
-    report = user_ops.delete(_client(), _settings(), _fold_boost(None), user_id)
+    es = requires_bootstrap(_client())
+    report = user_ops.delete(es, _settings(), _fold_boost(None), user_id)
     click.echo(
         f"user {user_id} (pseudonym {report.pseudonym}): deleted "
         f"{report.deleted['profiles']} profile(s), {report.deleted['events']} event(s)"
@@ -288,7 +291,8 @@ def user_delete(user_id: str) -> None:
 )
 @click.argument("user_id")
 def user_opt_out(user_id: str) -> None:
-    pseudo = user_ops.opt_out(_client(), _settings(), _fold_boost(None), user_id)
+    es = requires_bootstrap(_client())
+    pseudo = user_ops.opt_out(es, _settings(), _fold_boost(None), user_id)
     click.echo(
         f"user {user_id} (pseudonym {pseudo}) opted out: profile and events erased; "
         "new events are refused and searches are generic"
@@ -298,7 +302,8 @@ def user_opt_out(user_id: str) -> None:
 @user.command("opt-in", help="Remove the user's opt-out: they start fresh with no history.")
 @click.argument("user_id")
 def user_opt_in(user_id: str) -> None:
-    if user_ops.opt_in(_client(), _settings(), user_id):
+    es = requires_bootstrap(_client())
+    if user_ops.opt_in(es, _settings(), user_id):
         click.echo(f"user {user_id} opted back in; their profile starts empty")
     else:
         click.echo(f"user {user_id} had not opted out; nothing changed")
@@ -321,7 +326,7 @@ def segments_build(boost_name: str | None, quiet: bool) -> None:
     from rewriter.ingest import segment_priors
 
     s = _settings()
-    es = _client()
+    es = requires_bootstrap(_client())
     boost = _fold_boost(boost_name)
     with tqdm(desc="segments", unit=" profiles", disable=quiet, file=sys.stderr) as bar:
         result = segment_priors.build(es, s, boost, bar.update)

@@ -58,6 +58,20 @@ def _alias_targets(es: OpenSearch, alias: str) -> list[str]:
         return []
 
 
+def missing_aliases(es: OpenSearch, settings: Settings) -> list[str]:
+    """The aliases of affinity's indices (one per template) that do not exist: all of them on a
+    cluster never bootstrapped under this prefix, none after `bootstrap_cluster`."""
+    wanted = [settings.indices.alias(name) for name in TEMPLATE_NAMES]
+    found = es.indices.get_alias(name=",".join(wanted), ignore=404)
+    present = {
+        alias
+        for entry in found.values()
+        if isinstance(entry, dict)
+        for alias in entry.get("aliases", {})
+    }
+    return [alias for alias in wanted if alias not in present]
+
+
 def _bootstrap_template(es: OpenSearch, settings: Settings, t: Template) -> str:
     alias = settings.indices.alias(t.name)
     index = f"{alias}-v{t.version}"

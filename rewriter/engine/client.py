@@ -81,6 +81,15 @@ def mget_docs(es: OpenSearch, index: str, ids: Iterable[str], **params: Any) -> 
         yield from es.mget(index=index, body={"ids": chunk}, **params)["docs"]
 
 
+def _address(es: OpenSearch) -> str:
+    """The client's first host as a URL, without the credentials the host entry may hold."""
+    if not es.transport.hosts:
+        return "?"
+    host = es.transport.hosts[0]
+    scheme = "https" if host.get("use_ssl") else "http"
+    return f"{scheme}://{host.get('host')}:{host.get('port')}{host.get('url_prefix', '')}"
+
+
 def wait_for_health(es: OpenSearch, status: str = "yellow", timeout: float = 60.0) -> dict:
     """Block until the cluster reports at least `status`, or raise EngineUnavailable."""
     deadline = time.monotonic() + timeout
@@ -93,8 +102,7 @@ def wait_for_health(es: OpenSearch, status: str = "yellow", timeout: float = 60.
         except (OSConnectionError, TransportError) as exc:
             last = exc
         time.sleep(0.5)
-    host = es.transport.hosts[0] if es.transport.hosts else "?"
     raise EngineUnavailable(
-        f"OpenSearch at {host} did not reach {status} health within {timeout:.0f} s "
+        f"OpenSearch at {_address(es)} did not reach {status} health within {timeout:.0f} s "
         f"({last or 'timed out'}): start it with `affinity engine start` or check OPENSEARCH_URL."
     )

@@ -9,6 +9,7 @@ node died during start).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -159,6 +160,50 @@ def status(data_dir: Path) -> EngineStatus:
     return EngineStatus(running=pid is not None, pid=pid, url=url, data_dir=data_dir)
 
 
+def _record(registry: Path, data_dir: Path) -> Path:
+    return registry / hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+
+
+def remember(registry: Path, data_dir: Path) -> None:
+    """Record that a node runs from `data_dir`, so `locate` finds it whatever the data dir."""
+    registry.mkdir(parents=True, exist_ok=True)
+    _record(registry, data_dir).write_text(str(data_dir.resolve()))
+
+
+def running_nodes(registry: Path) -> list[EngineStatus]:
+    """The recorded nodes that still run; the records of stopped ones are removed."""
+    found = []
+    for record in sorted(registry.glob("*")) if registry.is_dir() else []:
+        st = status(Path(record.read_text().strip()))
+        if st.running:
+            found.append(st)
+        else:
+            record.unlink(missing_ok=True)
+    return found
+
+
+def locate(default: Path, registry: Path, command: str = "stop") -> Path:
+    """The data dir of the node meant when none is given: `default` if a node runs there,
+    else the one recorded node that runs, else `default` (where nothing runs). Several
+    recorded nodes running: EngineError naming each, with the `affinity engine <command>`
+    that reaches it."""
+    if status(default).running:
+        return default
+    others = running_nodes(registry)
+    if len(others) == 1:
+        return others[0].data_dir
+    if not others:
+        return default
+    listing = "; ".join(
+        f"pid {st.pid} at {st.url or '?'}: `affinity engine {command} --data-dir {st.data_dir}`"
+        for st in others
+    )
+    raise EngineError(
+        f"No local engine runs from the default data dir {default}, but {len(others)} run "
+        f"from others; name one with --data-dir: {listing}"
+    )
+
+
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -198,13 +243,17 @@ def start(
     heap: str = "1g",
     timeout: float = 120.0,
     log: Callable[[str], None] = print,
+    registry: Path | None = None,
 ) -> EngineStatus:
-    """Start the node in the background and wait until it serves HTTP. Idempotent."""
+    """Start the node in the background and wait until it serves HTTP. Idempotent. With a
+    `registry`, the node is recorded there (`remember`) for `locate`."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     current = status(data_dir)
     if current.running:
         log(f"The local engine is already running (pid {current.pid}) at {current.url}.")
+        if registry is not None:
+            remember(registry, data_dir)
         return current
     java = find_java()
     if port and not port_free(port):
@@ -239,6 +288,8 @@ def start(
             start_new_session=True,
         )
     _pid_file(data_dir).write_text(str(proc.pid))
+    if registry is not None:
+        remember(registry, data_dir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -76,6 +76,27 @@ def _catalog_actions(
         yield {"_op_type": "index", "_index": index, "_id": record.id, "_source": record.to_doc()}
 
 
+class CatalogMissing(LookupError):
+    """The target of a catalog load is neither an index nor an alias."""
+
+
+def _writes_through_alias(es: OpenSearch, index: str) -> bool:
+    """True when `index` is an alias, False when it is an index; CatalogMissing when neither,
+    since writing to it would create an index with OpenSearch's dynamic mapping (text where
+    affinity needs keywords, a replica on a one-node cluster), where personalization cannot
+    work."""
+    if es.indices.exists_alias(name=index):
+        return True
+    if es.indices.exists(index=index):
+        return False
+    raise CatalogMissing(
+        f"{index!r} is neither an index nor an alias in OpenSearch, and loading into it would "
+        "create it with dynamic mapping, on which personalization cannot work: run "
+        f"`affinity bootstrap` to create the catalog alias, or create {index!r} with the "
+        "mapping of index_templates/catalog.json."
+    )
+
+
 def load_catalog(
     es: OpenSearch,
     index: str,
@@ -83,7 +104,12 @@ def load_catalog(
     progress: Callable[[int], None] = lambda n: None,
     chunk_size: int = 2000,
 ) -> IngestResult:
-    """Index every valid record (doc id = item id); refresh at the end so it is searchable."""
+    """Index every valid record (doc id = item id); refresh at the end so it is searchable.
+
+    `index` must exist (CatalogMissing otherwise). An alias must stay one while the load runs
+    (`require_alias`): if it is removed meanwhile, the records are refused, not written into a
+    new index with dynamic mapping."""
+    alias = _writes_through_alias(es, index)
     result = IngestResult()
     lines: dict[str, int] = {}
     actions = _catalog_actions(parsed, index, result, lines)
@@ -94,6 +120,7 @@ def load_catalog(
         raise_on_error=False,
         raise_on_exception=False,
         max_retries=3,
+        require_alias=alias,
     ):
         info = item.get("index", {})
         if ok:

@@ -32,9 +32,15 @@ def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     local_node.stop(path)
 
 
-def test_start_status_stop_and_data_survives(node_dir: Path) -> None:
+@pytest.fixture(scope="module")
+def home_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The CLI's AFFINITY_HOME (default data dir, record of started nodes): not ~/.affinity."""
+    return {"AFFINITY_HOME": str(tmp_path_factory.mktemp("home"))}
+
+
+def test_start_status_stop_and_data_survives(node_dir: Path, home_env: dict[str, str]) -> None:
     port = free_port()
-    runner = CliRunner()
+    runner = CliRunner(env=home_env)
     started = runner.invoke(
         cli.main, ["engine", "start", "--port", str(port), "--data-dir", str(node_dir)]
     )
@@ -79,16 +85,39 @@ def test_port_taken_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_locked_data_dir_is_a_clear_error(node_dir: Path) -> None:
-    """Another node holds the data dir (here: ours, with its pid file hidden)."""
-    pid_file = node_dir / "engine.pid"
-    saved = pid_file.read_text()
+    """Another node holds the data dir (here: ours, with its pid file hidden; the failed start
+    removes its READY marker, which we put back too)."""
+    pid_file, ready = node_dir / "engine.pid", node_dir / "READY"
+    saved, address = pid_file.read_text(), ready.read_text()
     pid_file.unlink()
     try:
         with pytest.raises(local_node.EngineError, match="locked by another OpenSearch node"):
             local_node.start(node_dir, port=free_port(), timeout=120)
     finally:
         pid_file.write_text(saved)
+        ready.write_text(address)
     assert local_node.status(node_dir).running
+
+
+def test_stop_without_data_dir_stops_the_node_started_with_one(
+    node_dir: Path, home_env: dict[str, str]
+) -> None:
+    """`engine start --data-dir D`, then `engine status` and `engine stop` with no --data-dir:
+    both find D's node, instead of reporting the default data dir as not running."""
+    runner = CliRunner(env=home_env)
+    st = local_node.status(node_dir)
+    assert st.running and st.pid
+    status = runner.invoke(cli.main, ["engine", "status"])
+    assert status.exit_code == 0, status.output
+    assert f"pid {st.pid}" in status.output and str(node_dir) in status.output
+
+    stopped = runner.invoke(cli.main, ["engine", "stop"])
+    assert stopped.exit_code == 0, stopped.output
+    assert "stopped" in stopped.output and str(node_dir) in stopped.output
+    assert not local_node.status(node_dir).running
+
+    again = runner.invoke(cli.main, ["engine", "stop"])
+    assert again.exit_code == 0 and "not running" in again.output
 
 
 def test_java_too_old_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

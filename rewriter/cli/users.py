@@ -18,6 +18,7 @@ from rewriter.boost.profile import BoostProfile
 from rewriter.cli.common import client as _client
 from rewriter.cli.common import fail as _fail
 from rewriter.cli.common import settings as _settings
+from rewriter.engine.client import EngineUnavailable
 from rewriter.events import formats
 from rewriter.ingest import event_files, user_ops
 from rewriter.ingest.pipeline import Pipeline
@@ -101,6 +102,12 @@ def ingest_events(
             result = event_files.ingest_events(pipeline, parsed, bar.update, batch_size)
         except formats.MappingError as exc:
             _fail(f"{file}: {exc}")
+            return
+        except EngineUnavailable as exc:
+            _fail(
+                f"{file}: the import stopped: {exc} Running it again is safe: events already "
+                "stored count as duplicates."
+            )
             return
     seconds = time.monotonic() - t0
     for line in result.rejected[:50]:
@@ -205,7 +212,11 @@ def profile_rebuild(user: str | None, boost_name: str | None, quiet: bool) -> No
     users = [user_ops.pseudonym(s, user)] if user else None
     t0 = time.monotonic()
     with tqdm(desc="rebuild", unit=" users", disable=quiet, file=sys.stderr) as bar:
-        result = user_ops.Rebuilder(es, s, boost, by_name).run(users, bar.update)
+        try:
+            result = user_ops.Rebuilder(es, s, boost, by_name).run(users, bar.update)
+        except EngineUnavailable as exc:
+            _fail(f"the rebuild stopped: {exc} Profiles rebuilt so far are kept; run it again.")
+            return
     for error in result.errors[:50]:
         click.echo(error, err=True)
     used = ", ".join(f"{n} ({c})" for n, c in result.by_profile.most_common()) or boost.name

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from rewriter.engine.client import EngineUnavailable
 from rewriter.events.event import Event
 from rewriter.ingest.event_files import PopularityBuffer, stored_ids
 from rewriter.ingest.pipeline import BatchResult, Pipeline
@@ -269,7 +270,15 @@ class GroupCommitter:
         try:
             self._commit(pipeline, jobs)
         except Exception as exc:  # the whole batch is unacknowledged; clients resend
-            log.exception("the events writer failed on a batch")
+            if isinstance(exc, EngineUnavailable):
+                log.error(
+                    "a write batch of %d requests was not stored, and they were answered 503 "
+                    "(send again): %s",
+                    len(jobs),
+                    exc,
+                )
+            else:
+                log.exception("the events writer failed on a batch")
             for job in jobs:
                 if not job.future.done():
                     job.future.set_exception(WriteFailed(f"{exc.__class__.__name__}: {exc}"))

@@ -1,0 +1,182 @@
+"""The write path against the real engine when something is wrong: shards that are not
+available (an engine restart under traffic), events the engine refuses, profiles that cannot
+be folded, attributes a client tries to write. One bad item never fails its neighbours, and
+nothing is decided from an answer the engine did not give."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from opensearchpy import OpenSearch, helpers
+
+from rewriter import config, privacy
+from rewriter.engine import client
+from rewriter.engine.bootstrap import bootstrap_cluster
+from rewriter.engine.client import EngineUnavailable
+from rewriter.events.event import Event, validate
+from rewriter.ingest import user_ops
+from rewriter.ingest.event_files import fold_boost
+from rewriter.ingest.pipeline import Pipeline, catalog_attributes
+from rewriter.measure.serve_thread import serve_in_thread
+from rewriter.profiles import writer
+from rewriter.serve.app import create_app
+
+ROOT = Path(__file__).resolve().parents[2]
+TYPES = ("view", "click", "add_to_cart", "purchase")
+BRANDS = ("acme", "zenit", "nova")
+
+
+@pytest.fixture(scope="module")
+def wf(opensearch: OpenSearch, bootstrapped: config.Settings) -> config.Settings:
+    """Settings with this module's own indices and a 10-item catalog (i0..i9)."""
+    s = replace(
+        bootstrapped,
+        indices=config.Indices(prefix=f"{bootstrapped.indices.prefix}wf-"),
+        profiles_dir=ROOT / "profiles",
+        fold_profile=None,
+    )
+    bootstrap_cluster(opensearch, s)
+    docs = (
+        {
+            "_index": s.indices.catalog,
+            "_id": f"i{n}",
+            "_source": {
+                "id": f"i{n}",
+                "title": f"item {n} running",
+                "brand": BRANDS[n % len(BRANDS)],
+                "category": ["shoes" if n % 2 else "hats"],
+            },
+        }
+        for n in range(10)
+    )
+    helpers.bulk(opensearch, docs, refresh=True)
+    return s
+
+
+@pytest.fixture(scope="module")
+def server(wf: config.Settings) -> Iterator[str]:
+    """The proxy app (search and POST /events) under uvicorn, so its lifespan runs."""
+    with serve_in_thread(create_app(wf)) as url:
+        yield url
+
+
+@pytest.fixture()
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads of unavailable shards are retried with back-off; the tests need not wait."""
+    monkeypatch.setattr(client, "MGET_BACKOFF_S", 0.01, raising=False)
+
+
+@contextmanager
+def unavailable(es: OpenSearch, alias: str) -> Iterator[None]:
+    """Point `alias` at an index whose only shard can never be allocated, as while a node
+    restarts and its shards recover: `_mget` answers a per-document
+    `no_shard_available_action_exception` for every id. The alias moves back afterwards."""
+    real = list(es.indices.get_alias(name=alias))
+    stand_in = f"{alias}-recovering-{uuid.uuid4().hex[:6]}"
+    settings = {
+        "number_of_shards": 1,
+        "number_of_replicas": 0,
+        "index.routing.allocation.require._name": "no-such-node",
+    }
+    es.indices.create(index=stand_in, body={"settings": settings}, wait_for_active_shards=0)
+    away = [{"remove": {"index": r, "alias": alias}} for r in real]
+    to = {"add": {"index": stand_in, "alias": alias}}
+    es.indices.update_aliases(body={"actions": [*away, to]})
+    try:
+        yield
+    finally:
+        back = [{"add": {"index": r, "alias": alias}} for r in real]
+        es.indices.update_aliases(
+            body={"actions": [{"remove": {"index": stand_in, "alias": alias}}, *back]}
+        )
+        es.indices.delete(index=stand_in)
+
+
+def _pseudo(s: config.Settings, user: str) -> str:
+    return privacy.pseudonymize(user, config.user_secret(s))
+
+
+def _raw(user: str, n: int, **extra: Any) -> dict[str, Any]:
+    base = {
+        "event_id": f"{user}-{n}",
+        "user_id": user,
+        "type": "purchase",
+        "item_id": "i1",
+        "timestamp": time.time(),
+    }
+    return {**base, **extra}
+
+
+def _event(user: str, n: int, **extra: Any) -> Event:
+    event = validate(_raw(user, n, **extra), TYPES)
+    assert isinstance(event, Event), event
+    return event
+
+
+def _logged(es: OpenSearch, s: config.Settings, user: str) -> list[dict[str, Any]]:
+    return list(user_ops.scan_events(es, s, [_pseudo(s, user)]))
+
+
+# --------------------------------------------------------------------------- 1: restarts
+def test_a_recovering_catalog_is_not_read_as_items_missing_from_it(
+    wf: config.Settings, opensearch: OpenSearch, quick_retries: None
+) -> None:
+    """While the catalog's shard recovers, `_mget` answers errors, not "not found": the batch
+    fails retryably and stores nothing, and nothing is cached, so the same events sent again
+    once the shard is back are enriched and folded like any others."""
+    pipeline = Pipeline(opensearch, wf, fold_boost(wf))
+    events = [_event("restart-1", n, item_id=f"i{n}") for n in (1, 2)]
+    with unavailable(opensearch, wf.indices.catalog), pytest.raises(EngineUnavailable) as err:
+        pipeline.write(events)
+    assert "no_shard_available_action_exception" in str(err.value)
+    assert _logged(opensearch, wf, "restart-1") == []
+    result = pipeline.ingest(events)  # the same pipeline: no "not in the catalog" was cached
+    assert (result.accepted, result.unknown_items, result.notes) == (2, set(), [])
+    logged = _logged(opensearch, wf, "restart-1")
+    assert {d["known_item"] for d in logged} == {True}
+    profile = user_ops.read_profile(opensearch, wf, _pseudo(wf, "restart-1"))
+    assert profile is not None and set(profile["affinities"]["brand"]) == {"zenit", "nova"}
+
+
+def test_post_events_during_a_catalog_recovery_answers_503_not_unknown_items(
+    wf: config.Settings, opensearch: OpenSearch, server: str, quick_retries: None
+) -> None:
+    with httpx.Client(base_url=server, timeout=30) as c:
+        with unavailable(opensearch, wf.indices.catalog):
+            during = c.post("/events", json=[_raw("restart-2", 1, item_id="i4")])
+        assert during.status_code == 503, during.text
+        assert "send the same request again" in during.json()["error"]["reason"]
+        after = c.post("/events?wait_for_profiles=true", json=[_raw("restart-2", 1, item_id="i4")])
+    assert after.status_code == 202, after.text
+    assert (after.json()["accepted"], after.json()["notes"]) == (1, [])
+    profile = user_ops.read_profile(opensearch, wf, _pseudo(wf, "restart-2"))
+    assert profile is not None and set(profile["affinities"]["brand"]) == {BRANDS[4 % 3]}
+
+
+@pytest.mark.parametrize("reader", ["journal_states", "read_profiles", "catalog_attributes"])
+def test_every_realtime_read_fails_instead_of_reading_errors_as_absent(
+    wf: config.Settings, opensearch: OpenSearch, quick_retries: None, reader: str
+) -> None:
+    """A journal entry read as absent counts its batch as done (a recovery could then fold it
+    twice); a profile read as absent is created anew; a catalog item read as absent rebuilds
+    a profile without its attributes."""
+    es, ix = opensearch, wf.indices
+    reads = {
+        "journal_states": (ix.journal, lambda: writer.journal_states(es, ix.journal, ["b"])),
+        "read_profiles": (ix.profiles, lambda: writer.read_profiles(es, ix.profiles, ["u"])),
+        "catalog_attributes": (
+            ix.catalog,
+            lambda: catalog_attributes(es, ix.catalog, ["i1"], ["brand"]),
+        ),
+    }
+    alias, read = reads[reader]
+    with unavailable(opensearch, alias), pytest.raises(EngineUnavailable):
+        read()

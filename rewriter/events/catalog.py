@@ -17,6 +17,7 @@ from rewriter.events.fields import (
     Names,
     Raw,
     Rejection,
+    _id_bytes,
     _Invalid,
     _number,
     _required_text,
@@ -96,7 +97,9 @@ def validate_catalog(
 
     try:
         return CatalogRecord(
-            id=_required_text(raw.get("id"), n("id"), "every catalog record needs an id"),
+            id=_id_bytes(
+                _required_text(raw.get("id"), n("id"), "every catalog record needs an id"), n("id")
+            ),
             title=_required_text(
                 raw.get("title"), n("title"), "every catalog record needs a title"
             ),

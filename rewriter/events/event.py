@@ -15,6 +15,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from rewriter.events.fields import (
+    INTEGER_MAX,
     MAX_EVENT_TIME,
     MAX_TEXT_CHARS,
     MIN_EVENT_TIME,
@@ -22,6 +23,7 @@ from rewriter.events.fields import (
     Raw,
     Rejection,
     _flag,
+    _id_bytes,
     _integer,
     _Invalid,
     _number,
@@ -45,6 +47,12 @@ future exponentially, so one bad clock could dominate a profile."""
 
 
 MAX_CONTEXT_KEYS = 32
+
+
+MAX_POSITION = INTEGER_MAX
+
+
+MAX_QUANTITY = INTEGER_MAX
 
 
 @dataclass(frozen=True)
@@ -241,8 +249,9 @@ def _event(raw: Raw, known: Collection[str], names: Names, now: float | None) ->
             get("user_id"), n["user_id"], "every event needs the user who acted"
         ),
         "type": _event_type(get("type"), n["type"], known),
-        "item_id": _required_text(
-            get("item_id"), n["item_id"], "every event needs the item acted on"
+        "item_id": _id_bytes(
+            _required_text(get("item_id"), n["item_id"], "every event needs the item acted on"),
+            n["item_id"],
         ),
         "timestamp": _event_time(get("timestamp"), n["timestamp"], now),
         "event_id_generated": False,
@@ -264,9 +273,9 @@ def _event(raw: Raw, known: Collection[str], names: Names, now: float | None) ->
     if (value := get("query")) is not None:
         fields["query"] = _text(value, n["query"], MAX_TEXT_CHARS)
     if (value := get("position")) is not None:
-        fields["position"] = _integer(value, n["position"], 0)
+        fields["position"] = _integer(value, n["position"], 0, MAX_POSITION)
     if (value := get("quantity")) is not None:
-        fields["quantity"] = _integer(value, n["quantity"], 1)
+        fields["quantity"] = _integer(value, n["quantity"], 1, MAX_QUANTITY)
     value_key = "value" if get("value") not in (None, "") else "price"
     if (value := get(value_key)) is not None:
         fields["value"] = _number(value, n[value_key])
@@ -278,7 +287,7 @@ def _event(raw: Raw, known: Collection[str], names: Names, now: float | None) ->
         fields["attributes"] = _attributes(value, n["attributes"])
     given = _text(get("event_id"), n["event_id"])
     if given is not None:
-        fields["event_id"] = given
+        fields["event_id"] = _id_bytes(given, n["event_id"])
         if (value := get("event_id_generated")) is not None:
             fields["event_id_generated"] = _flag(value, n["event_id_generated"])
         return _new_event(fields)

@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from opensearchpy.exceptions import TransportError
+
 from rewriter.engine.client import EngineUnavailable
 from rewriter.events.event import Event
 from rewriter.ingest.event_files import PopularityBuffer, stored_ids
@@ -266,11 +268,23 @@ class GroupCommitter:
         return jobs
 
     def _commit_safely(self, pipeline: Pipeline, jobs: list[_Job]) -> None:
-        """Commit; an error fails these jobs (503: resend) but never the writer."""
+        """Commit; an error fails these jobs (503: resend) but never the writer. A write that
+        fails for a reason other than the engine's state is retried request by request, so
+        only the request that causes it fails, not the others sharing its `_bulk`."""
         try:
             self._commit(pipeline, jobs)
         except Exception as exc:  # the whole batch is unacknowledged; clients resend
-            if isinstance(exc, EngineUnavailable):
+            untouched = not any(job.future.done() for job in jobs)
+            if len(jobs) > 1 and untouched and not _engine_trouble(exc):
+                log.exception(
+                    "a write of %d requests failed; writing each alone, so that only the one "
+                    "that causes it fails",
+                    len(jobs),
+                )
+                for job in jobs:
+                    self._commit_safely(pipeline, [job])
+                return
+            if _engine_trouble(exc):
                 log.error(
                     "a write batch of %d requests was not stored, and they were answered 503 "
                     "(send again): %s",
@@ -290,14 +304,20 @@ class GroupCommitter:
                 unique.setdefault(sid, event)
         batch = pipeline.write(list(unique.values()))
         results = _results(jobs, batch)
-        waiting = [(job, r) for job, r in zip(jobs, results, strict=True) if job.wait_for_profiles]
+        waiting = [
+            (job, r)
+            for job, r in zip(jobs, results, strict=True)
+            if job.wait_for_profiles and "unavailable" not in r.outcomes
+        ]
         with self._cond:
             self.batches += 1
             self._to_fold.append(_Written(batch, waiting))
             self._unfolded += len(batch.created)
             self._cond.notify_all()
         for job, result in zip(jobs, results, strict=True):
-            if not job.wait_for_profiles:
+            if "unavailable" in result.outcomes:  # its stored events are folded all the same
+                job.future.set_exception(WriteFailed(_not_now(result)))
+            elif not job.wait_for_profiles:
                 job.future.set_result(result)
         created = batch.created_of_known_items
         try:  # the batch is written and acknowledged: popularity must not fail it now
@@ -394,6 +414,17 @@ class GroupCommitter:
                     if pruned:
                         log.info("deleted %d old done batches from the journal", pruned)
             self._recovery_stop.wait(self.recover_every_s)
+
+
+def _engine_trouble(exc: BaseException) -> bool:
+    """The engine could not be reached or read (every request of a batch would fail alike)."""
+    return isinstance(exc, EngineUnavailable | TransportError | OSError)
+
+
+def _not_now(result: JobResult) -> str:
+    """Why a request is answered 503 when the engine could not store some of its events."""
+    ids = [sid for sid, o in zip(result.ids, result.outcomes, strict=True) if o == "unavailable"]
+    return f"{len(ids)} of its events could not be stored now: {result.reasons.get(ids[0], '')}"
 
 
 def _results(jobs: Sequence[_Job], batch: BatchResult) -> list[JobResult]:

@@ -201,7 +201,7 @@ def _explain(
             "index": item.index,
             "field": "event",
             "event_id": sid,
-            "reason": f"event was refused by OpenSearch: {reason}",
+            "reason": f"event was not stored: {reason}",
         }
         return [refused], notes
     if outcome == "not_stored":

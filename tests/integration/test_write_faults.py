@@ -180,3 +180,87 @@ def test_every_realtime_read_fails_instead_of_reading_errors_as_absent(
     alias, read = reads[reader]
     with unavailable(opensearch, alias), pytest.raises(EngineUnavailable):
         read()
+
+
+# --------------------------------------------------------------------------- 2: bad members
+def test_events_the_engine_would_refuse_are_rejected_alone_by_field(
+    wf: config.Settings, opensearch: OpenSearch, server: str
+) -> None:
+    """An id of 300 × "é" (600 bytes), a position or a quantity of 1e20: each is rejected
+    with its field, and the good events of the request are stored."""
+    body = [
+        _raw("one-bad", 1),
+        _raw("one-bad", 2, event_id="é" * 300),
+        _raw("one-bad", 3),
+        _raw("one-bad", 4, position=1e20),
+        _raw("one-bad", 5, quantity=1e20),
+    ]
+    r = httpx.post(f"{server}/events", json=body, timeout=30)
+    assert r.status_code == 202, r.text
+    out = r.json()
+    assert (out["accepted"], out["rejected"]) == (2, 3)
+    fields = {(x["index"], x["field"]) for x in out["rejections"]}
+    assert fields == {(1, "event_id"), (3, "position"), (4, "quantity")}
+    assert len(_logged(opensearch, wf, "one-bad")) == 2
+
+
+def _unchecked(user: str, n: int, **fields: Any) -> Event:
+    """An event as validation would not let it through (the pipeline's own defences)."""
+    return replace(_event(user, n), **fields)
+
+
+def test_a_document_the_engine_refuses_is_rejected_alone(
+    wf: config.Settings, opensearch: OpenSearch
+) -> None:
+    """Past validation, the pipeline still never fails a batch for one member: a doc id the
+    engine refuses (the whole `_bulk` is refused for it), a number JSON cannot carry, a number
+    out of its field's range: each event is rejected with the reason, the rest are stored."""
+    pipeline = Pipeline(opensearch, wf, fold_boost(wf))
+    long_id = "é" * 300
+    events = [
+        _event("refused", 1),
+        _unchecked("refused", 2, event_id=long_id),
+        _unchecked("refused", 3, position=10**20),
+        _unchecked("refused", 4, quantity=3_000_000_000),
+        _event("refused", 5),
+    ]
+    result = pipeline.ingest(events)
+    assert (result.accepted, result.folded) == (2, 2)
+    assert result.outcomes == {
+        "refused-1": "accepted",
+        long_id: "rejected",
+        "refused-3": "rejected",
+        "refused-4": "rejected",
+        "refused-5": "accepted",
+    }
+    why = dict(result.refused)
+    assert "no longer than 512 bytes" in why[long_id]
+    assert "64-bit" in why["refused-3"]
+    assert "quantity" in why["refused-4"] and "out of range" in why["refused-4"]
+    assert len(_logged(opensearch, wf, "refused")) == 2
+
+
+def test_a_bad_event_never_fails_the_requests_it_shares_a_write_with(
+    wf: config.Settings, opensearch: OpenSearch
+) -> None:
+    """Two requests group-committed into one `_bulk`: the one with an unwritable event gets
+    that event rejected, the other is stored whole; neither is failed."""
+    from rewriter.ingest.group_commit import GroupCommitter
+
+    boost = fold_boost(wf)
+    committer = GroupCommitter(
+        lambda: Pipeline(opensearch, wf, boost), writers=1, linger_s=0.5, recover_every_s=3600
+    )
+    committer.start()
+    try:
+        bad = committer.submit(
+            [_unchecked("neighbour-a", 1, position=10**20), _event("neighbour-a", 2)]
+        )
+        good = committer.submit([_event("neighbour-b", 1), _event("neighbour-b", 2)])
+        results = bad.result(30), good.result(30)
+    finally:
+        committer.stop()
+    assert committer.batches == 1  # they did share one write
+    assert results[0].outcomes == ["rejected", "accepted"]
+    assert results[1].outcomes == ["accepted", "accepted"]
+    assert "64-bit" in results[0].reasons["neighbour-a-1"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rewriter.events.catalog import CatalogRecord, validate_catalog, with_item_attributes
-from rewriter.events.event import Event, validate
+from rewriter.events.event import EVENT_FIELD_NAMES, Event, validate
 from rewriter.events.fields import Rejection, parse_timestamp
 from rewriter.events.formats import (
     FieldMapping,
@@ -162,6 +162,41 @@ def test_rejections_name_the_field(overrides: dict[str, object], field: str, fra
     rej = rejected(validate(event))
     assert rej.field == field
     assert fragment in rej.reason
+
+
+@pytest.mark.parametrize("field", ["event_id", "item_id"])
+def test_ids_the_engine_would_refuse_are_rejected_by_field(field: str) -> None:
+    """OpenSearch refuses a document id over 512 bytes of UTF-8 (`event_id` is the events
+    log's doc id, `item_id` the catalog's): 300 × "é" is 300 characters but 600 bytes."""
+    rej = rejected(validate(raw(**{field: "é" * 300})))
+    assert rej.field == field
+    assert "600 bytes" in rej.reason and "512" in rej.reason
+    assert isinstance(validate(raw(**{field: "é" * 256})), Event)  # 512 bytes: fine
+
+
+def _integer_fields() -> dict[str, int]:
+    """The events index's integer-typed fields that events carry, with the largest value
+    each mapping type holds."""
+    mapping = json.loads((ROOT / "index_templates" / "events.json").read_text())
+    largest = {"integer": 2**31 - 1, "long": 2**63 - 1, "short": 2**15 - 1, "byte": 127}
+    fields = mapping["mappings"]["properties"]
+    return {
+        name: largest[spec["type"]]
+        for name, spec in fields.items()
+        if spec.get("type") in largest and name in EVENT_FIELD_NAMES
+    }
+
+
+def test_integer_fields_are_bounded_like_their_mappings() -> None:
+    """1e20 made orjson fail the whole `_bulk` ("Integer exceeds 64-bit range"); 3e9 made
+    the engine refuse the document (out of range for an integer)."""
+    fields = _integer_fields()
+    assert set(fields) >= {"position", "quantity"}
+    for name, largest in fields.items():
+        for too_big in (largest + 1, 1e20, "1e20"):
+            assert rejected(validate(raw(**{name: too_big}))).field == name
+        assert ok(validate(raw(**{name: 1000}))).__dict__[name] == 1000
+    assert ok(validate(raw(position=2**31 - 1))).position == 2**31 - 1
 
 
 def test_rejection_uses_the_callers_field_names() -> None:

@@ -49,6 +49,9 @@ future exponentially, so one bad clock could dominate a profile."""
 MAX_CONTEXT_KEYS = 32
 
 
+MAX_CONTEXT_KEY_CHARS = 256
+
+
 MAX_POSITION = INTEGER_MAX
 
 
@@ -169,8 +172,19 @@ def _context(value: object, name: str) -> dict[str, str]:
         return {}
     if not isinstance(value, Mapping) or len(value) > MAX_CONTEXT_KEYS:
         raise _Invalid(name, f"{name} must be an object of at most 32 keys, got {value!r}")
+    bad = next((k for k in value if not _context_key(str(k))), None)
+    if bad is not None:  # the engine refuses the document: "" and dots make field paths
+        raise _Invalid(
+            name,
+            f"{name} key {bad!r} is not usable: keys must be non-empty names without dots, "
+            f"of at most {MAX_CONTEXT_KEY_CHARS} characters (device, geo, referrer, campaign)",
+        )
     out = {str(k): _text(v, f"{name}.{k}", MAX_TEXT_CHARS) for k, v in value.items()}
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _context_key(key: str) -> bool:
+    return bool(key.strip()) and "." not in key and len(key) <= MAX_CONTEXT_KEY_CHARS
 
 
 def _event_type(value: object, name: str, known: Collection[str]) -> str:

@@ -148,6 +148,9 @@ def test_future_events_are_rejected_only_against_a_clock() -> None:
         ({"opt_out": "maybe"}, "opt_out", "true or false"),
         ({"context": "mobile"}, "context", "must be an object"),
         ({"context": {"device": ["a"]}}, "context.device", "must be a string"),
+        ({"context": {"": "x"}}, "context", "key"),  # the engine refuses these documents
+        ({"context": {"a..b": "x"}}, "context", "key"),
+        ({"context": {"device.model": "x"}}, "context", "key"),
         ({"attributes": ["brand"]}, "attributes", "must be an object"),
         ({"attributes": {"brand": {"x": 1}}}, "attributes.brand", "list of strings"),
         ({"attributes": {"tag": [str(i) for i in range(101)]}}, "attributes.tag", "limit"),

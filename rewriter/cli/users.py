@@ -194,6 +194,11 @@ def profile_show(user: str, boost_name: str | None, top: int, as_json: bool) -> 
 )
 @click.option("--user", "user", default=None, help="Raw user id (default: every user).")
 @click.option(
+    "--pseudonym",
+    default=None,
+    help="A user's pseudonym, as logs name it (instead of --user).",
+)
+@click.option(
     "--profile",
     "boost_name",
     default=None,
@@ -201,7 +206,9 @@ def profile_show(user: str, boost_name: str | None, top: int, as_json: bool) -> 
     "AFFINITY_FOLD_PROFILE, else the one that folded each profile, else default).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def profile_rebuild(user: str | None, boost_name: str | None, quiet: bool) -> None:
+def profile_rebuild(
+    user: str | None, pseudonym: str | None, boost_name: str | None, quiet: bool
+) -> None:
     from rewriter.boost.profile import load_boost_profiles
 
     s = _settings()
@@ -209,7 +216,9 @@ def profile_rebuild(user: str | None, boost_name: str | None, quiet: bool) -> No
     boost = _fold_boost(boost_name)
     chosen = boost_name or s.fold_profile  # else: each profile's own (`fold_profile`)
     by_name = None if chosen else load_boost_profiles(s.profiles_dir)
-    users = [user_ops.pseudonym(s, user)] if user else None
+    if user and pseudonym:
+        _fail("give --user or --pseudonym, not both")
+    users = [user_ops.pseudonym(s, user)] if user else [pseudonym] if pseudonym else None
     t0 = time.monotonic()
     with tqdm(desc="rebuild", unit=" users", disable=quiet, file=sys.stderr) as bar:
         try:
@@ -340,3 +349,5 @@ def segments_build(boost_name: str | None, quiet: bool) -> None:
     )
     for segment, members in sorted(result.priors.items()):
         click.echo(f"  {segment_priors.segment_id(segment)}: {members} users")
+    for problem in result.unreadable[:20]:
+        click.echo(f"warning: left out of the priors: {problem}", err=True)

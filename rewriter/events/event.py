@@ -55,7 +55,15 @@ MAX_CONTEXT_KEY_CHARS = 256
 MAX_POSITION = INTEGER_MAX
 
 
-MAX_QUANTITY = INTEGER_MAX
+MAX_QUANTITY = 1_000_000
+
+
+MAX_VALUE = 1e12
+
+
+"""A purchase's `value` (per unit) and `quantity` are bounded far above any real order, so
+value × quantity (≤ 1e18) and its sums stay finite: 1e308 × 10 was inf, which JSON stores
+as null, and that profile then failed every fold and every search of its user."""
 
 
 @dataclass(frozen=True)
@@ -292,7 +300,7 @@ def _event(raw: Raw, known: Collection[str], names: Names, now: float | None) ->
         fields["quantity"] = _integer(value, n["quantity"], 1, MAX_QUANTITY)
     value_key = "value" if get("value") not in (None, "") else "price"
     if (value := get(value_key)) is not None:
-        fields["value"] = _number(value, n[value_key])
+        fields["value"] = _number(value, n[value_key], MAX_VALUE)
     if (value := get("context")) is not None:
         fields["context"] = _context(value, n["context"])
     if (value := get("opt_out")) is not None:

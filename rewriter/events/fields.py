@@ -107,17 +107,19 @@ def _id_bytes(text: str, name: str) -> str:
     return text
 
 
-def _number(value: object, name: str) -> float | None:
+def _number(value: object, name: str, maximum: float = math.inf) -> float | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise _Invalid(name, f"{name} must be a number, got {value!r}")
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise _Invalid(name, f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(number) or number < 0:
         raise _Invalid(name, f"{name} must be a finite number ≥ 0, got {value!r}")
+    if number > maximum:
+        raise _Invalid(name, f"{name} must be a number ≥ 0 and ≤ {maximum:g}, got {value!r}")
     return number
 
 

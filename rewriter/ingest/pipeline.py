@@ -659,10 +659,18 @@ def _empty(user: str, cfg: FoldConfig) -> ProfileDoc:
 
 
 def event_from_doc(source: Mapping[str, Any]) -> Event | Rejection:
-    """An Event read back from the events log (the shape Event.to_doc writes)."""
-    from rewriter.events.event import validate
+    """An Event read back from the events log (the shape Event.to_doc writes).
+
+    Events stored before `value` and `quantity` were bounded are read with them capped at
+    the bounds (MAX_VALUE, MAX_QUANTITY): they were accepted, so a rebuild keeps them, and
+    the profile stays finite."""
+    from rewriter.events.event import MAX_QUANTITY, MAX_VALUE, validate
 
     internal = ("known_item", "batch_id", "folded", "ingested_at")
     raw = {k: v for k, v in source.items() if k not in internal}
+    for name, cap in (("value", MAX_VALUE), ("quantity", MAX_QUANTITY)):
+        number = raw.get(name)
+        if isinstance(number, int | float) and not isinstance(number, bool) and number > cap:
+            raw[name] = cap
     types = [str(source.get("type"))]
     return validate(raw, types)

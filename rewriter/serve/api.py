@@ -22,7 +22,7 @@ from opensearchpy.exceptions import NotFoundError
 from rewriter import config, privacy
 from rewriter.boost.profile import BoostProfile, bind_secret, load_boost_profiles
 from rewriter.engine.client import connect
-from rewriter.profiles.doc import decode
+from rewriter.profiles.doc import UnreadableProfile, profile_from_source
 from rewriter.profiles.view import UserAffinity, affinity_view
 from rewriter.ranking import pins
 from rewriter.ranking.rewrite import RequestContext, RewriteResult, rewrite
@@ -66,7 +66,7 @@ class Personalizer:
             doc = self.es.get(index=self.settings.indices.profiles, id=pseudonym, realtime=True)
         except NotFoundError:
             return None
-        return affinity_view(decode(doc["_source"]), time.time(), boost.top_k)  # type: ignore[arg-type]
+        return affinity_view(profile_from_source(doc["_source"]), time.time(), boost.top_k)
 
     def rewrite(
         self,
@@ -78,8 +78,11 @@ class Personalizer:
     ) -> RewriteResult:
         boost = self.boost(boost_profile or self.settings.index_profile_map.get(index))
         pseudonym = self.pseudonym(user_id) if user_id else None
-        user = self._affinity(pseudonym, boost) if pseudonym else None
         ctx = context or RequestContext()
+        try:
+            user = self._affinity(pseudonym, boost) if pseudonym else None
+        except UnreadableProfile:  # as the proxy does: generic, and the reason says why
+            user, ctx = None, replace(ctx, profile_unreadable=True)
         if pseudonym and ctx.user is None:  # segments that list users compare pseudonyms
             ctx = replace(ctx, user=pseudonym)
         return rewrite(body, user, boost, ctx)

@@ -11,8 +11,9 @@ Response (202): `accepted`, `duplicates` (already stored: a re-sent event change
 in the request, `line` for NDJSON, `field` and `reason`) and `notes` (unknown items, generated
 event ids, opt-outs). 400 when nothing in the body is a valid event, 413 for a body over
 MAX_BODY_BYTES or MAX_EVENTS_PER_REQUEST events, 429 with Retry-After when the write queue is
-full (nothing of that request was stored: send it again), 503 when OpenSearch refused the
-write (send it again: event ids make that safe).
+full (nothing of that request was stored: send it again), 503 when OpenSearch could not
+store the events now: unreachable, or its shards recovering (send the same request again:
+event ids make that safe). An event the engine refuses is one rejection, never a 503.
 
 `?wait_for_profiles=true`: answer only after the events are folded into the profiles
 (read-your-writes; `folded` in the response says whether the fold succeeded). Without it the

@@ -264,3 +264,115 @@ def test_a_bad_event_never_fails_the_requests_it_shares_a_write_with(
     assert results[0].outcomes == ["rejected", "accepted"]
     assert results[1].outcomes == ["accepted", "accepted"]
     assert "64-bit" in results[0].reasons["neighbour-a-1"]
+
+
+# --------------------------------------------------------------------------- 3: bad profiles
+SEARCH = {"query": {"match": {"title": "running"}}, "size": 5}
+
+
+def _search(url: str, s: config.Settings, user: str, **headers: str) -> httpx.Response:
+    return httpx.post(
+        f"{url}/{s.indices.catalog}/_search",
+        json=SEARCH,
+        headers={"X-User-Id": user, **headers},
+        timeout=30,
+    )
+
+
+def _poison(es: OpenSearch, s: config.Settings, user: str) -> str:
+    """The user's profile and log as they were stored before purchases were bounded: a
+    purchase of value 1e308 × quantity 10 in the log, and a profile whose lifetime value was
+    inf, which JSON stores as null. Returns the pseudonym."""
+    pseudo = _pseudo(s, user)
+    Pipeline(es, s, fold_boost(s)).ingest([_event(user, 1)])
+    huge = {
+        **_event(user, 0).with_user(pseudo).to_doc(),
+        "value": 1e308,
+        "quantity": 10,
+        "attributes": {"brand": [BRANDS[1]], "category": ["shoes"]},
+        "known_item": True,
+        "batch_id": "before-bounds",
+        "ingested_at": time.time(),
+    }
+    es.index(index=s.indices.events, id=huge["event_id"], body=huge)
+    poisoned = {"counters": {"lifetime_value": None}}
+    es.update(index=s.indices.profiles, id=pseudo, body={"doc": poisoned}, refresh=True)
+    return pseudo
+
+
+def test_a_purchase_too_large_is_rejected_at_the_edge(
+    wf: config.Settings, opensearch: OpenSearch, server: str
+) -> None:
+    body = [
+        _raw("big-spender", 1, value=1e308, quantity=10),
+        _raw("big-neighbour", 1, value=20.0, quantity=10),
+    ]
+    r = httpx.post(f"{server}/events?wait_for_profiles=true", json=body, timeout=30)
+    assert r.status_code == 202, r.text
+    assert r.json()["accepted"] == 1
+    assert [(x["index"], x["field"]) for x in r.json()["rejections"]] == [(0, "value")]
+    profile = user_ops.read_profile(opensearch, wf, _pseudo(wf, "big-neighbour"))
+    assert profile is not None and profile["counters"]["lifetime_value"] == 200.0
+    assert _search(server, wf, "big-spender").status_code == 200
+
+
+def test_a_profile_that_cannot_be_folded_is_quarantined_and_its_batch_goes_on(
+    wf: config.Settings, opensearch: OpenSearch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The poisoned user's new events stay in the log (a rebuild takes them), the other
+    user of the batch is folded, the batch is done (recovery does not retry it forever),
+    and the log says which profile, what is wrong with it and what to run."""
+    pseudo = _poison(opensearch, wf, "poisoned-1")
+    pipeline = Pipeline(opensearch, wf, fold_boost(wf))
+    with caplog.at_level("ERROR", logger="affinity.profiles"):
+        result = pipeline.ingest([_event("poisoned-1", 2), _event("healthy-1", 1)])
+    assert (result.accepted, result.folded) == (2, 1)
+    healthy = user_ops.read_profile(opensearch, wf, _pseudo(wf, "healthy-1"))
+    assert healthy is not None and healthy["counters"]["events"] == 1
+    [line] = [r.getMessage() for r in caplog.records if pseudo in r.getMessage()]
+    assert "lifetime_value" in line and f"affinity profile rebuild --pseudonym {pseudo}" in line
+    assert pseudo in pipeline.profiles.quarantined
+    assert pipeline.recover(min_age_s=0) == 0
+
+
+def test_a_search_for_a_user_whose_profile_is_unreadable_is_served_generic(
+    wf: config.Settings, opensearch: OpenSearch, server: str
+) -> None:
+    _poison(opensearch, wf, "poisoned-2")
+    r = _search(server, wf, "poisoned-2")
+    assert r.status_code == 200, r.text
+    info = r.json()["personalization"]
+    assert (info["applied"], info["reason"]) == (False, "profile_unreadable")
+    generic = _search(server, wf, "poisoned-2", **{"X-Personalization": "off"}).json()
+    assert r.json()["hits"] == generic["hits"]
+
+
+def test_a_rebuild_repairs_an_unreadable_profile(
+    wf: config.Settings, opensearch: OpenSearch, server: str
+) -> None:
+    """`affinity profile rebuild` folds the log again, the purchase of 1e308 × 10 included
+    (read with its numbers bounded): the profile is finite and personalizes again."""
+    from click.testing import CliRunner
+
+    import cli
+
+    pseudo = _poison(opensearch, wf, "poisoned-3")
+    env = {
+        "OPENSEARCH_URL": wf.opensearch_url,
+        "AFFINITY_INDEX_PREFIX": wf.indices.prefix,
+        "AFFINITY_SECRET": wf.secret or "",
+        "AFFINITY_PROFILES_DIR": str(wf.profiles_dir),
+    }
+    args = ["profile", "rebuild", "--user", "poisoned-3", "--quiet"]
+    done = CliRunner().invoke(cli.main, args, env=env, catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    profile = user_ops.read_profile(opensearch, wf, pseudo)
+    assert profile is not None and profile["counters"]["purchases"] == 2
+    spent = profile["counters"]["lifetime_value"]
+    assert isinstance(spent, float) and 1e12 < spent < 1e300
+    deadline = time.monotonic() + 10  # the proxy caches profiles for 250 ms
+    while (info := _search(server, wf, "poisoned-3").json()["personalization"])["mode"] != (
+        "affinity"
+    ) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert info["mode"] == "affinity", info

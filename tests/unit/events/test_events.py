@@ -145,6 +145,9 @@ def test_future_events_are_rejected_only_against_a_clock() -> None:
         ({"value": "cheap"}, "value", "must be a number"),
         ({"value": float("inf")}, "value", "finite"),
         ({"price": -3}, "price", "≥ 0"),
+        ({"value": 1e308}, "value", "≤"),  # × quantity 10 made a profile's lifetime value inf
+        ({"price": "1e300"}, "price", "≤"),
+        ({"quantity": 10_000_000}, "quantity", "≤"),
         ({"opt_out": "maybe"}, "opt_out", "true or false"),
         ({"context": "mobile"}, "context", "must be an object"),
         ({"context": {"device": ["a"]}}, "context.device", "must be a string"),

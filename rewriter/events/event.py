@@ -73,7 +73,8 @@ class Event:
     `user_id` is the raw id after validation; `with_user` swaps in the pseudonym before the
     event is stored. `attributes` holds the item's attribute values captured at event time
     (`{"brand": ("acme",), "category": ("shoes", "sale")}`), attached from the catalog by the
-    ingest path (`with_item_attributes`); profiles fold exactly these, never today's catalog.
+    ingest path (`catalog.item_attributes`); profiles fold exactly these, never today's
+    catalog.
     Mapping fields are plain dicts: treat them as read-only (they do not take part in hash).
     """
 

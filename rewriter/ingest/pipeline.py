@@ -41,6 +41,7 @@ from opensearchpy.exceptions import RequestError, TransportError
 from rewriter import config, privacy
 from rewriter.boost.profile import BoostProfile
 from rewriter.engine.client import mget_docs
+from rewriter.events.catalog import item_attributes
 from rewriter.events.event import Event
 from rewriter.events.fields import Rejection
 from rewriter.profiles.doc import ProfileDoc, to_source
@@ -114,24 +115,12 @@ class BatchResult:
         return {e.user_id for e in self.created}
 
 
-def attributes_from_source(source: Mapping[str, Any], names: Iterable[str]) -> dict:
-    """The item's keyword values for the configured attributes, as events capture them."""
-    out: dict[str, tuple[str, ...]] = {}
-    for name in names:
-        raw = source.get(name)
-        values = raw if isinstance(raw, list) else [] if raw is None else [raw]
-        kept = tuple(str(v) for v in values if v is not None and v != "")
-        if kept:
-            out[name] = kept
-    return out
-
-
 def catalog_attributes(
     es: OpenSearch, catalog: str, item_ids: Iterable[str], names: Sequence[str]
 ) -> dict[str, dict[str, tuple[str, ...]]]:
     """The attribute values of the items that are in the catalog (realtime mget), by id."""
     return {
-        d["_id"]: attributes_from_source(d.get("_source") or {}, names)
+        d["_id"]: item_attributes(d.get("_source") or {}, names)
         for d in mget_docs(es, catalog, item_ids, _source_includes=list(names))
         if d.get("found")
     }
@@ -294,7 +283,7 @@ class Pipeline:
             else:
                 attrs = self._attrs_cache.get(event.item_id)
                 if attrs is None:
-                    attrs = attributes_from_source(source, self.cfg.attributes)
+                    attrs = item_attributes(source, self.cfg.attributes)
                     self._attrs_cache[event.item_id] = attrs
                 enriched.append((event.with_attributes(attrs), True))
         return enriched

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from rewriter.events.catalog import CatalogRecord, validate_catalog, with_item_attributes
+from rewriter.events.catalog import (
+    CatalogRecord,
+    item_attributes,
+    validate_catalog,
+    with_item_attributes,
+)
 from rewriter.events.event import EVENT_FIELD_NAMES, Event, validate
 from rewriter.events.fields import Rejection, parse_timestamp
 from rewriter.events.formats import (
@@ -260,6 +265,35 @@ def test_with_item_attributes_captures_catalog_values() -> None:
         "color": ("red",),
     }
     assert with_item_attributes(event, record, ["brand"]).attributes == {"brand": ("Acme",)}
+
+
+def test_an_items_attributes_are_one_function_of_its_catalog_document(tmp_path: Path) -> None:
+    """A record loaded from a file, the same item read back from the catalog index (as
+    affinity's import indexed it, and as another tool indexed the raw item), give the same
+    attributes: events carry what profiles fold whichever way the item got there."""
+    item = {
+        "id": "sku-9",
+        "title": "Trail runner",
+        "brand": " Acme ",
+        "category": ["shoes", "sale", "shoes", ""],
+        "color": ["red", 7, None],
+        "price": 120,
+    }
+    path = tmp_path / "catalog.jsonl"
+    path.write_text(json.dumps(item) + "\n")
+    with path.open() as handle:
+        [(_, record)] = list(parse_catalog_jsonl(handle, FieldMapping(facets=("color",))))
+    assert isinstance(record, CatalogRecord)
+    names = ("brand", "category", "color")
+    indexed = json.loads(json.dumps(record.to_doc()))  # its `_source` in the catalog index
+    written_elsewhere = json.loads(json.dumps(item))
+    want = {"brand": ("Acme",), "category": ("shoes", "sale"), "color": ("red", "7")}
+    assert record.attributes() == want
+    assert item_attributes(indexed, names) == want
+    assert item_attributes(written_elsewhere, names) == want
+    assert item_attributes(indexed, ["brand", "size"]) == {"brand": ("Acme",)}
+    event = ok(validate(raw()))
+    assert with_item_attributes(event, record, ["color"]).attributes == {"color": ("red", "7")}
 
 
 def test_parse_timestamp_rejects_non_finite() -> None:

@@ -88,7 +88,7 @@ def ingest_events(
     fmt = fmt or event_files.guess_format(file)
     boost = _fold_boost(boost_name, fmt)
     es = _client()
-    pipeline = Pipeline(es, _settings(), boost)
+    pipeline = Pipeline(es, _settings(), boost, source=fmt)
     t0 = time.monotonic()
     with (
         file.open(encoding="utf-8", newline="") as handle,

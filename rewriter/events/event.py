@@ -74,7 +74,8 @@ class Event:
     event is stored. `attributes` holds the item's attribute values captured at event time
     (`{"brand": ("acme",), "category": ("shoes", "sale")}`), attached from the catalog by the
     ingest path (`catalog.item_attributes`); profiles fold exactly these, never today's
-    catalog.
+    catalog. Attributes a client sends are not folded unless a boost profile allows them for
+    the event's source and the item is not in the catalog (`client_attributes`).
     Mapping fields are plain dicts: treat them as read-only (they do not take part in hash).
     """
 

@@ -73,6 +73,8 @@ class JobResult:
     outcomes: list[str]
     reasons: dict[str, str] = field(default_factory=dict)
     unknown_items: set[str] = field(default_factory=set)
+    ignored_attributes: set[str] = field(default_factory=set)
+    """Stored ids of its events whose client-sent attributes were not used."""
     folded: bool = False
     """The events are in the profiles (the request waited for the fold)."""
 
@@ -441,5 +443,6 @@ def _results(jobs: Sequence[_Job], batch: BatchResult) -> list[JobResult]:
             claimed.add(sid)
             outcomes.append(outcome)
         unknown = {e.item_id for e in job.events} & batch.unknown_items
-        out.append(JobResult(job.ids, outcomes, reasons, unknown))
+        ignored = set(job.ids) & batch.ignored_attributes
+        out.append(JobResult(job.ids, outcomes, reasons, unknown, ignored))
     return out

@@ -87,6 +87,8 @@ class BatchResult:
     notes: list[str] = field(default_factory=list)
     folded: int = 0
     unknown_items: set[str] = field(default_factory=set)
+    ignored_attributes: set[str] = field(default_factory=set)
+    """Stored ids of events whose client-sent attributes were not used (client_attributes)."""
     outcomes: dict[str, str] = field(default_factory=dict)
     """Stored event id (after pseudonymization) → accepted | duplicate | rejected |
     unavailable (the engine could not store it now: send it again) | not_stored (opted out);
@@ -127,12 +129,24 @@ def catalog_attributes(
 
 
 class Pipeline:
-    """Writes batches of validated events and folds them into profiles (synchronous)."""
+    """Writes batches of validated events and folds them into profiles (synchronous).
 
-    def __init__(self, es: OpenSearch, settings: config.Settings, boost: BoostProfile) -> None:
+    `source` says how the events arrive (boost.profile.EVENT_SOURCES: `api` for POST /events,
+    else the import format): item attributes sent with events are kept for items not in the
+    catalog only when the boost profile's `client_attributes` allows that source."""
+
+    def __init__(
+        self,
+        es: OpenSearch,
+        settings: config.Settings,
+        boost: BoostProfile,
+        source: str = "api",
+    ) -> None:
         self.es = es
         self.settings = settings
         self.boost = boost
+        self.source = source
+        self.client_attributes = boost.client_attributes.allows(source)
         self.cfg = fold_config(boost)
         self.secret = config.user_secret(settings)
         self._catalog_cache: dict[str, dict | None] = {}
@@ -268,10 +282,19 @@ class Pipeline:
         self, kept: list[Event], items: Mapping[str, dict | None], result: BatchResult
     ) -> list[tuple[Event, bool]]:
         """Each event with its item's attribute values (`items`: catalog sources by id),
-        and whether the item is known."""
+        and whether the item is known. Attributes the client sent are replaced by the
+        catalog's, and dropped for an item not in the catalog unless `client_attributes`
+        allows this pipeline's source."""
         enriched = []
         for event in kept:
             source = items.get(event.item_id)
+            if event.attributes and (source is not None or not self.client_attributes):
+                result.ignored_attributes.add(event.event_id)
+                result.notes.append(
+                    f"event {event.event_id}: the attributes sent with it are ignored: item "
+                    "attributes come from the catalog (boost profile key client_attributes "
+                    f"can allow them for source {self.source!r} and items not in the catalog)"
+                )
             if source is None:
                 result.unknown_items.add(event.item_id)
                 result.notes.append(
@@ -279,6 +302,8 @@ class Pipeline:
                     "catalog; stored, and the profile learns from it once the item is in "
                     "the catalog and the profile is rebuilt (affinity profile rebuild)"
                 )
+                if event.attributes and not self.client_attributes:
+                    event = event.with_attributes({})
                 enriched.append((event, False))
             else:
                 attrs = self._attrs_cache.get(event.item_id)
@@ -385,7 +410,7 @@ class Pipeline:
         pending: dict[str, tuple[Event, bytes]] = {}
         for event, known in enriched:
             try:
-                doc = line(_log_doc(event, known, batch, now))
+                doc = line(_log_doc(event, known, batch, now, self.source))
             except TypeError as exc:  # orjson: an integer beyond 64 bits, say
                 out.append(_refusal(event.event_id, f"it cannot be encoded as JSON ({exc})"))
                 continue
@@ -628,12 +653,16 @@ def _error_text(error: object) -> str:
     return reason
 
 
-def _log_doc(event: Event, known: bool, batch: str, now: float) -> dict[str, Any]:
-    """The events-index document: `Event.to_doc` plus what the pipeline adds."""
+def _log_doc(
+    event: Event, known: bool, batch: str, now: float, source: str = "api"
+) -> dict[str, Any]:
+    """The events-index document: `Event.to_doc` plus what the pipeline adds (`source` is
+    stored, not indexed: the rebuild reads it to apply `client_attributes`)."""
     doc = event.to_doc()
     doc["known_item"] = known
     doc["batch_id"] = batch
     doc["ingested_at"] = now
+    doc["source"] = source
     return doc
 
 
@@ -655,7 +684,7 @@ def event_from_doc(source: Mapping[str, Any]) -> Event | Rejection:
     the profile stays finite."""
     from rewriter.events.event import MAX_QUANTITY, MAX_VALUE, validate
 
-    internal = ("known_item", "batch_id", "folded", "ingested_at")
+    internal = ("known_item", "batch_id", "folded", "ingested_at", "source")
     raw = {k: v for k, v in source.items() if k not in internal}
     for name, cap in (("value", MAX_VALUE), ("quantity", MAX_QUANTITY)):
         number = raw.get(name)

@@ -213,6 +213,11 @@ def _explain(
             "profile learns from it once the item is in the catalog and the profile is "
             "rebuilt (affinity profile rebuild)"
         )
+    if outcome == "accepted" and sid in result.ignored_attributes:
+        notes.append(
+            f"{where}: the attributes sent with it are ignored: item attributes come from the "
+            "catalog (a boost profile's client_attributes can allow them for items not in it)"
+        )
     if event.event_id_generated and outcome in ("accepted", "duplicate"):
         notes.append(
             f"{where}: no event_id was sent; generated {sid} from its content "

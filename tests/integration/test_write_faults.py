@@ -376,3 +376,74 @@ def test_a_rebuild_repairs_an_unreadable_profile(
     ) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert info["mode"] == "affinity", info
+
+
+# --------------------------------------------------------------------------- 4: attributes
+INJECTED = {"brand": ["EvilCorp"], "category": ["INJECTED"]}
+
+
+def test_clients_cannot_write_attributes_into_profiles(
+    wf: config.Settings, opensearch: OpenSearch, server: str
+) -> None:
+    """Attributes sent with an event are not folded: for an item in the catalog its values
+    are used, for one that is not, none (the response says they were ignored)."""
+    body = [
+        _raw("injector", 1, item_id="ghost-9", attributes=INJECTED),
+        _raw("injector", 2, item_id="i2", attributes=INJECTED),
+    ]
+    r = httpx.post(f"{server}/events?wait_for_profiles=true", json=body, timeout=30)
+    assert r.status_code == 202, r.text
+    assert r.json()["accepted"] == 2
+    profile = user_ops.read_profile(opensearch, wf, _pseudo(wf, "injector"))
+    assert profile is not None and profile["counters"]["events"] == 2
+    assert profile["affinities"] == {
+        "brand": {"nova": pytest.approx(profile["mass"] / 2)},
+        "category": {"hats": pytest.approx(profile["mass"] / 2)},
+    }
+    assert any("attributes sent with it are ignored" in n for n in r.json()["notes"])
+    logged = {d["item_id"]: d.get("attributes") for d in _logged(opensearch, wf, "injector")}
+    assert logged == {"ghost-9": None, "i2": {"brand": ["nova"], "category": ["hats"]}}
+
+
+def test_a_rebuild_drops_client_attributes_an_earlier_version_stored(
+    wf: config.Settings, opensearch: OpenSearch
+) -> None:
+    """Events of items not in the catalog that were stored with the client's attributes
+    (before attributes came from the catalog only) are rebuilt without them."""
+    pseudo = _pseudo(wf, "injected-earlier")
+    doc = {
+        **_event("injected-earlier", 1, item_id="ghost-10").with_user(pseudo).to_doc(),
+        "attributes": INJECTED,
+        "known_item": False,
+        "batch_id": "before-client-attributes",
+        "ingested_at": time.time(),
+    }
+    opensearch.index(index=wf.indices.events, id=doc["event_id"], body=doc, refresh=True)
+    result = user_ops.Rebuilder(opensearch, wf, fold_boost(wf)).run([pseudo])
+    assert (result.users, result.errors) == (1, [])
+    profile = user_ops.read_profile(opensearch, wf, pseudo)
+    assert profile is not None and profile["counters"]["events"] == 1
+    assert profile["affinities"] == {}
+
+
+def test_a_boost_profile_may_allow_client_attributes_for_a_named_source(
+    wf: config.Settings, opensearch: OpenSearch
+) -> None:
+    """`client_attributes: {sources: [segment]}`: a Segment import's product attributes are
+    folded for items not in the catalog (and kept by a rebuild); POST /events' are not."""
+    from rewriter.boost.profile import ClientAttributes
+
+    boost = replace(fold_boost(wf), client_attributes=ClientAttributes(sources=("segment",)))
+    event = _event("trusted-source", 1, item_id="ghost-11", attributes=INJECTED)
+    Pipeline(opensearch, wf, boost, source="segment").ingest([event])
+    Pipeline(opensearch, wf, boost).ingest(
+        [_event("trusted-source", 2, item_id="ghost-12", attributes={"brand": ["Other"]})]
+    )
+    pseudo = _pseudo(wf, "trusted-source")
+    folded = user_ops.read_profile(opensearch, wf, pseudo)
+    assert folded is not None and set(folded["affinities"]["brand"]) == {"EvilCorp"}
+    user_ops.Rebuilder(opensearch, wf, boost).run([pseudo])
+    rebuilt = user_ops.read_profile(opensearch, wf, pseudo)
+    assert rebuilt is not None and set(rebuilt["affinities"]["brand"]) == {"EvilCorp"}
+    user_ops.Rebuilder(opensearch, wf, fold_boost(wf)).run([pseudo])  # a profile that doesn't
+    assert user_ops.read_profile(opensearch, wf, pseudo)["affinities"] == {}  # type: ignore[index]

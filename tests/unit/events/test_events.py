@@ -691,6 +691,7 @@ def test_the_log_document_is_to_doc_plus_the_pipeline_fields() -> None:
                      "timestamp": 1_714_564_800})  # fmt: skip
     assert isinstance(full, Event) and isinstance(bare, Event)
     for event in (full, bare, full.with_attributes({"brand": ("acme",)})):
-        expected = {**event.to_doc(), "known_item": True, "batch_id": "b1", "ingested_at": 5.0}
-        got = _log_doc(event, True, "b1", 5.0)
+        pipeline = {"known_item": True, "batch_id": "b1", "ingested_at": 5.0, "source": "csv"}
+        expected = {**event.to_doc(), **pipeline}
+        got = _log_doc(event, True, "b1", 5.0, "csv")
         assert orjson.loads(orjson.dumps(got)) == orjson.loads(orjson.dumps(expected))

@@ -130,6 +130,11 @@ def _number_problem(doc: Mapping[str, Any]) -> str | None:
     for attribute, values in affinities.items():
         if not isinstance(values, Mapping):
             return f"affinities.{attribute} is not an object of value → mass"
+        try:  # the common case in one pass (it runs per search): nan, inf and < 0 fail it
+            if all(0.0 <= g < math.inf for g in values.values()):
+                continue
+        except TypeError:  # None, text: found below
+            pass
         bad = next((v for v, g in values.items() if not _amount(g)), None)
         if bad is not None:
             return f"affinities.{attribute}[{bad!r}] is {values[bad]!r}, not a finite mass ≥ 0"

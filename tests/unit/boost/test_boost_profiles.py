@@ -100,6 +100,13 @@ def test_client_attributes_name_the_event_sources_allowed_to_send_them() -> None
     assert not profile.client_attributes.allows("csv")
 
 
+def test_the_sources_a_profile_can_trust_are_the_ways_events_arrive() -> None:
+    from rewriter.boost.profile import EVENT_SOURCES
+    from rewriter.ingest.event_files import EVENT_FORMATS
+
+    assert set(EVENT_SOURCES) == {"api", *EVENT_FORMATS}
+
+
 def test_unknown_key_suggests_the_closest_and_names_the_line() -> None:
     error = _error("name: shop\n\nalpah: 2\n")
     assert (error.source, error.line, error.column) == ("shop.yaml", 3, 1)

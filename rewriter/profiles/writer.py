@@ -25,7 +25,7 @@ import orjson
 from opensearchpy import OpenSearch
 
 from rewriter import config
-from rewriter.engine.client import MGET_CHUNK, mget_docs
+from rewriter.engine.client import MGET_CHUNK, DocumentsUnavailable, mget_docs
 from rewriter.events.event import Event
 from rewriter.profiles.doc import ProfileDoc, UnreadableProfile, check_numbers, decode, to_source
 from rewriter.profiles.fold import FoldConfig, HalfLifeMismatch, fold
@@ -66,6 +66,22 @@ def journal_states(es: OpenSearch, journal: str, batches: Iterable[str]) -> dict
         d["_id"]: (d.get("_source") or {}).get("state") if d.get("found") else None
         for d in mget_docs(es, journal, batches, _source_includes="state")
     }
+
+
+def _all_shards_answered(response: Mapping[str, Any], index: str) -> None:
+    """Raise DocumentsUnavailable when a search answered from only some shards: a shard
+    still recovering after a restart is left out silently (`_shards` says so, not an error),
+    and what it holds would be taken for absent."""
+    shards = response.get("_shards") or {}
+    total = int(shards.get("total", 0))
+    answered = int(shards.get("successful", 0)) + int(shards.get("skipped", 0))
+    if answered < total:
+        raise DocumentsUnavailable(
+            f"OpenSearch searched only {answered} of {total} shards of {index}; the others are "
+            "probably starting or recovering. Nothing was decided from the partial answer: "
+            "the operation can be retried once the cluster is healthy again (GET "
+            "_cluster/health)."
+        )
 
 
 def read_profiles(es: OpenSearch, index: str, users: Iterable[str]) -> dict[str, Found | None]:
@@ -146,8 +162,9 @@ class ProfileWriter:
             response = self.es.search(
                 index=self.index,
                 body={"query": query, "size": len(chunk), "_source": False},
-                filter_path="hits.hits._id",
+                filter_path="hits.hits._id,_shards",
             )
+            _all_shards_answered(response, self.index)
             found.update(h["_id"] for h in response.get("hits", {}).get("hits", []))
         return found
 

@@ -75,18 +75,22 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @contextmanager
-def unavailable(es: OpenSearch, alias: str) -> Iterator[None]:
+def unavailable(es: OpenSearch, alias: str, partly: bool = False) -> Iterator[None]:
     """Point `alias` at an index whose only shard can never be allocated, as while a node
     restarts and its shards recover: `_mget` answers a per-document
-    `no_shard_available_action_exception` for every id. The alias moves back afterwards."""
+    `no_shard_available_action_exception` for every id. `partly`: an index of two shards, one
+    of which cannot be allocated (searches answer from the other, and say so only in
+    `_shards`). The alias moves back afterwards."""
     real = list(es.indices.get_alias(name=alias))
     stand_in = f"{alias}-recovering-{uuid.uuid4().hex[:6]}"
-    settings = {
-        "number_of_shards": 1,
-        "number_of_replicas": 0,
-        "index.routing.allocation.require._name": "no-such-node",
-    }
+    settings: dict[str, Any] = {"number_of_shards": 1, "number_of_replicas": 0}
+    if partly:  # one node: the second shard has nowhere to go
+        settings.update(number_of_shards=2, **{"index.routing.allocation.total_shards_per_node": 1})
+    else:
+        settings["index.routing.allocation.require._name"] = "no-such-node"
     es.indices.create(index=stand_in, body={"settings": settings}, wait_for_active_shards=0)
+    while partly and es.cluster.health(index=stand_in)["active_primary_shards"] < 1:
+        time.sleep(0.05)  # the shard that can start has started
     away = [{"remove": {"index": r, "alias": alias}} for r in real]
     to = {"add": {"index": stand_in, "alias": alias}}
     es.indices.update_aliases(body={"actions": [*away, to]})
@@ -159,6 +163,20 @@ def test_post_events_during_a_catalog_recovery_answers_503_not_unknown_items(
     assert (after.json()["accepted"], after.json()["notes"]) == (1, [])
     profile = user_ops.read_profile(opensearch, wf, _pseudo(wf, "restart-2"))
     assert profile is not None and set(profile["affinities"]["brand"]) == {BRANDS[4 % 3]}
+
+
+def test_opted_out_users_are_not_looked_up_in_part_of_the_profiles(
+    wf: config.Settings, opensearch: OpenSearch
+) -> None:
+    """A search over a profiles index with a shard not yet recovered answers from the others
+    and says so only in `_shards`: an opted-out user's tombstone there would be missed and
+    their events stored. The batch fails retryably instead."""
+    pipeline = Pipeline(opensearch, wf, fold_boost(wf))
+    recovering = unavailable(opensearch, wf.indices.profiles, partly=True)
+    with recovering, pytest.raises(EngineUnavailable) as err:
+        pipeline.write([_event("half-visible", 1)])
+    assert "1 of 2 shards" in str(err.value)
+    assert _logged(opensearch, wf, "half-visible") == []
 
 
 @pytest.mark.parametrize("reader", ["journal_states", "read_profiles", "catalog_attributes"])

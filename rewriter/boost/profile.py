@@ -32,12 +32,15 @@ from rewriter.boost.segments_schema import parse_segments
 from rewriter.boost.yaml_fields import BoostProfileError, Ref
 
 __all__ = [
+    "CLIENT_ATTRIBUTES_KEYS",
     "COLD_START_KEYS",
     "DEFAULT_BOOST_PROFILE",
+    "EVENT_SOURCES",
     "PROFILE_KEYS",
     "SHAPES",
     "BoostProfile",
     "BoostProfileError",
+    "ClientAttributes",
     "ColdStart",
     "Shape",
     "bind_secret",
@@ -86,6 +89,23 @@ class ColdStart:
     modifier: Literal["none", "log1p", "sqrt"] = "log1p"
 
 
+EVENT_SOURCES: tuple[str, ...] = ("api", "jsonl", "csv", "segment", "ubi", "movielens")
+"""How events arrive: `api` is `POST /events`, the others `affinity ingest events --format`."""
+
+
+@dataclass(frozen=True)
+class ClientAttributes:
+    """Which event sources may send the attribute values (brand, category, ...) that are
+    folded for an item not in the catalog. None by default: attributes come from the catalog
+    only, or any client could write any brand into a profile. For an item in the catalog its
+    values are used whatever the event says."""
+
+    sources: tuple[str, ...] = ()
+
+    def allows(self, source: str) -> bool:
+        return source in self.sources
+
+
 @dataclass(frozen=True)
 class BoostProfile:
     """One validated boost profile. Mappings are plain dicts: treat them as read-only.
@@ -104,6 +124,7 @@ class BoostProfile:
     top_k: int = DEFAULT_TOP_K
     k: float = 5.0
     cold_start: ColdStart = field(default_factory=ColdStart)
+    client_attributes: ClientAttributes = field(default_factory=ClientAttributes)
     segments: tuple[Segment, ...] = ()
     rules: tuple[Rule, ...] = ()
     source: str = "<string>"
@@ -277,6 +298,23 @@ _COLD_START: dict[str, y.Parser] = {
 }
 
 
+def _client_attributes(node: Node, ctx: y.Ctx) -> ClientAttributes:
+    before = len(ctx.errors)
+    values = y.section(node, ctx, _CLIENT_ATTRIBUTES, "client_attributes")
+    y.check(ctx, before)
+    return ClientAttributes(**values)  # type: ignore[arg-type]
+
+
+def _sources(node: Node, ctx: y.Ctx) -> tuple[str, ...]:
+    """A list (possibly empty) of EVENT_SOURCES names, each once."""
+    pick = y.choice(EVENT_SOURCES)
+    nodes = y.items(node, ctx, "sources")
+    return tuple(dict.fromkeys(pick(n, y.at(ctx, i)) for i, n in enumerate(nodes)))
+
+
+_CLIENT_ATTRIBUTES: dict[str, y.Parser] = {"sources": _sources}
+
+
 def _alpha(node: Node, ctx: y.Ctx) -> float:
     value = y.non_negative(node, ctx)
     if value > MAX_ALPHA:
@@ -295,6 +333,7 @@ _TOP: dict[str, y.Parser] = {
     "top_k": y.int_between(1, MAX_TOP_K),
     "k": y.non_negative,
     "cold_start": _cold_start,
+    "client_attributes": _client_attributes,
     "segments": parse_segments,
     "rules": parse_rules,
 }
@@ -302,3 +341,4 @@ _TOP: dict[str, y.Parser] = {
 # The keys a profile may set, for docs and tests (profiles/default.yaml documents each one).
 PROFILE_KEYS: tuple[str, ...] = tuple(_TOP)
 COLD_START_KEYS: tuple[str, ...] = tuple(_COLD_START)
+CLIENT_ATTRIBUTES_KEYS: tuple[str, ...] = tuple(_CLIENT_ATTRIBUTES)

@@ -19,6 +19,7 @@ from rewriter.cli.common import client as _client
 from rewriter.cli.common import fail as _fail
 from rewriter.cli.common import requires_bootstrap
 from rewriter.cli.common import settings as _settings
+from rewriter.engine.client import EngineUnavailable
 from rewriter.events import formats
 from rewriter.ingest import event_files, user_ops
 from rewriter.ingest.pipeline import Pipeline
@@ -89,7 +90,7 @@ def ingest_events(
     fmt = fmt or event_files.guess_format(file)
     boost = _fold_boost(boost_name, fmt)
     es = requires_bootstrap(_client())
-    pipeline = Pipeline(es, _settings(), boost)
+    pipeline = Pipeline(es, _settings(), boost, source=fmt)
     t0 = time.monotonic()
     with (
         file.open(encoding="utf-8", newline="") as handle,
@@ -103,6 +104,12 @@ def ingest_events(
             result = event_files.ingest_events(pipeline, parsed, bar.update, batch_size)
         except formats.MappingError as exc:
             _fail(f"{file}: {exc}")
+            return
+        except EngineUnavailable as exc:
+            _fail(
+                f"{file}: the import stopped: {exc} Running it again is safe: events already "
+                "stored count as duplicates."
+            )
             return
     seconds = time.monotonic() - t0
     for line in result.rejected[:50]:
@@ -190,6 +197,11 @@ def profile_show(user: str, boost_name: str | None, top: int, as_json: bool) -> 
 )
 @click.option("--user", "user", default=None, help="Raw user id (default: every user).")
 @click.option(
+    "--pseudonym",
+    default=None,
+    help="A user's pseudonym, as logs name it (instead of --user).",
+)
+@click.option(
     "--boost-profile",
     "--profile",
     "boost_name",
@@ -198,7 +210,9 @@ def profile_show(user: str, boost_name: str | None, top: int, as_json: bool) -> 
     "AFFINITY_FOLD_PROFILE, else the one that folded each profile, else default).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def profile_rebuild(user: str | None, boost_name: str | None, quiet: bool) -> None:
+def profile_rebuild(
+    user: str | None, pseudonym: str | None, boost_name: str | None, quiet: bool
+) -> None:
     from rewriter.boost.profile import load_boost_profiles
 
     s = _settings()
@@ -206,10 +220,16 @@ def profile_rebuild(user: str | None, boost_name: str | None, quiet: bool) -> No
     boost = _fold_boost(boost_name)
     chosen = boost_name or s.fold_profile  # else: each profile's own (`fold_profile`)
     by_name = None if chosen else load_boost_profiles(s.boost_dir)
-    users = [user_ops.pseudonym(s, user)] if user else None
+    if user and pseudonym:
+        _fail("give --user or --pseudonym, not both")
+    users = [user_ops.pseudonym(s, user)] if user else [pseudonym] if pseudonym else None
     t0 = time.monotonic()
     with tqdm(desc="rebuild", unit=" users", disable=quiet, file=sys.stderr) as bar:
-        result = user_ops.Rebuilder(es, s, boost, by_name).run(users, bar.update)
+        try:
+            result = user_ops.Rebuilder(es, s, boost, by_name).run(users, bar.update)
+        except EngineUnavailable as exc:
+            _fail(f"the rebuild stopped: {exc} Profiles rebuilt so far are kept; run it again.")
+            return
     for error in result.errors[:50]:
         click.echo(error, err=True)
     used = ", ".join(f"{n} ({c})" for n, c in result.by_profile.most_common()) or boost.name
@@ -337,3 +357,5 @@ def segments_build(boost_name: str | None, quiet: bool) -> None:
     )
     for segment, members in sorted(result.priors.items()):
         click.echo(f"  {segment_priors.segment_id(segment)}: {members} users")
+    for problem in result.unreadable[:20]:
+        click.echo(f"warning: left out of the priors: {problem}", err=True)

@@ -72,13 +72,60 @@ MGET_CHUNK = 1_000
 """Ids per `_mget` request."""
 
 
+MGET_ATTEMPTS = 5
+
+
+MGET_BACKOFF_S = 0.25
+
+
+"""`_mget` answers a per-document error (no `found`) for ids whose shard is not available, as
+while a node restarts and its shards recover. Those ids are read again, up to MGET_ATTEMPTS
+times in all, waiting MGET_BACKOFF_S, then twice as long each time (~4 s in all)."""
+
+
+class DocumentsUnavailable(EngineUnavailable):
+    """`_mget` kept answering errors instead of documents: nothing can be decided from them."""
+
+
 def mget_docs(es: OpenSearch, index: str, ids: Iterable[str], **params: Any) -> Iterator[dict]:
-    """The `_mget` response document of every id (found or not), `MGET_CHUNK` per request;
-    `params` go to each request (`_source_includes`, `realtime`, ...)."""
+    """The `_mget` response document of every id, found or not (`found` is always there),
+    `MGET_CHUNK` per request; `params` go to each request (`_source_includes`, `realtime`).
+
+    A per-document error is not an answer: those ids are read again with back-off, and if
+    the errors persist this raises DocumentsUnavailable rather than yield them (a caller
+    would read them as "not found": an item not in the catalog, a batch not in the
+    journal, a user without a profile)."""
     wanted = list(dict.fromkeys(ids))
     for start in range(0, len(wanted), MGET_CHUNK):
-        chunk = wanted[start : start + MGET_CHUNK]
-        yield from es.mget(index=index, body={"ids": chunk}, **params)["docs"]
+        yield from _mget_chunk(es, index, wanted[start : start + MGET_CHUNK], params)
+
+
+def _mget_chunk(es: OpenSearch, index: str, ids: list[str], params: dict[str, Any]) -> list[dict]:
+    answered: dict[str, dict] = {}
+    missing, failed = ids, []
+    for attempt in range(MGET_ATTEMPTS):
+        if attempt:
+            time.sleep(MGET_BACKOFF_S * 2 ** (attempt - 1))
+        docs = es.mget(index=index, body={"ids": missing}, **params)["docs"]
+        failed = [d for d in docs if "found" not in d]
+        answered.update((str(d["_id"]), d) for d in docs if "found" in d)
+        if not failed:
+            return [answered[i] for i in ids if i in answered]
+        missing = [str(d.get("_id")) for d in failed]
+    raise DocumentsUnavailable(_unavailable(index, failed, len(ids)))
+
+
+def _unavailable(index: str, failed: list[dict], asked: int) -> str:
+    error = failed[0].get("error")
+    reason = (
+        f"{error.get('type')}: {error.get('reason')}" if isinstance(error, dict) else str(error)
+    )
+    return (
+        f"OpenSearch could not read {len(failed)} of {asked} documents of {index} after "
+        f"{MGET_ATTEMPTS} tries ({reason}); its shards are probably starting or recovering. "
+        "Nothing was decided from the missing documents: the operation can be retried once "
+        "the cluster is healthy again (GET _cluster/health)."
+    )
 
 
 def _address(es: OpenSearch) -> str:

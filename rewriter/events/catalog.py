@@ -1,13 +1,14 @@
 """Catalog records: the typed shape and its validation. Pure: no I/O.
 
 `validate_catalog` turns one raw catalog record into a `CatalogRecord` or a `Rejection` that names
-the field as the caller spells it. `CatalogRecord.attributes` is the one definition of an
-item's keyword attributes (brand, category, facets) that events carry and profiles fold.
+the field as the caller spells it. `item_attributes` is the one definition of an item's keyword
+attributes (brand, category, facets) that events carry and profiles fold, from its catalog
+document: records and reads of the catalog index both use it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rewriter.events.event import Event
@@ -17,6 +18,7 @@ from rewriter.events.fields import (
     Names,
     Raw,
     Rejection,
+    _id_bytes,
     _Invalid,
     _number,
     _required_text,
@@ -27,13 +29,32 @@ from rewriter.events.fields import (
 )
 
 
+def item_attributes(
+    source: Mapping[str, object], names: Iterable[str]
+) -> dict[str, tuple[str, ...]]:
+    """An item's keyword attribute values, as events capture them and profiles fold them.
+
+    `source` is the item's catalog document (what `CatalogRecord.to_doc` writes, or any
+    document another tool put in the catalog index); for each of `names` it has, its value
+    or list of values as trimmed, non-empty text, each once, in order. The one definition:
+    records, the write path's catalog reads and the rebuild's all use it."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        raw = source.get(name)
+        values = raw if isinstance(raw, list) else () if raw is None else (raw,)
+        texts = (str(v).strip() for v in values if v is not None and not isinstance(v, Mapping))
+        kept = tuple(dict.fromkeys(t for t in texts if t))
+        if kept:
+            out[name] = kept
+    return out
+
+
 def with_item_attributes(
     event: Event, record: CatalogRecord, attributes: Collection[str] | None = None
 ) -> Event:
     """`event` carrying `record`'s current attribute values (all, or only `attributes`)."""
-    values = record.attributes()
-    keep = {a: v for a, v in values.items() if attributes is None or a in attributes}
-    return event.with_attributes(keep)
+    names = record.attribute_names() if attributes is None else attributes
+    return event.with_attributes(item_attributes(record.to_doc(), names))
 
 
 CATALOG_FIELDS: tuple[str, ...] = (
@@ -57,10 +78,14 @@ class CatalogRecord:
     description: str | None = None
     facets: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
 
+    def attribute_names(self) -> tuple[str, ...]:
+        """The record's keyword attributes: brand, category and its facets."""
+        return ("brand", "category", *self.facets)
+
     def attributes(self) -> dict[str, tuple[str, ...]]:
-        """Keyword attribute values, as events capture them: brand, category, facets."""
-        found = {"brand": (self.brand,) if self.brand else (), "category": self.category}
-        return {k: v for k, v in {**found, **self.facets}.items() if v}
+        """Keyword attribute values, as events capture them (`item_attributes` of its
+        catalog document): brand, category, facets."""
+        return item_attributes(self.to_doc(), self.attribute_names())
 
     def to_doc(self) -> dict[str, object]:
         """The catalog-index document (doc id = `id`); created_at as ISO 8601 UTC."""
@@ -96,7 +121,9 @@ def validate_catalog(
 
     try:
         return CatalogRecord(
-            id=_required_text(raw.get("id"), n("id"), "every catalog record needs an id"),
+            id=_id_bytes(
+                _required_text(raw.get("id"), n("id"), "every catalog record needs an id"), n("id")
+            ),
             title=_required_text(
                 raw.get("title"), n("title"), "every catalog record needs a title"
             ),

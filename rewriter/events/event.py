@@ -15,6 +15,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from rewriter.events.fields import (
+    INTEGER_MAX,
     MAX_EVENT_TIME,
     MAX_TEXT_CHARS,
     MIN_EVENT_TIME,
@@ -22,6 +23,7 @@ from rewriter.events.fields import (
     Raw,
     Rejection,
     _flag,
+    _id_bytes,
     _integer,
     _Invalid,
     _number,
@@ -47,6 +49,23 @@ future exponentially, so one bad clock could dominate a profile."""
 MAX_CONTEXT_KEYS = 32
 
 
+MAX_CONTEXT_KEY_CHARS = 256
+
+
+MAX_POSITION = INTEGER_MAX
+
+
+MAX_QUANTITY = 1_000_000
+
+
+MAX_VALUE = 1e12
+
+
+"""A purchase's `value` (per unit) and `quantity` are bounded far above any real order, so
+value × quantity (≤ 1e18) and its sums stay finite: 1e308 × 10 was inf, which JSON stores
+as null, and that profile then failed every fold and every search of its user."""
+
+
 @dataclass(frozen=True)
 class Event:
     """One validated user action on one item.
@@ -54,7 +73,9 @@ class Event:
     `user_id` is the raw id after validation; `with_user` swaps in the pseudonym before the
     event is stored. `attributes` holds the item's attribute values captured at event time
     (`{"brand": ("acme",), "category": ("shoes", "sale")}`), attached from the catalog by the
-    ingest path (`with_item_attributes`); profiles fold exactly these, never today's catalog.
+    ingest path (`catalog.item_attributes`); profiles fold exactly these, never today's
+    catalog. Attributes a client sends are not folded unless a boost profile allows them for
+    the event's source and the item is not in the catalog (`client_attributes`).
     Mapping fields are plain dicts: treat them as read-only (they do not take part in hash).
     """
 
@@ -161,8 +182,19 @@ def _context(value: object, name: str) -> dict[str, str]:
         return {}
     if not isinstance(value, Mapping) or len(value) > MAX_CONTEXT_KEYS:
         raise _Invalid(name, f"{name} must be an object of at most 32 keys, got {value!r}")
+    bad = next((k for k in value if not _context_key(str(k))), None)
+    if bad is not None:  # the engine refuses the document: "" and dots make field paths
+        raise _Invalid(
+            name,
+            f"{name} key {bad!r} is not usable: keys must be non-empty names without dots, "
+            f"of at most {MAX_CONTEXT_KEY_CHARS} characters (device, geo, referrer, campaign)",
+        )
     out = {str(k): _text(v, f"{name}.{k}", MAX_TEXT_CHARS) for k, v in value.items()}
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _context_key(key: str) -> bool:
+    return bool(key.strip()) and "." not in key and len(key) <= MAX_CONTEXT_KEY_CHARS
 
 
 def _event_type(value: object, name: str, known: Collection[str]) -> str:
@@ -241,8 +273,9 @@ def _event(raw: Raw, known: Collection[str], names: Names, now: float | None) ->
             get("user_id"), n["user_id"], "every event needs the user who acted"
         ),
         "type": _event_type(get("type"), n["type"], known),
-        "item_id": _required_text(
-            get("item_id"), n["item_id"], "every event needs the item acted on"
+        "item_id": _id_bytes(
+            _required_text(get("item_id"), n["item_id"], "every event needs the item acted on"),
+            n["item_id"],
         ),
         "timestamp": _event_time(get("timestamp"), n["timestamp"], now),
         "event_id_generated": False,
@@ -264,12 +297,12 @@ def _event(raw: Raw, known: Collection[str], names: Names, now: float | None) ->
     if (value := get("query")) is not None:
         fields["query"] = _text(value, n["query"], MAX_TEXT_CHARS)
     if (value := get("position")) is not None:
-        fields["position"] = _integer(value, n["position"], 0)
+        fields["position"] = _integer(value, n["position"], 0, MAX_POSITION)
     if (value := get("quantity")) is not None:
-        fields["quantity"] = _integer(value, n["quantity"], 1)
+        fields["quantity"] = _integer(value, n["quantity"], 1, MAX_QUANTITY)
     value_key = "value" if get("value") not in (None, "") else "price"
     if (value := get(value_key)) is not None:
-        fields["value"] = _number(value, n[value_key])
+        fields["value"] = _number(value, n[value_key], MAX_VALUE)
     if (value := get("context")) is not None:
         fields["context"] = _context(value, n["context"])
     if (value := get("opt_out")) is not None:
@@ -278,7 +311,7 @@ def _event(raw: Raw, known: Collection[str], names: Names, now: float | None) ->
         fields["attributes"] = _attributes(value, n["attributes"])
     given = _text(get("event_id"), n["event_id"])
     if given is not None:
-        fields["event_id"] = given
+        fields["event_id"] = _id_bytes(given, n["event_id"])
         if (value := get("event_id_generated")) is not None:
             fields["event_id_generated"] = _flag(value, n["event_id_generated"])
         return _new_event(fields)

@@ -26,6 +26,16 @@ EPOCH_MS_THRESHOLD = 1e11
 MAX_ID_CHARS = 512
 
 
+MAX_ID_BYTES = 512
+"""OpenSearch refuses a document `_id` longer than 512 bytes of UTF-8 (the whole `_bulk` that
+carries it): event ids are the events log's doc ids, item ids the catalog's."""
+
+
+INTEGER_MAX = 2**31 - 1
+"""The largest value of an `integer` field (index_templates/events.json: position, quantity);
+the engine refuses a document with a larger one."""
+
+
 MAX_TEXT_CHARS = 2048
 
 
@@ -86,26 +96,41 @@ def _required_text(value: object, name: str, need: str) -> str:
     return text
 
 
-def _number(value: object, name: str) -> float | None:
+def _id_bytes(text: str, name: str) -> str:
+    """`text`, checked to fit a document id (MAX_ID_BYTES of UTF-8)."""
+    if len(text) * 4 > MAX_ID_BYTES and len(encoded := text.encode("utf-8")) > MAX_ID_BYTES:
+        raise _Invalid(
+            name,
+            f"{name} is {len(encoded)} bytes long in UTF-8 ({len(text)} characters); "
+            f"OpenSearch takes ids of at most {MAX_ID_BYTES} bytes: send a shorter one",
+        )
+    return text
+
+
+def _number(value: object, name: str, maximum: float = math.inf) -> float | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise _Invalid(name, f"{name} must be a number, got {value!r}")
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise _Invalid(name, f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(number) or number < 0:
         raise _Invalid(name, f"{name} must be a finite number ≥ 0, got {value!r}")
+    if number > maximum:
+        raise _Invalid(name, f"{name} must be a number ≥ 0 and ≤ {maximum:g}, got {value!r}")
     return number
 
 
-def _integer(value: object, name: str, minimum: int) -> int | None:
+def _integer(value: object, name: str, minimum: int, maximum: int = INTEGER_MAX) -> int | None:
     number = _number(value, name)
     if number is None:
         return None
-    if number != int(number) or number < minimum:
-        raise _Invalid(name, f"{name} must be a whole number ≥ {minimum}, got {value!r}")
+    if number != int(number) or not minimum <= number <= maximum:
+        raise _Invalid(
+            name, f"{name} must be a whole number ≥ {minimum} and ≤ {maximum}, got {value!r}"
+        )
     return int(number)
 
 

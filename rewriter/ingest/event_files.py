@@ -136,6 +136,8 @@ class EventsIngestResult:
     rejected: list[str] = field(default_factory=list)
     unknown_items: set[str] = field(default_factory=set)
     unknown_item_events: int = 0
+    ignored_attributes: int = 0
+    """Events whose item attributes were not used (attributes come from the catalog)."""
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -264,6 +266,7 @@ def _count(
     result.folded += batch.folded
     result.not_stored += sum(1 for o in batch.outcomes.values() if o == "not_stored")
     result.unknown_items |= batch.unknown_items
+    result.ignored_attributes += len(batch.ignored_attributes)
     if batch.refused:
         events = [e for _, e in lined]
         ids = stored_ids(events, pipeline.pseudonym)
@@ -347,6 +350,12 @@ def ingest_events(
         while folds:
             collect(*folds.popleft())
     result.warnings += popularity.flush(pipeline.es, catalog)
+    if result.ignored_attributes:
+        result.warnings.append(
+            f"{result.ignored_attributes} events carried item attributes, which were ignored: "
+            "attributes come from the catalog (a boost profile's client_attributes can allow "
+            f"them for source {pipeline.source!r} and items not in the catalog)"
+        )
     _fold_interrupted(pipeline, result)
     return result
 

@@ -30,6 +30,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from opensearchpy.exceptions import TransportError
+
+from rewriter.engine.client import EngineUnavailable
 from rewriter.events.event import Event
 from rewriter.ingest.event_files import PopularityBuffer, stored_ids
 from rewriter.ingest.pipeline import BatchResult, Pipeline
@@ -70,6 +73,8 @@ class JobResult:
     outcomes: list[str]
     reasons: dict[str, str] = field(default_factory=dict)
     unknown_items: set[str] = field(default_factory=set)
+    ignored_attributes: set[str] = field(default_factory=set)
+    """Stored ids of its events whose client-sent attributes were not used."""
     folded: bool = False
     """The events are in the profiles (the request waited for the fold)."""
 
@@ -265,11 +270,31 @@ class GroupCommitter:
         return jobs
 
     def _commit_safely(self, pipeline: Pipeline, jobs: list[_Job]) -> None:
-        """Commit; an error fails these jobs (503: resend) but never the writer."""
+        """Commit; an error fails these jobs (503: resend) but never the writer. A write that
+        fails for a reason other than the engine's state is retried request by request, so
+        only the request that causes it fails, not the others sharing its `_bulk`."""
         try:
             self._commit(pipeline, jobs)
         except Exception as exc:  # the whole batch is unacknowledged; clients resend
-            log.exception("the events writer failed on a batch")
+            untouched = not any(job.future.done() for job in jobs)
+            if len(jobs) > 1 and untouched and not _engine_trouble(exc):
+                log.exception(
+                    "a write of %d requests failed; writing each alone, so that only the one "
+                    "that causes it fails",
+                    len(jobs),
+                )
+                for job in jobs:
+                    self._commit_safely(pipeline, [job])
+                return
+            if _engine_trouble(exc):
+                log.error(
+                    "a write batch of %d requests was not stored, and they were answered 503 "
+                    "(send again): %s",
+                    len(jobs),
+                    exc,
+                )
+            else:
+                log.exception("the events writer failed on a batch")
             for job in jobs:
                 if not job.future.done():
                     job.future.set_exception(WriteFailed(f"{exc.__class__.__name__}: {exc}"))
@@ -281,14 +306,20 @@ class GroupCommitter:
                 unique.setdefault(sid, event)
         batch = pipeline.write(list(unique.values()))
         results = _results(jobs, batch)
-        waiting = [(job, r) for job, r in zip(jobs, results, strict=True) if job.wait_for_profiles]
+        waiting = [
+            (job, r)
+            for job, r in zip(jobs, results, strict=True)
+            if job.wait_for_profiles and "unavailable" not in r.outcomes
+        ]
         with self._cond:
             self.batches += 1
             self._to_fold.append(_Written(batch, waiting))
             self._unfolded += len(batch.created)
             self._cond.notify_all()
         for job, result in zip(jobs, results, strict=True):
-            if not job.wait_for_profiles:
+            if "unavailable" in result.outcomes:  # its stored events are folded all the same
+                job.future.set_exception(WriteFailed(_not_now(result)))
+            elif not job.wait_for_profiles:
                 job.future.set_result(result)
         created = batch.created_of_known_items
         try:  # the batch is written and acknowledged: popularity must not fail it now
@@ -387,6 +418,17 @@ class GroupCommitter:
             self._recovery_stop.wait(self.recover_every_s)
 
 
+def _engine_trouble(exc: BaseException) -> bool:
+    """The engine could not be reached or read (every request of a batch would fail alike)."""
+    return isinstance(exc, EngineUnavailable | TransportError | OSError)
+
+
+def _not_now(result: JobResult) -> str:
+    """Why a request is answered 503 when the engine could not store some of its events."""
+    ids = [sid for sid, o in zip(result.ids, result.outcomes, strict=True) if o == "unavailable"]
+    return f"{len(ids)} of its events could not be stored now: {result.reasons.get(ids[0], '')}"
+
+
 def _results(jobs: Sequence[_Job], batch: BatchResult) -> list[JobResult]:
     """Each job's outcomes in a written batch."""
     reasons = dict(batch.refused)
@@ -401,5 +443,6 @@ def _results(jobs: Sequence[_Job], batch: BatchResult) -> list[JobResult]:
             claimed.add(sid)
             outcomes.append(outcome)
         unknown = {e.item_id for e in job.events} & batch.unknown_items
-        out.append(JobResult(job.ids, outcomes, reasons, unknown))
+        ignored = set(job.ids) & batch.ignored_attributes
+        out.append(JobResult(job.ids, outcomes, reasons, unknown, ignored))
     return out

@@ -36,10 +36,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opensearchpy import OpenSearch, helpers
+from opensearchpy.exceptions import RequestError, TransportError
 
 from rewriter import config, privacy
 from rewriter.boost.profile import BoostProfile
 from rewriter.engine.client import mget_docs
+from rewriter.events.catalog import item_attributes
 from rewriter.events.event import Event
 from rewriter.events.fields import Rejection
 from rewriter.profiles.doc import ProfileDoc, to_source
@@ -68,13 +70,16 @@ class BatchResult:
     accepted: int = 0
     duplicates: int = 0
     refused: list[tuple[str, str]] = field(default_factory=list)
-    """(stored event id, why OpenSearch refused to store it), in response order."""
+    """(stored event id, why it was not stored: refused, or unavailable), in response order."""
     notes: list[str] = field(default_factory=list)
     folded: int = 0
     unknown_items: set[str] = field(default_factory=set)
+    ignored_attributes: set[str] = field(default_factory=set)
+    """Stored ids of events whose client-sent attributes were not used (client_attributes)."""
     outcomes: dict[str, str] = field(default_factory=dict)
     """Stored event id (after pseudonymization) → accepted | duplicate | rejected |
-    not_stored (opted out); the first outcome of an id sent twice in one batch wins."""
+    unavailable (the engine could not store it now: send it again) | not_stored (opted out);
+    the first outcome of an id sent twice in one batch wins."""
     created: list[Event] = field(default_factory=list)
     """The events newly written to the log, as stored: pseudonymized and enriched."""
     batch_id: str = ""
@@ -84,7 +89,7 @@ class BatchResult:
 
     @property
     def rejected(self) -> list[str]:
-        """The refusals as messages: `event ID: OpenSearch refused it: REASON`."""
+        """The refusals as messages: `event ID: REASON` (`OpenSearch refused it: ...`)."""
         return [f"event {sid}: {why}" for sid, why in self.refused]
 
     @property
@@ -99,36 +104,36 @@ class BatchResult:
         return {e.user_id for e in self.created}
 
 
-def attributes_from_source(source: Mapping[str, Any], names: Iterable[str]) -> dict:
-    """The item's keyword values for the configured attributes, as events capture them."""
-    out: dict[str, tuple[str, ...]] = {}
-    for name in names:
-        raw = source.get(name)
-        values = raw if isinstance(raw, list) else [] if raw is None else [raw]
-        kept = tuple(str(v) for v in values if v is not None and v != "")
-        if kept:
-            out[name] = kept
-    return out
-
-
 def catalog_attributes(
     es: OpenSearch, catalog: str, item_ids: Iterable[str], names: Sequence[str]
 ) -> dict[str, dict[str, tuple[str, ...]]]:
     """The attribute values of the items that are in the catalog (realtime mget), by id."""
     return {
-        d["_id"]: attributes_from_source(d.get("_source") or {}, names)
+        d["_id"]: item_attributes(d.get("_source") or {}, names)
         for d in mget_docs(es, catalog, item_ids, _source_includes=list(names))
         if d.get("found")
     }
 
 
 class Pipeline:
-    """Writes batches of validated events and folds them into profiles (synchronous)."""
+    """Writes batches of validated events and folds them into profiles (synchronous).
 
-    def __init__(self, es: OpenSearch, settings: config.Settings, boost: BoostProfile) -> None:
+    `source` says how the events arrive (boost.profile.EVENT_SOURCES: `api` for POST /events,
+    else the import format): item attributes sent with events are kept for items not in the
+    catalog only when the boost profile's `client_attributes` allows that source."""
+
+    def __init__(
+        self,
+        es: OpenSearch,
+        settings: config.Settings,
+        boost: BoostProfile,
+        source: str = "api",
+    ) -> None:
         self.es = es
         self.settings = settings
         self.boost = boost
+        self.source = source
+        self.client_attributes = boost.client_attributes.allows(source)
         self.cfg = fold_config(boost)
         self.secret = config.user_secret(settings)
         self._catalog_cache: dict[str, dict | None] = {}
@@ -264,10 +269,19 @@ class Pipeline:
         self, kept: list[Event], items: Mapping[str, dict | None], result: BatchResult
     ) -> list[tuple[Event, bool]]:
         """Each event with its item's attribute values (`items`: catalog sources by id),
-        and whether the item is known."""
+        and whether the item is known. Attributes the client sent are replaced by the
+        catalog's, and dropped for an item not in the catalog unless `client_attributes`
+        allows this pipeline's source."""
         enriched = []
         for event in kept:
             source = items.get(event.item_id)
+            if event.attributes and (source is not None or not self.client_attributes):
+                result.ignored_attributes.add(event.event_id)
+                result.notes.append(
+                    f"event {event.event_id}: the attributes sent with it are ignored: item "
+                    "attributes come from the catalog (boost profile key client_attributes "
+                    f"can allow them for source {self.source!r} and items not in the catalog)"
+                )
             if source is None:
                 result.unknown_items.add(event.item_id)
                 result.notes.append(
@@ -275,11 +289,13 @@ class Pipeline:
                     "catalog; stored, and the profile learns from it once the item is in "
                     "the catalog and the profile is rebuilt (affinity profile rebuild)"
                 )
+                if event.attributes and not self.client_attributes:
+                    event = event.with_attributes({})
                 enriched.append((event, False))
             else:
                 attrs = self._attrs_cache.get(event.item_id)
                 if attrs is None:
-                    attrs = attributes_from_source(source, self.cfg.attributes)
+                    attrs = item_attributes(source, self.cfg.attributes)
                     self._attrs_cache[event.item_id] = attrs
                 enriched.append((event.with_attributes(attrs), True))
         return enriched
@@ -369,43 +385,32 @@ class Pipeline:
         now: float,
         batch: str,
         journal: dict[str, Any] | None = None,
-    ) -> list[tuple[Event | None, Mapping[str, Any], int]]:
-        """One `_bulk` of creates (429s resent with back-off), with the journal entry if
-        given: per event (the event if it was newly created, the item's response, status)."""
+    ) -> list[Sent]:
+        """One `_bulk` of creates, with the journal entry if given: per event, what happened.
+
+        One member never fails the others: an event that cannot be encoded as JSON is refused
+        before anything is sent, and a `_bulk` the engine refuses as a whole (400, for one
+        malformed member: an id over 512 bytes, say) is split until the event at fault is
+        alone, and only that one is refused, with the engine's reason."""
         index = self.settings.indices.events
-        pending = {e.event_id: (e, _log_doc(e, known, batch, now)) for e, known in enriched}
-        out: list[tuple[Event | None, Mapping[str, Any], int]] = []
-        journal_ok = journal is None
-        for attempt in range(4):  # 429 (the node's write queue is full): back off, resend those
-            if not pending:
-                break
-            if attempt:
-                time.sleep(0.5 * 2**attempt)
-            body = bytearray()
-            if not journal_ok:
-                target = {"index": {"_index": self.settings.indices.journal, "_id": batch}}
-                body += line(target) + line(journal)
-            for event_id, (_, doc) in pending.items():
-                body += line({"create": {"_index": index, "_id": event_id}})
-                body += line(doc)
-            response = self.es.bulk(
-                body=bytes(body),
-                request_timeout=120,
-                filter_path="items.*._id,items.*.status,items.*.error",
+        out: list[Sent] = []
+        pending: dict[str, tuple[Event, bytes]] = {}
+        for event, known in enriched:
+            try:
+                doc = line(_log_doc(event, known, batch, now, self.source))
+            except TypeError as exc:  # orjson: an integer beyond 64 bits, say
+                out.append(_refusal(event.event_id, f"it cannot be encoded as JSON ({exc})"))
+                continue
+            pending[event.event_id] = (
+                event,
+                line({"create": {"_index": index, "_id": event.event_id}}) + doc,
             )
-            retry = {}
-            for item in response["items"]:
-                if "index" in item:  # the journal entry
-                    journal_ok = 200 <= int(item["index"].get("status", 500)) < 300
-                    continue
-                info = item["create"]
-                event_id, status = str(info["_id"]), int(info.get("status", 500))
-                if status == 429 and attempt < 3:
-                    retry[event_id] = pending[event_id]
-                    continue
-                event = pending[event_id][0] if 200 <= status < 300 else None
-                out.append((event, info, status))
-            pending = retry
+        entry = None
+        if journal is not None:
+            target = {"index": {"_index": self.settings.indices.journal, "_id": batch}}
+            entry = line(target) + line(journal)
+        sent, journal_ok = self._create(pending, entry)
+        out += sent
         if not journal_ok and journal is not None:  # rare: events in, journal not; once more
             try:
                 self.es.index(index=self.settings.indices.journal, id=batch, body=journal)
@@ -419,20 +424,88 @@ class Pipeline:
                 )
         return out
 
+    def _create(
+        self, pending: dict[str, tuple[Event, bytes]], journal: bytes | None
+    ) -> tuple[list[Sent], bool]:
+        """`_bulk` the creates of `pending` (event id → the event and its NDJSON lines) and
+        the journal entry's lines, resending 429s with back-off; (what happened to each
+        event, whether the journal entry was written). A request refused as a whole is
+        split (`_split`)."""
+        out: list[Sent] = []
+        journal_ok = journal is None
+        for attempt in range(4):  # 429 (the node's write queue is full): back off, resend those
+            if not pending:
+                break
+            if attempt:
+                time.sleep(0.5 * 2**attempt)
+            body = bytearray() if journal_ok or journal is None else bytearray(journal)
+            for _, lines in pending.values():
+                body += lines
+            try:
+                response = self.es.bulk(
+                    body=bytes(body),
+                    request_timeout=120,
+                    filter_path="items.*._id,items.*.status,items.*.error",
+                )
+            except RequestError as exc:  # 400 for the whole request: one member is at fault
+                sent, ok = self._split(pending, None if journal_ok else journal, exc)
+                return out + sent, journal_ok or ok
+            retry = {}
+            for item in response["items"]:
+                if "index" in item:  # the journal entry
+                    journal_ok = 200 <= int(item["index"].get("status", 500)) < 300
+                    continue
+                info = item["create"]
+                event_id, status = str(info["_id"]), int(info.get("status", 500))
+                if status == 429 and attempt < 3:
+                    retry[event_id] = pending[event_id]
+                    continue
+                event = pending[event_id][0] if 200 <= status < 300 else None
+                out.append((event, info, status))
+            pending = retry
+        return out, journal_ok
+
+    def _split(
+        self, pending: dict[str, tuple[Event, bytes]], journal: bytes | None, exc: RequestError
+    ) -> tuple[list[Sent], bool]:
+        """`pending` sent in two halves, each split again while the engine refuses it whole;
+        an event refused alone is refused with the engine's reason. A refusal only ever writes
+        nothing, so no event is sent twice."""
+        if len(pending) <= 1:
+            if not pending:
+                raise exc
+            return [_refusal(next(iter(pending)), _reason(exc), opensearch=True)], False
+        ids = list(pending)
+        half = len(ids) // 2
+        first, journal_ok = self._create({i: pending[i] for i in ids[:half]}, journal)
+        second, _ = self._create({i: pending[i] for i in ids[half:]}, None)
+        return first + second, journal_ok
+
     @staticmethod
     def _record(result: BatchResult, info: Mapping[str, Any], status: int) -> None:
         event_id = str(info.get("_id"))
         if 200 <= status < 300:
             result.outcomes.setdefault(event_id, "accepted")
             result.accepted += 1
-        elif status == 409:
+            return
+        if status == 409:
             result.outcomes.setdefault(event_id, "duplicate")
             result.duplicates += 1
-        else:
-            result.outcomes.setdefault(event_id, "rejected")
-            error = info.get("error", {})
-            reason = error.get("reason", error) if isinstance(error, dict) else error
-            result.refused.append((event_id, f"OpenSearch refused it: {reason}"))
+            return
+        error = info.get("error", {})
+        reason = _error_text(error)
+        if status >= 500 or status == 429:  # the engine could not store it now: not its fault
+            result.outcomes.setdefault(event_id, "unavailable")
+            result.refused.append(
+                (
+                    event_id,
+                    f"OpenSearch could not store it now ({reason}); sending it again is safe",
+                )
+            )
+            return
+        result.outcomes.setdefault(event_id, "rejected")
+        ours = isinstance(error, dict) and error.get("by") == "affinity"
+        result.refused.append((event_id, reason if ours else f"OpenSearch refused it: {reason}"))
 
     def fold_into_profiles(
         self,
@@ -538,12 +611,45 @@ class Pipeline:
         return int(found.get("deleted", 0))
 
 
-def _log_doc(event: Event, known: bool, batch: str, now: float) -> dict[str, Any]:
-    """The events-index document: `Event.to_doc` plus what the pipeline adds."""
+Sent = tuple[Event | None, Mapping[str, Any], int]
+"""One event's fate in a `_bulk`: the event if it was newly created, its response item, status."""
+
+
+def _refusal(event_id: str, reason: str, opensearch: bool = False) -> Sent:
+    """A refused event as a `_bulk` response item (status 400); `reason` is the engine's, or,
+    without `opensearch`, ours (the event was never sent)."""
+    error = {"reason": reason} if opensearch else {"reason": reason, "by": "affinity"}
+    return None, {"_id": event_id, "status": 400, "error": error}, 400
+
+
+def _reason(exc: TransportError) -> str:
+    """The engine's reason for refusing a request, from its error response."""
+    info = exc.info if isinstance(exc.info, dict) else {}
+    return _error_text(info.get("error") or exc.error)
+
+
+def _error_text(error: object) -> str:
+    """An engine error object as one line: its reason, and its cause's when it has one
+    ("failed to parse field [quantity] ... (Numeric value (3000000000) out of range ...)")."""
+    if not isinstance(error, Mapping):
+        return str(error)
+    reason = str(error.get("reason", error))
+    cause = error.get("caused_by")
+    if isinstance(cause, Mapping) and cause.get("reason"):
+        reason += f" ({str(cause['reason']).splitlines()[0]})"
+    return reason
+
+
+def _log_doc(
+    event: Event, known: bool, batch: str, now: float, source: str = "api"
+) -> dict[str, Any]:
+    """The events-index document: `Event.to_doc` plus what the pipeline adds (`source` is
+    stored, not indexed: the rebuild reads it to apply `client_attributes`)."""
     doc = event.to_doc()
     doc["known_item"] = known
     doc["batch_id"] = batch
     doc["ingested_at"] = now
+    doc["source"] = source
     return doc
 
 
@@ -558,10 +664,18 @@ def _empty(user: str, cfg: FoldConfig) -> ProfileDoc:
 
 
 def event_from_doc(source: Mapping[str, Any]) -> Event | Rejection:
-    """An Event read back from the events log (the shape Event.to_doc writes)."""
-    from rewriter.events.event import validate
+    """An Event read back from the events log (the shape Event.to_doc writes).
 
-    internal = ("known_item", "batch_id", "folded", "ingested_at")
+    Events stored before `value` and `quantity` were bounded are read with them capped at
+    the bounds (MAX_VALUE, MAX_QUANTITY): they were accepted, so a rebuild keeps them, and
+    the profile stays finite."""
+    from rewriter.events.event import MAX_QUANTITY, MAX_VALUE, validate
+
+    internal = ("known_item", "batch_id", "folded", "ingested_at", "source")
     raw = {k: v for k, v in source.items() if k not in internal}
+    for name, cap in (("value", MAX_VALUE), ("quantity", MAX_QUANTITY)):
+        number = raw.get(name)
+        if isinstance(number, int | float) and not isinstance(number, bool) and number > cap:
+            raw[name] = cap
     types = [str(source.get("type"))]
     return validate(raw, types)

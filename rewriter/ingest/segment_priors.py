@@ -31,7 +31,7 @@ from opensearchpy import OpenSearch, helpers
 
 from rewriter import config
 from rewriter.boost.profile import BoostProfile
-from rewriter.profiles.doc import ProfileDoc, profile_from_source
+from rewriter.profiles.doc import ProfileDoc, UnreadableProfile, profile_from_source
 from rewriter.profiles.view import segment_priors, top_values
 
 DIMENSIONS: tuple[str, ...] = ("device", "geo")
@@ -86,12 +86,18 @@ class SegmentsResult:
     with_segment: int = 0
     priors: dict[str, int] = field(default_factory=dict)
     removed: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    """Why each profile left out was unreadable (UnreadableProfile: what to run)."""
 
 
 def profile_pages(
-    es: OpenSearch, settings: config.Settings, page: int = PAGE
+    es: OpenSearch,
+    settings: config.Settings,
+    page: int = PAGE,
+    unreadable: list[str] | None = None,
 ) -> Iterator[list[ProfileDoc]]:
-    """Every user profile (not segment priors, not opted-out tombstones), `page` at a time."""
+    """Every user profile (not segment priors, not opted-out tombstones), `page` at a time.
+    A profile this code cannot read is left out, and why is added to `unreadable`."""
     query = {
         "query": {
             "bool": {
@@ -101,7 +107,12 @@ def profile_pages(
     }
     batch: list[ProfileDoc] = []
     for hit in helpers.scan(es, index=settings.indices.profiles, query=query, size=page):
-        batch.append(profile_from_source(hit["_source"]))
+        try:
+            batch.append(profile_from_source(hit["_source"]))
+        except UnreadableProfile as exc:
+            if unreadable is not None:
+                unreadable.append(str(exc))
+            continue
         if len(batch) >= page:
             yield batch
             batch = []
@@ -179,7 +190,7 @@ def build(
     """Compute and store every segment prior; set each profile's `segments`."""
     result, sums = SegmentsResult(), _Sums()
     es.indices.refresh(index=f"{settings.indices.profiles},{settings.indices.events}")
-    for docs in profile_pages(es, settings):
+    for docs in profile_pages(es, settings, unreadable=result.unreadable):
         contexts = latest_contexts(es, settings, [d["user"] for d in docs])
         segments = {d["user"]: segments_of(contexts.get(d["user"])) for d in docs}
         _page_priors(docs, segments, sums)

@@ -209,7 +209,8 @@ class Rebuilder:
         by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for source in scan_events(self.es, self.settings, users):
             by_user[source["user_id"]].append(source)
-        late = self._enrich_late(by_user)
+        boosts = {user: self._boost_for(current.get(user)) for user in users}
+        late = self._enrich_late(by_user, boosts)
         states = journal_states(
             self.es,
             self.settings.indices.journal,
@@ -225,7 +226,7 @@ class Rebuilder:
                 continue
             if found is None and not by_user[user]:
                 continue
-            boost = self._boost_for(found)
+            boost = boosts[user]
             weights = boost.event_weights
             unweighted = Counter(
                 t for t in (src.get("type") for src in by_user[user]) if t not in weights
@@ -249,10 +250,14 @@ class Rebuilder:
         result.by_profile.update(chosen[u] for u in done)
         return conflicts
 
-    def _enrich_late(self, by_user: Mapping[str, list[dict[str, Any]]]) -> Counter[str]:
+    def _enrich_late(
+        self, by_user: Mapping[str, list[dict[str, Any]]], boosts: Mapping[str, BoostProfile]
+    ) -> Counter[str]:
         """Give events whose item was unknown at ingest the item's attribute values, when the
         catalog has it now (in memory: the log keeps what was known at the time); how many
-        per user."""
+        per user. When it still has not, the attributes a client sent with the event are
+        dropped unless the user's boost profile allows them for the event's source
+        (`client_attributes`: earlier versions stored and folded them from any client)."""
         enriched: Counter[str] = Counter()
         late = [s for sources in by_user.values() for s in sources if s.get("known_item") is False]
         if not late:
@@ -266,6 +271,10 @@ class Rebuilder:
             if attributes is not None:
                 source["attributes"] = {a: list(v) for a, v in attributes.items()}
                 enriched[source["user_id"]] += 1
+            elif source.get("attributes"):
+                trusted = boosts[source["user_id"]].client_attributes
+                if not trusted.allows(str(source.get("source"))):
+                    source["attributes"] = {}
         return enriched
 
     def _write(self, actions: list[dict[str, Any]], result: RebuildResult) -> list[str]:

@@ -4,6 +4,7 @@ forms, and the checks that a stored document is one this code reads. Pure: no I/
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, NotRequired, TypedDict
 
@@ -18,6 +19,20 @@ READABLE_SCHEMAS = (1, 2)
 
 class ProfileError(ValueError):
     """A profile document cannot be used with this configuration; says what to do."""
+
+
+class UnreadableProfile(ProfileError):
+    """A stored profile holding a number this code cannot use (null, not finite, negative,
+    not a number): it can be neither folded into nor ranked with until it is rebuilt from
+    the events log, which holds everything it was made of."""
+
+    def __init__(self, user: object, problem: str) -> None:
+        self.user = str(user)
+        self.problem = problem
+        super().__init__(
+            f"profile {self.user} is unreadable: {problem}. Rebuild it from the events log: "
+            f"affinity profile rebuild --pseudonym {self.user}"
+        )
 
 
 class Counters(TypedDict):
@@ -55,19 +70,83 @@ annotations` hides from `__required_keys__`)."""
 
 
 def profile_from_source(source: Mapping[str, object]) -> ProfileDoc:
-    """A stored profile document, checked for a schema this code reads, decoded."""
+    """A stored profile document, checked for a schema this code reads, decoded, and checked
+    for numbers it can use (`check_numbers`); UnreadableProfile says what is wrong."""
     schema = source.get("schema")
     if schema not in READABLE_SCHEMAS:
-        raise ProfileError(
-            f"profile {source.get('user')!r} has schema {schema!r}; this version reads "
-            f"schemas {', '.join(map(str, READABLE_SCHEMAS))}: rebuild profiles from the "
-            "events log"
+        readable = ", ".join(map(str, READABLE_SCHEMAS))
+        raise UnreadableProfile(
+            source.get("user"), f"it has schema {schema!r}; this version reads schemas {readable}"
         )
     required = ProfileDoc.__required_keys__ - OPTIONAL_KEYS
     missing = sorted(k for k in required if k not in source)
     if missing:
-        raise ProfileError(f"profile {source.get('user')!r} lacks {missing[0]!r}; rebuild it")
-    return decode(source)  # type: ignore[return-value]
+        raise UnreadableProfile(source.get("user"), f"it lacks {missing[0]!r}")
+    try:
+        doc = decode(source)
+    except (ValueError, TypeError, KeyError) as exc:
+        problem = f"its stored arrays do not decode ({exc})"
+        raise UnreadableProfile(source.get("user"), problem) from None
+    check_numbers(doc)
+    return doc  # type: ignore[return-value]
+
+
+def check_numbers(doc: Mapping[str, Any]) -> None:
+    """Raise UnreadableProfile naming the first number of `doc` (decoded) that the fold and
+    the ranking cannot use: every mass, time and counter must be a finite number, ≥ 0
+    where it is a mass or a counter. Opt-out tombstones carry nothing to check."""
+    if doc.get("opt_out") is True:
+        return
+    problem = _number_problem(doc)
+    if problem is not None:
+        raise UnreadableProfile(doc.get("user"), problem)
+
+
+_COUNTS = ("events", "sessions", "purchases")
+
+
+def _number_problem(doc: Mapping[str, Any]) -> str | None:
+    if not (_amount(doc.get("half_life_s")) and doc["half_life_s"] > 0):
+        return f"half_life_s is {doc.get('half_life_s')!r}, not a finite number > 0"
+    if not _amount(doc.get("mass")):
+        return f"mass is {doc.get('mass')!r}, not a finite number ≥ 0"
+    for key in ("landmark", "first_seen", "last_seen", "updated_at"):
+        value = doc.get(key)
+        if value is not None and not _finite(value):
+            return f"{key} is {value!r}, not a finite time"
+    counters = doc.get("counters")
+    if not isinstance(counters, Mapping):
+        return f"counters is {counters!r}, not an object"
+    for key in _COUNTS:
+        value = counters.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"counters.{key} is {value!r}, not a whole number ≥ 0"
+    spent = counters.get("lifetime_value")
+    if not _amount(spent):
+        return f"counters.lifetime_value is {spent!r}, not a finite number ≥ 0"
+    affinities = doc.get("affinities")
+    if not isinstance(affinities, Mapping):
+        return f"affinities is {affinities!r}, not an object"
+    for attribute, values in affinities.items():
+        if not isinstance(values, Mapping):
+            return f"affinities.{attribute} is not an object of value → mass"
+        try:  # the common case in one pass (it runs per search): nan, inf and < 0 fail it
+            if all(0.0 <= g < math.inf for g in values.values()):
+                continue
+        except TypeError:  # None, text: found below
+            pass
+        bad = next((v for v, g in values.items() if not _amount(g)), None)
+        if bad is not None:
+            return f"affinities.{attribute}[{bad!r}] is {values[bad]!r}, not a finite mass ≥ 0"
+    return None
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _amount(value: object) -> bool:
+    return _finite(value) and value >= 0  # type: ignore[operator]
 
 
 def to_source(doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,13 @@ from rewriter.boost.profile import (
     BoostProfile,
 )
 from rewriter.events.event import Event
-from rewriter.profiles.doc import SCHEMA_VERSION, Counters, ProfileDoc, ProfileError
+from rewriter.profiles.doc import (
+    SCHEMA_VERSION,
+    Counters,
+    ProfileDoc,
+    ProfileError,
+    check_numbers,
+)
 
 DAY_S = 86_400.0
 # The defaults are the boost profile's (boost/profile.py): a FoldConfig() folds as a boost
@@ -59,6 +65,14 @@ RECENT_SESSIONS = 64
 
 
 """How many session ids a profile remembers to count distinct sessions (see `fold`)."""
+
+
+MAX_LIFETIME_VALUE = 1e18
+
+
+"""A profile's lifetime value stays at most this (1e6 × the largest purchase events carry):
+far above any real customer's, far from float64's limit. An unbounded sum reached inf,
+stored as null, and broke every later fold and search of that user."""
 
 
 POPULARITY_LANDMARK = 1_704_067_200.0  # 2024-01-01T00:00:00Z
@@ -286,6 +300,8 @@ def _start(profile: ProfileDoc | None, batch: list[Event], cfg: FoldConfig) -> P
         if not batch:
             raise ProfileError("fold needs a profile or at least one event to know the user")
         profile = empty_profile(batch[0].user_id, cfg)
+    else:
+        check_numbers(profile)
     stranger = next((e for e in batch if e.user_id != profile["user"]), None)
     if stranger is not None:
         raise ProfileError(
@@ -392,13 +408,21 @@ def _sessions(doc: ProfileDoc, batch: list[Event]) -> tuple[int, dict[str, float
 
 def _counters(old: Counters, batch: list[Event], cfg: FoldConfig, sessions: int) -> Counters:
     purchases = [e for e in batch if e.type in cfg.purchase_types]
-    spent = sum((e.value or 0.0) * (e.quantity or 1) for e in purchases)
+    spent = sum(_spent(e) for e in purchases)
     return {
         "events": old["events"] + len(batch),
         "sessions": sessions,
         "purchases": old["purchases"] + len(purchases),
-        "lifetime_value": old["lifetime_value"] + spent,
+        "lifetime_value": min(old["lifetime_value"] + spent, MAX_LIFETIME_VALUE),
     }
+
+
+def _spent(event: Event) -> float:
+    """value × quantity of a purchase, within [0, MAX_LIFETIME_VALUE] (0 if not a number)."""
+    spent = (event.value or 0.0) * (event.quantity or 1)
+    if not math.isfinite(spent) or spent <= 0.0:  # inf: bounded; nan or < 0: not a value
+        return MAX_LIFETIME_VALUE if spent == math.inf else 0.0
+    return min(spent, MAX_LIFETIME_VALUE)
 
 
 # --- catalog-side and cold-start aggregates -------------------------------------------------

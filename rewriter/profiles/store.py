@@ -15,13 +15,16 @@ from typing import Protocol
 import orjson
 
 from rewriter.engine.http_pool import EngineDown, EngineHTTP
-from rewriter.profiles.doc import ProfileDoc, decode
+from rewriter.profiles.doc import ProfileDoc, profile_from_source
 
 REALTIME = {"realtime": "true"}  # sees a profile written a moment ago, before any refresh
 
 
 class ProfileStore(Protocol):
-    async def get(self, pseudonym: str) -> ProfileDoc | None: ...
+    async def get(self, pseudonym: str) -> ProfileDoc | None:
+        """The decoded profile, None when the user has none; raises UnreadableProfile for a
+        stored one this code cannot use."""
+        ...
 
     def invalidate(self, pseudonym: str) -> None: ...
 
@@ -69,7 +72,7 @@ class OpenSearchProfileStore:
             raise EngineDown(f"reading profile {pseudonym} failed with HTTP {response.status}")
         else:
             source = orjson.loads(response.content).get("_source")
-            doc = None if source is None else decode(source)  # type: ignore[assignment]
+            doc = None if source is None else profile_from_source(source)
         self._cache[pseudonym] = (now, doc)
         self._cache.move_to_end(pseudonym)
         while len(self._cache) > self.capacity:

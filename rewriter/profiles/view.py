@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from rewriter.profiles.doc import ProfileDoc
+from rewriter.profiles.doc import ProfileDoc, check_numbers
 from rewriter.profiles.fold import decayed
 
 # --- request-time view ----------------------------------------------------------------------
@@ -26,9 +26,11 @@ def top_values(values: Mapping[str, float], k: int) -> list[tuple[str, float]]:
 def affinity_view(profile: ProfileDoc, now: float, top_k: int) -> UserAffinity:
     """What the rewriter needs: aff[a][v] = g[a][v] / max g[a] for the top_k values per
     attribute (the decay factor cancels, so `now` only matters for the mass), and the decayed
-    event mass at `now`. Opted-out users get an empty view."""
-    if profile["opt_out"]:
+    event mass at `now`. Opted-out users get an empty view. A profile holding a number that
+    cannot be ranked with raises UnreadableProfile (doc.check_numbers)."""
+    if profile.get("opt_out") is True:
         return UserAffinity(user=profile["user"], affinities={}, mass=0.0, opt_out=True)
+    check_numbers(profile)
     affinities: dict[str, dict[str, float]] = {}
     for attribute, values in profile["affinities"].items():
         top = top_values(values, top_k)

@@ -25,9 +25,9 @@ import orjson
 from opensearchpy import OpenSearch
 
 from rewriter import config
-from rewriter.engine.client import MGET_CHUNK, mget_docs
+from rewriter.engine.client import MGET_CHUNK, DocumentsUnavailable, mget_docs
 from rewriter.events.event import Event
-from rewriter.profiles.doc import ProfileDoc, decode, to_source
+from rewriter.profiles.doc import ProfileDoc, UnreadableProfile, check_numbers, decode, to_source
 from rewriter.profiles.fold import FoldConfig, HalfLifeMismatch, fold
 
 log = logging.getLogger("affinity.profiles")
@@ -66,6 +66,22 @@ def journal_states(es: OpenSearch, journal: str, batches: Iterable[str]) -> dict
         d["_id"]: (d.get("_source") or {}).get("state") if d.get("found") else None
         for d in mget_docs(es, journal, batches, _source_includes="state")
     }
+
+
+def _all_shards_answered(response: Mapping[str, Any], index: str) -> None:
+    """Raise DocumentsUnavailable when a search answered from only some shards: a shard
+    still recovering after a restart is left out silently (`_shards` says so, not an error),
+    and what it holds would be taken for absent."""
+    shards = response.get("_shards") or {}
+    total = int(shards.get("total", 0))
+    answered = int(shards.get("successful", 0)) + int(shards.get("skipped", 0))
+    if answered < total:
+        raise DocumentsUnavailable(
+            f"OpenSearch searched only {answered} of {total} shards of {index}; the others are "
+            "probably starting or recovering. Nothing was decided from the partial answer: "
+            "the operation can be retried once the cluster is healthy again (GET "
+            "_cluster/health)."
+        )
 
 
 def read_profiles(es: OpenSearch, index: str, users: Iterable[str]) -> dict[str, Found | None]:
@@ -123,6 +139,9 @@ class ProfileWriter:
         self._done: OrderedDict[str, None] = OrderedDict()
         self.mismatched: dict[str, int] = {}
         """Profiles built with another half-life: user → events not folded into it."""
+        self.quarantined: dict[str, str] = {}
+        """Profiles that cannot be folded (a stored number is unusable): user → what is
+        wrong. A later successful write (after a rebuild) takes the user out."""
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ reads
@@ -143,8 +162,9 @@ class ProfileWriter:
             response = self.es.search(
                 index=self.index,
                 body={"query": query, "size": len(chunk), "_source": False},
-                filter_path="hits.hits._id",
+                filter_path="hits.hits._id,_shards",
             )
+            _all_shards_answered(response, self.index)
             found.update(h["_id"] for h in response.get("hits", {}).get("hits", []))
         return found
 
@@ -201,6 +221,27 @@ class ProfileWriter:
                 "then; this process skips the user's later events the same way (logged once).",
                 exc,
                 events,
+            )
+
+    def _quarantine(self, user: str, problem: str, events: int) -> None:
+        """Leave a profile that cannot be folded as it is, log it once (the batch's other
+        profiles are folded, and the batch is done: nothing retries it forever)."""
+        with self._lock:
+            first = user not in self.quarantined
+            self.quarantined[user] = problem
+            while len(self.quarantined) > DONE_MEMORY:
+                self.quarantined.pop(next(iter(self.quarantined)))
+        if first:
+            log.error(
+                "profile %s cannot be folded: %s. It is quarantined: its %d new events stay in "
+                "the events log, not in the profile (this process skips the user's later "
+                "events the same way, logged once), the other profiles are folded, and searches "
+                "for this user are served without personalization. Repair it from the events "
+                "log: affinity profile rebuild --pseudonym %s",
+                user,
+                problem,
+                events,
+                user,
             )
 
     def _remember(self, user: str, doc: ProfileDoc, seq_no: object, term: object) -> None:
@@ -284,6 +325,9 @@ class ProfileWriter:
                 user, status = str(info["_id"]), int(info.get("status", 500))
                 if 200 <= status < 300:
                     folded.append(planned[user])
+                    if self.quarantined:
+                        with self._lock:
+                            self.quarantined.pop(user, None)
                     if user in sources:
                         seq, term = info.get("_seq_no"), info.get("_primary_term")
                         self._remember(user, sources[user], seq, term)
@@ -312,8 +356,15 @@ class ProfileWriter:
         ring = [b for b in ring if b not in done]  # a `done` batch is never folded again
         try:
             updated = dict(fold(doc, [e for e, _ in new], self.cfg, now=now))
+            check_numbers(updated)  # never write what the next fold or search cannot read
         except HalfLifeMismatch as exc:  # this profile only: the batch's other users fold
             self._mismatch(exc, len(new))
+            return None
+        except UnreadableProfile as exc:  # likewise
+            self._quarantine(user, exc.problem, len(new))
+            return None
+        except (ValueError, TypeError, KeyError, ArithmeticError) as exc:  # a shape fold
+            self._quarantine(user, f"{exc.__class__.__name__}: {exc}", len(new))  # can't read
             return None
         updated.pop("recent_event_ids", None)  # superseded by recent_batches
         batches = list(dict.fromkeys(b for _, b in new))

@@ -17,7 +17,9 @@ Decisions:
 
 - No affinity term, and the body unchanged unless rules apply (then applied is true, reason
   still says why there is no term): `X-Personalization: off`
-  (personalization_off), an opted-out user (opt_out), a `sort` that is anything but `_score`
+  (personalization_off), an opted-out user (opt_out), a user whose stored profile cannot be
+  read (profile_unreadable: served like a user without one, minus the cold-start term, until
+  `affinity profile rebuild` repairs it), a `sort` that is anything but `_score`
   descending (sorted_by_field: the app asked for a field order, and OpenSearch rejects
   rescore with a sort), `size: 0` (no_hits_requested: nothing to rank), alpha 0
   (alpha_zero), cold start with strategy none (no_user / no_profile_cold_start).
@@ -92,6 +94,8 @@ class RequestContext:
     user: str | None = None
     now: float | None = None
     query_text: str | None = None
+    profile_unreadable: bool = False
+    """The user has a stored profile that cannot be read (profiles.doc.UnreadableProfile)."""
 
 
 @dataclass(frozen=True)
@@ -228,6 +232,8 @@ def _skip_reason(body: Body, user: UserAffinity | None, context: RequestContext)
         return "personalization_off"
     if user is not None and user.opt_out:
         return "opt_out"
+    if context.profile_unreadable:
+        return "profile_unreadable"
     if not is_relevance_sort(body.get("sort")):
         return "sorted_by_field"
     if _int(body.get("size"), DEFAULT_SIZE) == 0:

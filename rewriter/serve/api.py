@@ -27,7 +27,7 @@ from rewriter.boost.profile import (
     load_boost_profiles,
 )
 from rewriter.engine.client import connect
-from rewriter.profiles.doc import decode
+from rewriter.profiles.doc import UnreadableProfile, profile_from_source
 from rewriter.profiles.view import UserAffinity, affinity_view
 from rewriter.ranking import pins
 from rewriter.ranking.explain import explain_hits
@@ -72,7 +72,7 @@ class Personalizer:
             doc = self.es.get(index=self.settings.indices.profiles, id=pseudonym, realtime=True)
         except NotFoundError:
             return None
-        return affinity_view(decode(doc["_source"]), time.time(), boost.top_k)  # type: ignore[arg-type]
+        return affinity_view(profile_from_source(doc["_source"]), time.time(), boost.top_k)
 
     def rewrite(
         self,
@@ -91,8 +91,11 @@ class Personalizer:
         """The boost profile, the user's view and the context a request is rewritten with."""
         boost = self.boost(name or self.settings.index_profile_map.get(index))
         pseudonym = self.pseudonym(user_id) if user_id else None
-        user = self._affinity(pseudonym, boost) if pseudonym else None
         ctx = context or RequestContext()
+        try:
+            user = self._affinity(pseudonym, boost) if pseudonym else None
+        except UnreadableProfile:  # as the proxy does: generic, and the reason says why
+            user, ctx = None, replace(ctx, profile_unreadable=True)
         if pseudonym and ctx.user is None:  # segments that list users compare pseudonyms
             ctx = replace(ctx, user=pseudonym)
         return boost, user, ctx

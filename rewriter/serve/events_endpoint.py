@@ -11,8 +11,9 @@ Response (202): `accepted`, `duplicates` (already stored: a re-sent event change
 in the request, `line` for NDJSON, `field` and `reason`) and `notes` (unknown items, generated
 event ids, opt-outs). 400 when nothing in the body is a valid event, 413 for a body over
 MAX_BODY_BYTES or MAX_EVENTS_PER_REQUEST events, 429 with Retry-After when the write queue is
-full (nothing of that request was stored: send it again), 503 when OpenSearch refused the
-write (send it again: event ids make that safe).
+full (nothing of that request was stored: send it again), 503 when OpenSearch could not
+store the events now: unreachable, or its shards recovering (send the same request again:
+event ids make that safe). An event the engine refuses is one rejection, never a 503.
 
 `?wait_for_profiles=true`: answer only after the events are folded into the profiles
 (read-your-writes; `folded` in the response says whether the fold succeeded). Without it the
@@ -193,7 +194,7 @@ def _explain(
             "index": item.index,
             "field": "event",
             "event_id": sid,
-            "reason": f"event was refused by OpenSearch: {reason}",
+            "reason": f"event was not stored: {reason}",
         }
         return [refused], notes
     if outcome == "not_stored":
@@ -203,6 +204,11 @@ def _explain(
             f"{where}: item {event.item_id} is not in the catalog; stored, and the "
             "profile learns from it once the item is in the catalog and the profile is "
             "rebuilt (affinity profile rebuild)"
+        )
+    if outcome == "accepted" and sid in result.ignored_attributes:
+        notes.append(
+            f"{where}: the attributes sent with it are ignored: item attributes come from the "
+            "catalog (a boost profile's client_attributes can allow them for items not in it)"
         )
     if event.event_id_generated and outcome in ("accepted", "duplicate"):
         notes.append(

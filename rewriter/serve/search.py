@@ -8,6 +8,7 @@ profiles: the search path never imports the write path.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Mapping
@@ -22,11 +23,14 @@ from rewriter import privacy
 from rewriter.boost.profile import BoostProfile
 from rewriter.engine.http_pool import EngineError, EngineResponse, EngineTimeout
 from rewriter.experiments import assignment
+from rewriter.profiles.doc import UnreadableProfile
 from rewriter.profiles.view import UserAffinity, affinity_view
 from rewriter.ranking import explain, pins
 from rewriter.ranking.rewrite import RequestContext, RewriteResult, rewrite
 from rewriter.serve.errors import JSON_TYPE, ProxyError, json_response
 from rewriter.serve.state import ProxyState
+
+log = logging.getLogger("affinity.proxy")
 
 _INDEX_OK = re.compile(r"^[a-z0-9][a-z0-9_.,+-]*$")
 
@@ -84,12 +88,31 @@ def _context(request: Request) -> tuple[str | None, RequestContext]:
 async def _user_affinity(
     state: ProxyState, pseudonym: str | None, boost: BoostProfile
 ) -> UserAffinity | None:
+    """The user's view, None without a profile; UnreadableProfile for a stored profile that
+    cannot be ranked with."""
     if not pseudonym:
         return None
     doc = await state.profiles.get(pseudonym)
     if doc is None:
         return None
     return affinity_view(doc, time.time(), boost.top_k)
+
+
+_UNREADABLE_LOGGED: set[str] = set()
+
+
+def _log_unreadable(exc: UnreadableProfile) -> None:
+    """Say once per user (per process) that their searches go without personalization."""
+    if exc.user in _UNREADABLE_LOGGED:
+        return
+    if len(_UNREADABLE_LOGGED) > 10_000:
+        _UNREADABLE_LOGGED.clear()
+    _UNREADABLE_LOGGED.add(exc.user)
+    log.error(
+        "%s. Until then, searches for this user are served without personalization "
+        "(personalization.reason: profile_unreadable).",
+        exc,
+    )
 
 
 def _body_from(raw: bytes, params: Mapping[str, str]) -> dict[str, Any]:
@@ -166,6 +189,9 @@ async def _personalized(
         affinity = await _user_affinity(state, pseudonym, boost)
     except EngineError as exc:
         raise _engine_error(exc) from exc
+    except UnreadableProfile as exc:  # generic results, never a 500 for one bad document
+        _log_unreadable(exc)
+        affinity, ctx = None, replace(ctx, profile_unreadable=True)
     result = rewrite(body, affinity, boost, ctx)
     plog = dict(result.log)
     if user is None and plog.get("reason") is None and not plog.get("applied"):

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from rewriter.boost.profile import (
+    CLIENT_ATTRIBUTES_KEYS,
     COLD_START_KEYS,
     PROFILE_KEYS,
     BoostProfile,
@@ -40,8 +41,9 @@ def test_default_yaml_sets_and_documents_every_key() -> None:
     data = yaml.safe_load(text)
     assert set(data) == set(PROFILE_KEYS)
     assert set(data["cold_start"]) == set(COLD_START_KEYS)
+    assert set(data["client_attributes"]) == set(CLIENT_ATTRIBUTES_KEYS)
     lines = text.splitlines()
-    for key in PROFILE_KEYS + COLD_START_KEYS:
+    for key in PROFILE_KEYS + COLD_START_KEYS + CLIENT_ATTRIBUTES_KEYS:
         at = next(i for i, line in enumerate(lines) if re.match(rf"^\s*{key}:", line))
         assert lines[at - 1].lstrip().startswith("#"), f"default.yaml: {key} has no comment"
 
@@ -88,6 +90,23 @@ def test_values_and_replacing_mappings() -> None:
     assert profile.cold_start == ColdStart("none", 0.25, "sqrt")
 
 
+def test_client_attributes_name_the_event_sources_allowed_to_send_them() -> None:
+    """By default attributes come from the catalog only; a profile may let named sources
+    (POST /events is `api`, imports their --format) send them for items not in it."""
+    assert BoostProfile(name="shop").client_attributes.sources == ()
+    profile = parse_boost_profile("name: shop\nclient_attributes:\n  sources: [segment, api]\n")
+    assert profile.client_attributes.sources == ("segment", "api")
+    assert profile.client_attributes.allows("segment")
+    assert not profile.client_attributes.allows("csv")
+
+
+def test_the_sources_a_profile_can_trust_are_the_ways_events_arrive() -> None:
+    from rewriter.boost.profile import EVENT_SOURCES
+    from rewriter.ingest.event_files import EVENT_FORMATS
+
+    assert set(EVENT_SOURCES) == {"api", *EVENT_FORMATS}
+
+
 def test_unknown_key_suggests_the_closest_and_names_the_line() -> None:
     error = _error("name: shop\n\nalpah: 2\n")
     assert (error.source, error.line, error.column) == ("shop.yaml", 3, 1)
@@ -122,6 +141,14 @@ def test_unknown_nested_key() -> None:
         ("", "1:1", "empty boost profile"),
         ("- name\n", "1:1", "must be a mapping"),
         ("name: shop\nalpha: [1\n", "3:1", "invalid YAML"),
+        (
+            "name: shop\nclient_attributes:\n  sources: [api, segmnet]\n",
+            "3:18",
+            "client_attributes.sources[1]: expected one of api, jsonl, csv, segment, ubi",
+        ),
+        ("name: shop\nclient_attributes:\n  sources: api\n", "3:12", "must be a list"),
+        ("name: shop\nclient_attributes:\n  source: [api]\n", "3:3", "unknown key 'source'"),
+        ("name: shop\nclient_attributes: [api]\n", "2:20", "must be a mapping"),
     ],
 )
 def test_errors_name_file_line_and_column(text: str, where: str, fragment: str) -> None:

@@ -10,8 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from rewriter.events.catalog import CatalogRecord, validate_catalog, with_item_attributes
-from rewriter.events.event import Event, validate
+from rewriter.events.catalog import (
+    CatalogRecord,
+    item_attributes,
+    validate_catalog,
+    with_item_attributes,
+)
+from rewriter.events.event import EVENT_FIELD_NAMES, Event, validate
 from rewriter.events.fields import Rejection, parse_timestamp
 from rewriter.events.formats import (
     FieldMapping,
@@ -145,9 +150,15 @@ def test_future_events_are_rejected_only_against_a_clock() -> None:
         ({"value": "cheap"}, "value", "must be a number"),
         ({"value": float("inf")}, "value", "finite"),
         ({"price": -3}, "price", "≥ 0"),
+        ({"value": 1e308}, "value", "≤"),  # × quantity 10 made a profile's lifetime value inf
+        ({"price": "1e300"}, "price", "≤"),
+        ({"quantity": 10_000_000}, "quantity", "≤"),
         ({"opt_out": "maybe"}, "opt_out", "true or false"),
         ({"context": "mobile"}, "context", "must be an object"),
         ({"context": {"device": ["a"]}}, "context.device", "must be a string"),
+        ({"context": {"": "x"}}, "context", "key"),  # the engine refuses these documents
+        ({"context": {"a..b": "x"}}, "context", "key"),
+        ({"context": {"device.model": "x"}}, "context", "key"),
         ({"attributes": ["brand"]}, "attributes", "must be an object"),
         ({"attributes": {"brand": {"x": 1}}}, "attributes.brand", "list of strings"),
         ({"attributes": {"tag": [str(i) for i in range(101)]}}, "attributes.tag", "limit"),
@@ -162,6 +173,41 @@ def test_rejections_name_the_field(overrides: dict[str, object], field: str, fra
     rej = rejected(validate(event))
     assert rej.field == field
     assert fragment in rej.reason
+
+
+@pytest.mark.parametrize("field", ["event_id", "item_id"])
+def test_ids_the_engine_would_refuse_are_rejected_by_field(field: str) -> None:
+    """OpenSearch refuses a document id over 512 bytes of UTF-8 (`event_id` is the events
+    log's doc id, `item_id` the catalog's): 300 × "é" is 300 characters but 600 bytes."""
+    rej = rejected(validate(raw(**{field: "é" * 300})))
+    assert rej.field == field
+    assert "600 bytes" in rej.reason and "512" in rej.reason
+    assert isinstance(validate(raw(**{field: "é" * 256})), Event)  # 512 bytes: fine
+
+
+def _integer_fields() -> dict[str, int]:
+    """The events index's integer-typed fields that events carry, with the largest value
+    each mapping type holds."""
+    mapping = json.loads((ROOT / "index_templates" / "events.json").read_text())
+    largest = {"integer": 2**31 - 1, "long": 2**63 - 1, "short": 2**15 - 1, "byte": 127}
+    fields = mapping["mappings"]["properties"]
+    return {
+        name: largest[spec["type"]]
+        for name, spec in fields.items()
+        if spec.get("type") in largest and name in EVENT_FIELD_NAMES
+    }
+
+
+def test_integer_fields_are_bounded_like_their_mappings() -> None:
+    """1e20 made orjson fail the whole `_bulk` ("Integer exceeds 64-bit range"); 3e9 made
+    the engine refuse the document (out of range for an integer)."""
+    fields = _integer_fields()
+    assert set(fields) >= {"position", "quantity"}
+    for name, largest in fields.items():
+        for too_big in (largest + 1, 1e20, "1e20"):
+            assert rejected(validate(raw(**{name: too_big}))).field == name
+        assert ok(validate(raw(**{name: 1000}))).__dict__[name] == 1000
+    assert ok(validate(raw(position=2**31 - 1))).position == 2**31 - 1
 
 
 def test_rejection_uses_the_callers_field_names() -> None:
@@ -219,6 +265,35 @@ def test_with_item_attributes_captures_catalog_values() -> None:
         "color": ("red",),
     }
     assert with_item_attributes(event, record, ["brand"]).attributes == {"brand": ("Acme",)}
+
+
+def test_an_items_attributes_are_one_function_of_its_catalog_document(tmp_path: Path) -> None:
+    """A record loaded from a file, the same item read back from the catalog index (as
+    affinity's import indexed it, and as another tool indexed the raw item), give the same
+    attributes: events carry what profiles fold whichever way the item got there."""
+    item = {
+        "id": "sku-9",
+        "title": "Trail runner",
+        "brand": " Acme ",
+        "category": ["shoes", "sale", "shoes", ""],
+        "color": ["red", 7, None],
+        "price": 120,
+    }
+    path = tmp_path / "catalog.jsonl"
+    path.write_text(json.dumps(item) + "\n")
+    with path.open() as handle:
+        [(_, record)] = list(parse_catalog_jsonl(handle, FieldMapping(facets=("color",))))
+    assert isinstance(record, CatalogRecord)
+    names = ("brand", "category", "color")
+    indexed = json.loads(json.dumps(record.to_doc()))  # its `_source` in the catalog index
+    written_elsewhere = json.loads(json.dumps(item))
+    want = {"brand": ("Acme",), "category": ("shoes", "sale"), "color": ("red", "7")}
+    assert record.attributes() == want
+    assert item_attributes(indexed, names) == want
+    assert item_attributes(written_elsewhere, names) == want
+    assert item_attributes(indexed, ["brand", "size"]) == {"brand": ("Acme",)}
+    event = ok(validate(raw()))
+    assert with_item_attributes(event, record, ["color"]).attributes == {"color": ("red", "7")}
 
 
 def test_parse_timestamp_rejects_non_finite() -> None:
@@ -616,6 +691,7 @@ def test_the_log_document_is_to_doc_plus_the_pipeline_fields() -> None:
                      "timestamp": 1_714_564_800})  # fmt: skip
     assert isinstance(full, Event) and isinstance(bare, Event)
     for event in (full, bare, full.with_attributes({"brand": ("acme",)})):
-        expected = {**event.to_doc(), "known_item": True, "batch_id": "b1", "ingested_at": 5.0}
-        got = _log_doc(event, True, "b1", 5.0)
+        pipeline = {"known_item": True, "batch_id": "b1", "ingested_at": 5.0, "source": "csv"}
+        expected = {**event.to_doc(), **pipeline}
+        got = _log_doc(event, True, "b1", 5.0, "csv")
         assert orjson.loads(orjson.dumps(got)) == orjson.loads(orjson.dumps(expected))

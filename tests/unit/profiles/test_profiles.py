@@ -233,6 +233,55 @@ def test_purchases_and_lifetime_value() -> None:
 # --- opt-out, errors, documents -----------------------------------------------------------
 
 
+def test_a_purchase_too_large_for_a_double_keeps_lifetime_value_finite() -> None:
+    """value 1e308 × quantity 10 is inf, which JSON stores as null: every later fold of the
+    user and every search for them failed on it. The fold bounds what it adds."""
+    huge = [ev(T0, "purchase", value=1e308, quantity=10), ev(T0 + 1, "purchase", value=1e308)]
+    doc = fold(None, huge, CFG)
+    spent = doc["counters"]["lifetime_value"]
+    assert math.isfinite(spent) and spent > 0
+    again = fold(json.loads(json.dumps(doc)), [huge[0], ev(T0 + 2, "purchase", value=5.0)], CFG)
+    assert math.isfinite(again["counters"]["lifetime_value"])
+
+
+def _broken(path: Sequence[str], value: object) -> dict:
+    """A stored, readable profile with one number replaced (as an older version stored it)."""
+    doc = json.loads(json.dumps(to_source(fold(None, [ev(T0, "purchase", value=3.0)], CFG))))
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return decode(doc)
+
+
+BROKEN = [
+    (("counters", "lifetime_value"), None),
+    (("counters", "events"), -3),
+    (("mass",), float("nan")),
+    (("landmark",), "soon"),
+    (("affinities", "brand"), {"acme": float("inf")}),
+]
+
+
+@pytest.mark.parametrize(("path", "value"), BROKEN)
+def test_a_stored_profile_with_a_bad_number_is_refused_by_name(
+    path: Sequence[str], value: object
+) -> None:
+    """Not a TypeError deep in the math: a ProfileError naming the profile, the field and
+    the repair, for the writer to quarantine that one profile and the proxy to serve the
+    user without personalization."""
+    doc = _broken(path, value)
+    for use in (
+        lambda: fold(doc, [ev(T0 + 5)], CFG),  # type: ignore[arg-type]
+        lambda: affinity_view(doc, T0, 10),  # type: ignore[arg-type]
+        lambda: profile_from_source(to_source(doc)),
+    ):
+        with pytest.raises(ProfileError) as caught:
+            use()
+        assert path[0] in str(caught.value) and "affinity profile rebuild" in str(caught.value)
+        assert "u1" in str(caught.value)
+
+
 def test_opt_out_is_a_sticky_tombstone() -> None:
     profile = fold(None, [ev(T0, "purchase", session="s")], CFG)
     gone = fold(profile, [ev(T0 + 1, opt_out=True)], CFG, now=T0 + 5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -77,10 +78,16 @@ class FakePipeline:
         result = BatchResult(batch_id=f"b{len(self.calls)}")
         stored = [e.with_user(privacy.pseudonymize(e.user_id, SECRET)) for e in events]
         self.calls.append([e.event_id for e in stored])
+        if any(e.item_id == "poison" for e in stored):  # a failure no one foresaw
+            raise ValueError("poisoned")
         for event in stored:
             if event.item_id == "unmappable":  # what OpenSearch says of a bad document
                 result.outcomes.setdefault(event.event_id, "rejected")
                 result.refused.append((event.event_id, "OpenSearch refused it: bad: x"))
+                continue
+            if event.item_id == "busy":  # what OpenSearch says when its shard is recovering
+                result.outcomes.setdefault(event.event_id, "unavailable")
+                result.refused.append((event.event_id, "OpenSearch could not store it now"))
                 continue
             new = event.event_id not in self.stored
             self.stored.add(event.event_id)
@@ -260,6 +267,47 @@ def test_a_failed_write_fails_its_submissions_and_the_writer_goes_on() -> None:
         assert committer.submit(events(2)).result(5).outcomes == ["accepted"]
     finally:
         committer.stop()
+
+
+def _two_requests_in_one_write(first: list[Event], second: list[Event]) -> tuple[Future, Future]:
+    """`first` and `second` submitted while the only writer is held, so that they are
+    written together in one batch; the futures of both."""
+    gate = threading.Event()
+    pipeline = FakePipeline(gate=gate)
+    committer = GroupCommitter(lambda: pipeline, writers=1, linger_s=0.0)  # type: ignore
+    committer.start()
+    try:
+        held = committer.submit(events(1))
+        until(lambda: pipeline.entered == 1, "the writer holds the first submission")
+        futures = committer.submit(first), committer.submit(second)
+        gate.set()
+        held.result(5)
+        for future in futures:
+            future.exception(5)
+    finally:
+        committer.stop()
+    assert len(pipeline.calls[1]) == len(first) + len(second)  # one write for both
+    return futures
+
+
+def test_a_request_that_fails_a_shared_write_fails_alone() -> None:
+    """A write failing for something in one request (not the engine's state) is retried
+    request by request: only that request is answered 503."""
+    poisoned = [replace(e, item_id="poison") for e in events(2)]
+    bad, good = _two_requests_in_one_write(poisoned, events(3, 4))
+    with pytest.raises(WriteFailed, match="poisoned"):
+        bad.result(0)
+    assert good.result(0).outcomes == ["accepted", "accepted"]
+
+
+def test_events_the_engine_could_not_store_now_fail_only_their_request() -> None:
+    """An event the engine answers 5xx for is not refused (not its fault) but not stored:
+    its request is answered 503 (send again), the requests sharing the write are not."""
+    busy = [replace(events(2)[0], item_id="busy"), events(5)[0]]
+    unlucky, lucky = _two_requests_in_one_write(busy, events(3, 4))
+    with pytest.raises(WriteFailed, match="1 of its events could not be stored now"):
+        unlucky.result(0)
+    assert lucky.result(0).outcomes == ["accepted", "accepted"]
 
 
 def test_a_full_queue_refuses_instead_of_dropping() -> None:

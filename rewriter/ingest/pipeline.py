@@ -115,6 +115,10 @@ def catalog_attributes(
     }
 
 
+class RecoveryFailed(RuntimeError):
+    """Every pending batch failed to fold in one recovery round."""
+
+
 class Pipeline:
     """Writes batches of validated events and folds them into profiles (synchronous).
 
@@ -532,19 +536,30 @@ class Pipeline:
         }
         self.es.indices.refresh(index=[journal, self.settings.indices.events])
         stale = [h["_source"] for h in helpers.scan(self.es, index=journal, query={"query": query})]
-        total = 0
-        for entry in stale:
-            batch = entry["batch_id"]
-            sources = helpers.scan(
-                self.es,
-                index=self.settings.indices.events,
-                query={"query": {"term": {"batch_id": batch}}},
-            )
-            events = [event_from_doc(h["_source"]) for h in sources]
-            pairs = [(e, batch) for e in events if not isinstance(e, Rejection)]
-            total += self.fold_into_profiles(pairs, now) if pairs else 0
-            self._journal(batch, "done", float(entry.get("created", now)), len(pairs))
+        total, failed = 0, 0
+        for entry in stale:  # one batch failing (a refused write) does not hold up the rest
+            try:
+                total += self._recover_batch(entry, now)
+            except Exception as exc:
+                failed += 1
+                batch = entry.get("batch_id")
+                log.warning("recovery of batch %s failed (%s); retried next round", batch, exc)
+        if failed and failed == len(stale):
+            raise RecoveryFailed(f"recovery failed for all {failed} pending batches")
         return total
+
+    def _recover_batch(self, entry: Mapping[str, Any], now: float) -> int:
+        batch = entry["batch_id"]
+        sources = helpers.scan(
+            self.es,
+            index=self.settings.indices.events,
+            query={"query": {"term": {"batch_id": batch}}},
+        )
+        events = [event_from_doc(h["_source"]) for h in sources]
+        pairs = [(e, batch) for e in events if not isinstance(e, Rejection)]
+        folded = self.fold_into_profiles(pairs, now) if pairs else 0
+        self._journal(batch, "done", float(entry.get("created", now)), len(pairs))
+        return folded
 
     def prune_journal(self, now: float | None = None, keep_s: float = JOURNAL_KEEP_S) -> int:
         """Delete `done` journal entries older than keep_s; how many were deleted. `pending`

@@ -221,15 +221,21 @@ def _same(stored: Mapping[str, Any], rebuilt: Mapping[str, Any], half_life_s: fl
         return False
     if stored["counters"]["events"] != rebuilt["counters"]["events"]:
         return False
-    return _normalized(stored) == _normalized(rebuilt)
+    return _close(_normalized(stored), _normalized(rebuilt))
 
 
 def _normalized(profile: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     out = {}
     for attribute, values in profile["affinities"].items():
         peak = max(values.values(), default=0.0)
-        out[attribute] = {v: round(g / peak, 9) for v, g in values.items()} if peak else {}
+        out[attribute] = {v: g / peak for v, g in values.items()} if peak else {}
     return out
+
+
+def _close(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> bool:
+    if a.keys() != b.keys() or any(a[k].keys() != b[k].keys() for k in a):
+        return False
+    return all(math.isclose(a[k][v], b[k][v], rel_tol=1e-9) for k in a for v in a[k])
 
 
 def wait_for(check: Callable[[], bool], deadline_s: float, every_s: float = 0.5) -> float | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from typing import Any
 
 import orjson
 from opensearchpy import OpenSearch
+from opensearchpy.exceptions import TransportError
 
 from rewriter import config
 from rewriter.engine.client import MGET_CHUNK, DocumentsUnavailable, mget_docs
@@ -42,6 +44,7 @@ after a crash would fold it into this profile a second time."""
 DONE_MEMORY = 100_000
 """Batch ids marked `done` that a writer remembers, to drop from the rings it writes."""
 SENDERS = 2
+BULK_429_RETRIES = 4  # ~4 s of back-off in all
 """`_bulk` requests in flight at once: one is built while the engine indexes another."""
 PROFILE_CHUNK = 500
 """Profiles per `_bulk` request."""
@@ -96,14 +99,24 @@ def read_profiles(es: OpenSearch, index: str, users: Iterable[str]) -> dict[str,
 
 
 def bulk(es: OpenSearch, body: bytes) -> list[dict[str, Any]]:
-    """One `_bulk` request; its response items (id, status, error, seq_no, primary term)."""
-    response = es.bulk(
-        body=body,
-        request_timeout=120,
-        filter_path="items.*._id,items.*.status,items.*.error,items.*._seq_no,"
-        "items.*._primary_term",
-    )
-    return list(response.get("items", []))
+    """One `_bulk` request; its response items (id, status, error, seq_no, primary term).
+    A request the engine refuses whole with 429 (its write queue is full: nothing of it was
+    executed) is sent again after a back-off, BULK_429_RETRIES times."""
+    for attempt in range(BULK_429_RETRIES + 1):
+        try:
+            response = es.bulk(
+                body=body,
+                request_timeout=120,
+                filter_path="items.*._id,items.*.status,items.*.error,items.*._seq_no,"
+                "items.*._primary_term",
+            )
+        except TransportError as exc:
+            if exc.status_code != 429 or attempt == BULK_429_RETRIES:
+                raise
+            time.sleep(0.25 * 2**attempt)
+            continue
+        return list(response.get("items", []))
+    raise AssertionError("the loop returns or raises")
 
 
 def bulk_all(es: OpenSearch, bodies: Iterator[bytes]) -> Iterator[list[dict[str, Any]]]:

@@ -40,7 +40,7 @@ def wf(opensearch: OpenSearch, bootstrapped: config.Settings) -> config.Settings
     s = replace(
         bootstrapped,
         indices=config.Indices(prefix=f"{bootstrapped.indices.prefix}wf-"),
-        profiles_dir=ROOT / "profiles",
+        boost_dir=ROOT / "profiles",
         fold_profile=None,
     )
     bootstrap_cluster(opensearch, s)
@@ -379,7 +379,7 @@ def test_a_rebuild_repairs_an_unreadable_profile(
         "OPENSEARCH_URL": wf.opensearch_url,
         "AFFINITY_INDEX_PREFIX": wf.indices.prefix,
         "AFFINITY_SECRET": wf.secret or "",
-        "AFFINITY_PROFILES_DIR": str(wf.profiles_dir),
+        "AFFINITY_PROFILES_DIR": str(wf.boost_dir),
     }
     args = ["profile", "rebuild", "--user", "poisoned-3", "--quiet"]
     done = CliRunner().invoke(cli.main, args, env=env, catch_exceptions=False)

@@ -505,7 +505,11 @@ class Pipeline:
     def erase(self, pseudonym: str) -> dict[str, int]:
         """Delete the user's profile and every event; counts of what was deleted."""
         self.profiles.forget([pseudonym])
-        self.es.indices.refresh(index=self.settings.indices.events)  # see unrefreshed events too
+        # delete_by_query deletes what a search sees: refresh, or a profile or event written
+        # within the last second (refresh_interval) outlives the erasure
+        self.es.indices.refresh(
+            index=[self.settings.indices.events, self.settings.indices.profiles]
+        )
         events = self.es.delete_by_query(
             index=self.settings.indices.events,
             body={"query": {"term": {"user_id": pseudonym}}},

@@ -11,7 +11,7 @@ import click
 from tqdm import tqdm
 
 from rewriter import config
-from rewriter.cli import boost, measure, users
+from rewriter.cli import boost, measure, retention, users
 from rewriter.engine import local_node
 from rewriter.events import formats
 from rewriter.ingest import catalog_files
@@ -359,7 +359,7 @@ def bench(items: int, users: int, queries: int, threads: int, prefix: str) -> No
 # --------------------------------------------------------------------------- measurement
 for _command in (measure.experiment, measure.evaluate, measure.simulate):
     main.add_command(_command)
-for _command in (users.profile, users.user, users.segments, boost.boost):
+for _command in (users.profile, users.user, users.segments, boost.boost, retention.retention):
     main.add_command(_command)
 ingest.add_command(users.ingest_events)
 

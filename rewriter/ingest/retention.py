@@ -27,6 +27,7 @@ Safe under concurrent ingest:
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -281,6 +282,16 @@ class RetentionReport:
 
     def lines(self) -> list[str]:
         return [line for p in self.parts for line in p.lines(self.dry_run)]
+
+    def log_to(self, log: logging.Logger) -> None:
+        """For a server: what was deleted (info), warnings and errors; silent otherwise."""
+        for part in self.parts:
+            if part.deleted:
+                log.info("retention: %s", part.lines(self.dry_run)[0])
+            for warning in part.warnings:
+                log.warning("retention, %s: %s", part.name, warning)
+            for error in part.errors:
+                log.error("retention, %s: %s", part.name, error)
 
     def to_json(self) -> dict[str, Any]:
         parts = []

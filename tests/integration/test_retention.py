@@ -25,6 +25,8 @@ from rewriter.ingest import user_ops
 from rewriter.ingest.pipeline import Pipeline
 from rewriter.ingest.retention import RETIRE_MARGIN_S, Policy, Retention, RetentionReport
 from rewriter.profiles.fold import DAY_S, EXPIRE_HALF_LIVES
+from rewriter.serve.app import create_app
+from rewriter.serve.events_endpoint import committer_for
 
 HALF_LIFE_DAYS = 0.01
 """864 s: the safe horizon is EXPIRE_HALF_LIVES of them, 6 days, so tests can span it."""
@@ -332,6 +334,28 @@ def test_old_impressions_go_but_a_running_experiments_stay(
     part = _part(forced, "impressions")
     assert part.deleted == 1 and left() == {"plain-new"}
     assert any("experiment long-test" in w and "loses" in w for w in part.warnings)
+
+
+def test_the_server_runs_retention_when_told_to(
+    opensearch: OpenSearch, rt: config.Settings
+) -> None:
+    """AFFINITY_RETENTION_SERVE=on: the events writer's recovery thread runs retention when it
+    prunes the journal (at start, then every PRUNE_EVERY_S), with the loaded boost profiles."""
+    Pipeline(opensearch, rt, BOOST).ingest(
+        [_event("served", 0, NOW - 9 * DAY_S), _event("served", 1, NOW)], now=WRITTEN
+    )
+    app = create_app(replace(rt, retention_serve=True))
+    committer = committer_for(app)
+    assert not isinstance(committer, str), committer
+    try:
+        deadline = time.monotonic() + 60
+        while _logged(opensearch, rt, "served") != {"served-1"}:
+            assert time.monotonic() < deadline, "the server's retention did not run"
+            time.sleep(0.2)
+    finally:
+        committer.stop()
+    retired = user_ops.export(opensearch, rt, "served")["retired"]
+    assert retired["counters"]["events"] == 1
 
 
 # --------------------------------------------------------------------------- the command

@@ -382,6 +382,8 @@ def test_the_command_plans_runs_and_explains(opensearch: OpenSearch, rt: config.
     parts = {p["name"]: p for p in json.loads(run.output)["indices"]}
     assert parts["events"]["deleted"] == 1 and parts["events"]["cutoff_time"]
     assert _logged(opensearch, rt, "cli") == {"cli-1"}
+    rebuild = runner.invoke(cli.main, ["profile", "rebuild", "--quiet"], env=env)
+    assert "from 1 events and the retired totals of 1 more" in rebuild.output, rebuild.output
 
     bad = runner.invoke(
         cli.main, ["retention", "plan"], env={**env, "AFFINITY_RETENTION_EVENTS_DAYS": "soon"}

@@ -35,6 +35,18 @@ SETTINGS: dict[str, str] = {
     "Changing its half-life needs `affinity profile rebuild`.",
     "AFFINITY_IMPRESSIONS": "off: the proxy logs no impressions (one document per search, "
     "which experiment reports join clicks to); default on.",
+    "AFFINITY_RETENTION_EVENTS_DAYS": "Events `affinity retention` keeps: `safe` (default) deletes "
+    "only events whose affinity the fold drops anyway (more than EXPIRE_HALF_LIVES half-lives of "
+    "the longest boost-profile half-life before their user's newest event; their counters are "
+    "kept); a number of days deletes older events (fewer days than safe only with "
+    "AFFINITY_RETENTION_FORCE); `off` keeps every event.",
+    "AFFINITY_RETENTION_IMPRESSIONS_DAYS": "Days of impressions `affinity retention` keeps "
+    "(default 90; `off` keeps all). A running experiment's impressions since its start are "
+    "kept unless AFFINITY_RETENTION_FORCE.",
+    "AFFINITY_RETENTION_FORCE": "1: apply retention horizons shorter than what profile rebuilds "
+    "and running experiments' reports need (each run warns what they lose); default 0.",
+    "AFFINITY_RETENTION_SERVE": "on: `affinity serve` applies retention each time it prunes the "
+    "journal; default off (run `affinity retention run` yourself).",
 }
 
 
@@ -64,6 +76,16 @@ class Indices:
     def journal(self) -> str:
         return f"{self.prefix}affinity-journal"
 
+    @property
+    def retired(self) -> str:
+        """What retention took out of the events log, per user (ingest/retention.py)."""
+        return f"{self.prefix}affinity-retired"
+
+    @property
+    def private(self) -> tuple[str, ...]:
+        """Affinity's own indices: per-user data the proxy never serves."""
+        return (self.profiles, self.events, self.impressions, self.journal, self.retired)
+
     def alias(self, template_name: str) -> str:
         return {
             "catalog": self.catalog,
@@ -71,6 +93,7 @@ class Indices:
             "events": self.events,
             "impressions": self.impressions,
             "journal": self.journal,
+            "retired": self.retired,
         }[template_name]
 
 
@@ -92,6 +115,10 @@ class Settings:
     boost_dir: Path = Path("profiles")
     fold_profile: str | None = None
     impressions: bool = True
+    retention_events: str = "safe"
+    retention_impressions: str = "90"
+    retention_force: bool = False
+    retention_serve: bool = False
 
     @property
     def remote(self) -> bool:
@@ -147,6 +174,10 @@ def load(env: dict[str, str] | None = None) -> Settings:
         boost_dir=Path(e.get("AFFINITY_PROFILES_DIR") or "profiles"),
         fold_profile=e.get("AFFINITY_FOLD_PROFILE") or None,
         impressions=_flag(e.get("AFFINITY_IMPRESSIONS"), True),
+        retention_events=e.get("AFFINITY_RETENTION_EVENTS_DAYS") or "safe",
+        retention_impressions=e.get("AFFINITY_RETENTION_IMPRESSIONS_DAYS") or "90",
+        retention_force=_flag(e.get("AFFINITY_RETENTION_FORCE"), False),
+        retention_serve=_flag(e.get("AFFINITY_RETENTION_SERVE"), False),
     )
 
 

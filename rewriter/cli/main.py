@@ -10,7 +10,7 @@ import click
 from tqdm import tqdm
 
 from rewriter import config
-from rewriter.cli import boost, measure, users
+from rewriter.cli import boost, measure, retention, users
 from rewriter.cli.common import EXPLAINED, explain, requires_bootstrap, requires_engine
 from rewriter.cli.common import fail as _fail
 from rewriter.cli.common import settings as _settings
@@ -381,7 +381,7 @@ def bench(items: int, users: int, queries: int, threads: int, prefix: str) -> No
 # --------------------------------------------------------------------------- measurement
 for _command in (measure.experiment, measure.evaluate, measure.simulate):
     main.add_command(_command)
-for _command in (users.profile, users.user, users.segments, boost.boost):
+for _command in (users.profile, users.user, users.segments, boost.boost, retention.retention):
     main.add_command(_command)
 ingest.add_command(users.ingest_events)
 

@@ -234,8 +234,10 @@ def profile_rebuild(
         click.echo(error, err=True)
     used = ", ".join(f"{n} ({c})" for n, c in result.by_profile.most_common()) or boost.name
     click.echo(
-        f"rebuilt {result.users} profiles from {result.events} events with boost profile "
-        f"{used} in {time.monotonic() - t0:.1f} s ({result.opted_out} opted out, "
+        f"rebuilt {result.users} profiles from {result.events} events"
+        + (f" and the retired totals of {result.retired} more" if result.retired else "")
+        + f" with boost profile {used} in {time.monotonic() - t0:.1f} s ({result.opted_out} "
+        f"opted out, "
         f"{result.retried} retried after a concurrent write"
         + (
             f", {result.late_enriched} events enriched from items added to the catalog since"

@@ -25,7 +25,7 @@ TEMPLATES_DIR = ROOT / "index_templates"
 PAINLESS_DIR = ROOT / "painless"
 
 
-TEMPLATE_NAMES = ("catalog", "profiles", "events", "impressions", "journal")
+TEMPLATE_NAMES = ("catalog", "profiles", "events", "impressions", "journal", "retired")
 
 
 @dataclass(frozen=True)

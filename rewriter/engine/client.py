@@ -5,7 +5,7 @@ waiting for cluster health. Bootstrap of templates and scripts is engine/bootstr
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -135,6 +135,45 @@ def _address(es: OpenSearch) -> str:
     host = es.transport.hosts[0]
     scheme = "https" if host.get("use_ssl") else "http"
     return f"{scheme}://{host.get('host')}:{host.get('port')}{host.get('url_prefix', '')}"
+
+
+def composite_pages(
+    es: OpenSearch, index: str, field: str, page: int, query: dict | None = None, **params: Any
+) -> Iterator[list[str]]:
+    """Every distinct value of the keyword `field` (among the documents `query` matches),
+    `page` at a time, in order (composite aggregation); `params` go to each search."""
+    after: dict[str, Any] | None = None
+    while True:
+        composite: dict[str, Any] = {
+            "size": page,
+            "sources": [{"key": {"terms": {"field": field}}}],
+        }
+        if after:
+            composite["after"] = after
+        body: dict[str, Any] = {"size": 0, "aggs": {"keys": {"composite": composite}}}
+        if query is not None:
+            body["query"] = query
+        agg = es.search(index=index, body=body, **params)["aggregations"]["keys"]
+        keys = [b["key"]["key"] for b in agg["buckets"]]
+        if keys:
+            yield keys
+        after = agg.get("after_key")
+        if not after or len(keys) < page:
+            return
+
+
+def buckets_by_key(
+    es: OpenSearch, index: str, field: str, keys: Sequence[str], aggs: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """For each of `keys` that documents hold in the keyword `field`: its terms bucket with
+    the sub-aggregations `aggs` (e.g. each user's newest event)."""
+    body = {
+        "size": 0,
+        "query": {"terms": {field: list(keys)}},
+        "aggs": {"keys": {"terms": {"field": field, "size": len(keys)}, "aggs": aggs}},
+    }
+    buckets = es.search(index=index, body=body)["aggregations"]["keys"]["buckets"]
+    return {b["key"]: b for b in buckets}
 
 
 def wait_for_health(es: OpenSearch, status: str = "yellow", timeout: float = 60.0) -> dict:

@@ -51,7 +51,8 @@ PROFILE_CACHE = 10_000
 nothing; profile_writes.ProfileWriter.current). Up to ~100 MB with 4 KB profiles."""
 RECOVER_EVERY_S = 30.0
 PRUNE_EVERY_S = 600.0
-"""How often the recovery thread deletes old `done` journal entries (Pipeline.prune_journal)."""
+"""How often the recovery thread deletes old `done` journal entries (Pipeline.prune_journal),
+and runs retention when the server was given it (AFFINITY_RETENTION_SERVE)."""
 WRITERS = 2
 POPULARITY_EVERY_S = 30.0
 RETRY_AFTER_S = 1
@@ -102,7 +103,8 @@ class GroupCommitter:
     Each writer has its own pipeline (`make_pipeline()`), so its catalog cache, forgotten
     every `recover_every_s`, is never cleared under another writer; two batches touching one
     user stay exact (the fold's optimistic concurrency retries). `on_folded(users)` runs after
-    each fold (the proxy drops those users' cached profiles).
+    each fold (the proxy drops those users' cached profiles). `retention()` runs after each
+    pruning of the journal (ingest/retention.py).
     """
 
     def __init__(
@@ -116,8 +118,10 @@ class GroupCommitter:
         max_unfolded: int = MAX_UNFOLDED_EVENTS,
         recover_every_s: float = RECOVER_EVERY_S,
         on_folded: Callable[[set[str]], None] | None = None,
+        retention: Callable[[], None] | None = None,
     ) -> None:
         self.make_pipeline = make_pipeline
+        self.retention = retention
         self.pipeline = make_pipeline()
         self.writers = max(1, writers)
         self.linger_s = linger_s
@@ -404,18 +408,31 @@ class GroupCommitter:
                     log.warning("recovered %d events left unfolded by an earlier crash", folded)
             if time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + PRUNE_EVERY_S
-                try:
-                    pruned = pipeline.prune_journal()
-                except Exception:
-                    log.exception(
-                        "deleting old done batches from the journal failed; it only grows "
-                        "meanwhile, retrying in %.0f s",
-                        PRUNE_EVERY_S,
-                    )
-                else:
-                    if pruned:
-                        log.info("deleted %d old done batches from the journal", pruned)
+                self._prune(pipeline)
             self._recovery_stop.wait(self.recover_every_s)
+
+    def _prune(self, pipeline: Pipeline) -> None:
+        """Old done batches leave the journal; then retention, if the server runs it."""
+        try:
+            pruned = pipeline.prune_journal()
+        except Exception:
+            log.exception(
+                "deleting old done batches from the journal failed; it only grows "
+                "meanwhile, retrying in %.0f s",
+                PRUNE_EVERY_S,
+            )
+        else:
+            if pruned:
+                log.info("deleted %d old done batches from the journal", pruned)
+        if self.retention is None:
+            return
+        try:
+            self.retention()
+        except Exception:
+            log.exception(
+                "retention failed (what it deleted before is consistent); retrying in %.0f s",
+                PRUNE_EVERY_S,
+            )
 
 
 def _engine_trouble(exc: BaseException) -> bool:

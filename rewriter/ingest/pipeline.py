@@ -593,7 +593,11 @@ class Pipeline:
     def erase(self, pseudonym: str) -> dict[str, int]:
         """Delete the user's profile and every event; counts of what was deleted."""
         self.profiles.forget([pseudonym])
-        self.es.indices.refresh(index=self.settings.indices.events)  # see unrefreshed events too
+        # delete_by_query deletes what a search sees: refresh, or a profile or event written
+        # within the last second (refresh_interval) outlives the erasure
+        self.es.indices.refresh(
+            index=[self.settings.indices.events, self.settings.indices.profiles]
+        )
         events = self.es.delete_by_query(
             index=self.settings.indices.events,
             body={"query": {"term": {"user_id": pseudonym}}},
@@ -609,12 +613,13 @@ class Pipeline:
         return {
             "events": events,
             "profiles": profile,
-            "impressions": self._erase_impressions(pseudonym),
+            "impressions": self._erase_where(self.settings.indices.impressions, pseudonym),
+            "retired": self._erase_where(self.settings.indices.retired, pseudonym),
         }
 
-    def _erase_impressions(self, pseudonym: str) -> int:
-        """Delete the user's search impressions (experiments); 0 where there is no index."""
-        index = self.settings.indices.impressions
+    def _erase_where(self, index: str, pseudonym: str) -> int:
+        """Delete the user's documents (`user_id`) from `index`: search impressions, retired
+        totals (ingest/retention.py); 0 where there is no such index."""
         self.es.indices.refresh(index=index, ignore_unavailable=True)
         found = self.es.delete_by_query(
             index=index,

@@ -31,6 +31,7 @@ from opensearchpy import OpenSearch, helpers
 
 from rewriter import config
 from rewriter.boost.profile import BoostProfile
+from rewriter.engine.client import buckets_by_key
 from rewriter.profiles.doc import ProfileDoc, UnreadableProfile, profile_from_source
 from rewriter.profiles.view import segment_priors, top_values
 
@@ -124,29 +125,12 @@ def latest_contexts(
     es: OpenSearch, settings: config.Settings, users: Sequence[str]
 ) -> dict[str, dict[str, Any]]:
     """pseudonym → context of their most recent event (by timestamp)."""
-    body = {
-        "size": 0,
-        "query": {"terms": {"user_id": list(users)}},
-        "aggs": {
-            "users": {
-                "terms": {"field": "user_id", "size": len(users)},
-                "aggs": {
-                    "last": {
-                        "top_hits": {
-                            "size": 1,
-                            "sort": [{"timestamp": "desc"}],
-                            "_source": ["context"],
-                        }
-                    }
-                },
-            }
-        },
-    }
-    buckets = es.search(index=settings.indices.events, body=body)["aggregations"]["users"]
+    last = {"top_hits": {"size": 1, "sort": [{"timestamp": "desc"}], "_source": ["context"]}}
+    buckets = buckets_by_key(es, settings.indices.events, "user_id", users, {"last": last})
     out = {}
-    for bucket in buckets["buckets"]:
+    for user, bucket in buckets.items():
         hits = bucket["last"]["hits"]["hits"]
-        out[bucket["key"]] = (hits[0]["_source"].get("context") or {}) if hits else {}
+        out[user] = (hits[0]["_source"].get("context") or {}) if hits else {}
     return out
 
 

@@ -8,7 +8,9 @@ Rebuild is safe while events keep arriving: for each page of users it reads the 
 `if_seq_no`/`if_primary_term`. A fold that lands in between makes the write conflict and the
 user is rebuilt again, so no event is lost or counted twice. The rebuilt profile remembers
 the batch ids of its newest events in `recent_batches`, so neither recovery nor a late fold in
-flight folds a batch whose events the rebuild already counted.
+flight folds a batch whose events the rebuild already counted. A user's events that
+retention took out of the log live on as retired totals (ingest/retention.py): the rebuild
+starts from them, and skips the logged events they already hold.
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ from opensearchpy import OpenSearch, helpers
 
 from rewriter import config, privacy
 from rewriter.boost.profile import BoostProfile
+from rewriter.engine.client import composite_pages
 from rewriter.events.event import Event
 from rewriter.events.fields import Rejection, iso
 from rewriter.ingest.pipeline import Pipeline, catalog_attributes, event_from_doc
-from rewriter.profiles.doc import ProfileDoc, decode, profile_from_source, to_source
+from rewriter.ingest.retention import Coverage, read_retired, retired_of
+from rewriter.profiles.doc import ProfileDoc, decode, profile_from_source
 from rewriter.profiles.fold import decayed, fold_config, rebuild
 from rewriter.profiles.view import top_values
-from rewriter.profiles.writer import Found, journal_states, read_profiles
+from rewriter.profiles.writer import Found, cas_action, journal_states, read_profiles
 
 PAGE_USERS = 500
 MAX_REBUILD_ATTEMPTS = 5
@@ -91,23 +95,9 @@ def scan_events(
 def user_pages(
     es: OpenSearch, settings: config.Settings, page: int = PAGE_USERS
 ) -> Iterator[list[str]]:
-    """All pseudonyms with events, `page` at a time (composite aggregation over user_id)."""
-    after: dict[str, Any] | None = None
-    while True:
-        composite: dict[str, Any] = {
-            "size": page,
-            "sources": [{"user": {"terms": {"field": "user_id"}}}],
-        }
-        if after:
-            composite["after"] = after
-        body = {"size": 0, "aggs": {"users": {"composite": composite}}}
-        agg = es.search(index=settings.indices.events, body=body)["aggregations"]["users"]
-        users = [b["key"]["user"] for b in agg["buckets"]]
-        if users:
-            yield users
-        after = agg.get("after_key")
-        if not after or len(users) < page:
-            return
+    """All pseudonyms with events or retired totals, `page` at a time."""
+    indices = f"{settings.indices.events},{settings.indices.retired}"
+    return composite_pages(es, indices, "user_id", page, ignore_unavailable=True)
 
 
 # --------------------------------------------------------------------------- rebuild
@@ -125,6 +115,8 @@ class RebuildResult:
     late_enriched: int = 0
     """Events whose item was not in the catalog when they were ingested, and now is: folded
     with the item's current attribute values."""
+    retired: int = 0
+    """Events retention took out of the log, counted from the users' retired totals."""
     refused_by: Counter[str] = field(default_factory=Counter)
     """Boost profiles that would have folded the not-rebuilt profiles."""
     by_profile: Counter[str] = field(default_factory=Counter)
@@ -137,6 +129,16 @@ def _pending_batches(sources: Sequence[Mapping[str, Any]], pending: set[str]) ->
     ordered = sorted(sources, key=lambda s: float(s.get("ingested_at") or 0.0), reverse=True)
     batches = (s["batch_id"] for s in ordered if s.get("batch_id") in pending)
     return list(dict.fromkeys(batches))
+
+
+def _not_retired(
+    sources: list[dict[str, Any]], retired: tuple[ProfileDoc, Coverage] | None
+) -> list[dict[str, Any]]:
+    """The logged events the user's retired totals do not hold (a crash can leave held
+    events in the log until the next retention run deletes them)."""
+    if retired is None:
+        return sources
+    return [s for s in sources if not retired[1].holds(s)]
 
 
 def _events(sources: Iterable[Mapping[str, Any]], result: RebuildResult) -> list[Event]:
@@ -206,15 +208,17 @@ class Rebuilder:
     def _page(self, users: Sequence[str], result: RebuildResult) -> list[str]:
         """Rebuild one page; the users whose write conflicted (to try again)."""
         current = read_profiles(self.es, self.settings.indices.profiles, users)  # BEFORE the scan
-        by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        logged: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for source in scan_events(self.es, self.settings, users):
-            by_user[source["user_id"]].append(source)
+            logged[source["user_id"]].append(source)
+        retired = retired_of(self.es, self.settings, users)  # AFTER the scan (retention.py)
+        by_user = {u: _not_retired(logged[u], retired.get(u)) for u in users}
         boosts = {user: self._boost_for(current.get(user)) for user in users}
         late = self._enrich_late(by_user, boosts)
         states = journal_states(
             self.es,
             self.settings.indices.journal,
-            (s["batch_id"] for sources in by_user.values() for s in sources if s.get("batch_id")),
+            (s["batch_id"] for sources in logged.values() for s in sources if s.get("batch_id")),
         )
         pending = {b for b, state in states.items() if state == "pending"}
         now = time.time()
@@ -224,7 +228,8 @@ class Rebuilder:
             if found is not None and found[0].get("opt_out"):
                 result.opted_out += 1
                 continue
-            if found is None and not by_user[user]:
+            totals = retired[user][0] if user in retired else None
+            if found is None and not by_user[user] and totals is None:
                 continue
             boost = boosts[user]
             weights = boost.event_weights
@@ -238,14 +243,16 @@ class Rebuilder:
                 continue
             cfg = self._cfgs[boost.name]
             chosen[user] = boost.name
-            doc = dict(rebuild(_events(by_user[user], result), cfg, user=user, now=now))
-            doc["recent_batches"] = _pending_batches(by_user[user], pending)
-            actions.append(_write_action(self.settings.indices.profiles, user, doc, found))
+            events = _events(by_user[user], result)
+            doc = dict(rebuild(events, cfg, user=user, now=now, retired=totals))
+            doc["recent_batches"] = _pending_batches(logged[user], pending)
+            actions.append(cas_action(self.settings.indices.profiles, user, doc, found))
             scanned.append(user)
         conflicts = self._write(actions, result)
         done = [u for u in scanned if u not in conflicts]
         result.users += len(done)
         result.events += sum(len(by_user[u]) for u in done)
+        result.retired += sum(retired[u][0]["counters"]["events"] for u in done if u in retired)
         result.late_enriched += sum(late[u] for u in done)
         result.by_profile.update(chosen[u] for u in done)
         return conflicts
@@ -292,20 +299,10 @@ class Rebuilder:
         return conflicts
 
 
-def _write_action(
-    index: str, user: str, doc: dict[str, Any], found: tuple[Any, int, int] | None
-) -> dict[str, Any]:
-    action: dict[str, Any] = {"_index": index, "_id": user, "_source": to_source(doc)}
-    if found is None:
-        action["_op_type"] = "create"
-    else:
-        action.update(_op_type="index", if_seq_no=found[1], if_primary_term=found[2])
-    return action
-
-
 # --------------------------------------------------------------------------- privacy
 def export(es: OpenSearch, settings: config.Settings, raw_user: str) -> dict[str, Any]:
-    """Everything stored about the user: the profile and every event, as JSON-ready data."""
+    """Everything stored about the user: the profile, every event, the totals retention kept
+    of events it deleted, and the impressions, as JSON-ready data."""
     user = pseudonym(settings, raw_user)
     events = sorted(
         scan_events(es, settings, [user]), key=lambda s: (float(s["timestamp"]), s["event_id"])
@@ -316,6 +313,7 @@ def export(es: OpenSearch, settings: config.Settings, raw_user: str) -> dict[str
         "exported_at": iso(time.time()),
         "profile": read_profile(es, settings, user),
         "events": events,
+        "retired": (read_retired(es, settings, [user]).get(user) or [None])[0],
         "impressions": scan_impressions(es, settings, user),
     }
 

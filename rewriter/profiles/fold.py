@@ -255,23 +255,59 @@ def fold(
         "last_seen": last_seen,
         "segments": list(doc["segments"]),
         "updated_at": last_seen if now is None else now,
-        **({"fold_profile": cfg.source} if cfg.source else {}),
+        **_folded_by(cfg),
     }
 
 
 def rebuild(
-    events: Sequence[Event], cfg: FoldConfig, *, user: str | None = None, now: float | None = None
+    events: Sequence[Event],
+    cfg: FoldConfig,
+    *,
+    user: str | None = None,
+    now: float | None = None,
+    retired: ProfileDoc | None = None,
 ) -> ProfileDoc:
     """A user's profile from all their events (e.g. read back from the events log).
 
     Equivalent to one `fold` from nothing: deduplicated by event id, folded in (timestamp,
-    event_id) order. `user` is needed only when there are no events.
+    event_id) order. `user` is needed only when there are no events. `retired` is what
+    retention kept of events no longer in the log (`retire`): the fold starts from it.
     """
+    if retired is not None:
+        start = {**without_masses(retired), "half_life_s": cfg.half_life_s}
+        if not events:
+            return {**start, "updated_at": now, **_folded_by(cfg)}
+        return fold(start, events, cfg, now=now)
     if not events:
         if user is None:
             raise ProfileError("rebuild needs the user's events or the user id")
         return {**empty_profile(user, cfg), "updated_at": now}
     return fold(empty_profile(user, cfg) if user else None, events, cfg, now=now)
+
+
+def retire(retired: ProfileDoc | None, events: Sequence[Event], cfg: FoldConfig) -> ProfileDoc:
+    """What a profile keeps of `events` once they leave the events log (retention): their
+    counters, sessions and first and last seen, added to `retired` (a previous retirement),
+    without masses. `rebuild(rest, cfg, retired=retire(None, old))` equals
+    `rebuild(old + rest, cfg)` when every old event lies more than EXPIRE_HALF_LIVES
+    half-lives before the newest event (the fold drops its mass then), to the exactness
+    contract of `fold` (sessions: exact up to RECENT_SESSIONS of them); otherwise the rebuilt
+    profile lacks the old events' masses and keeps the rest. `events` may be empty only with
+    a `retired` to add them to.
+    """
+    start = None if retired is None else without_masses(retired)
+    return without_masses(fold(start, events, cfg))
+
+
+def without_masses(profile: ProfileDoc) -> ProfileDoc:
+    """The profile's counters, sessions and times, with no affinity masses."""
+    doc = {**profile, "landmark": None, "mass": 0.0, "affinities": {}, "updated_at": None}
+    doc.pop("fold_profile", None)
+    return doc  # type: ignore[return-value]
+
+
+def _folded_by(cfg: FoldConfig) -> dict[str, str]:
+    return {"fold_profile": cfg.source} if cfg.source else {}
 
 
 def opted_out(profile: ProfileDoc, now: float | None = None) -> ProfileDoc:

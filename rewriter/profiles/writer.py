@@ -98,6 +98,19 @@ def read_profiles(es: OpenSearch, index: str, users: Iterable[str]) -> dict[str,
     }
 
 
+def cas_action(
+    index: str, user: str, doc: Mapping[str, Any], found: Found | None
+) -> dict[str, Any]:
+    """A `helpers.bulk` action writing `doc` (stored form) as `user`'s document: `create`
+    when `found` is None, else `index` only if it is still the version `found` read."""
+    action: dict[str, Any] = {"_index": index, "_id": user, "_source": to_source(doc)}
+    if found is None:
+        action["_op_type"] = "create"
+    else:
+        action.update(_op_type="index", if_seq_no=found[1], if_primary_term=found[2])
+    return action
+
+
 def bulk(es: OpenSearch, body: bytes) -> list[dict[str, Any]]:
     """One `_bulk` request; its response items (id, status, error, seq_no, primary term).
     A request the engine refuses whole with 429 (its write queue is full: nothing of it was

@@ -29,6 +29,9 @@ two processes folding the same user, or a recovery racing a fold, never count a 
 
 After each fold the proxy's profile cache is invalidated for the folded users, so the next
 search in this process reads the new profile (other processes: within the cache TTL).
+
+With AFFINITY_RETENTION_SERVE on, the writer's recovery thread also runs retention each time
+it prunes the journal (`retention_for`; ingest/retention.py), and logs what it deleted.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +64,7 @@ from rewriter.ingest.group_commit import (
     WriteFailed,
 )
 from rewriter.ingest.pipeline import Pipeline
+from rewriter.ingest.retention import Policy, Retention, RetentionError
 from rewriter.serve.errors import error_response, json_response
 
 log = logging.getLogger("affinity.events")
@@ -302,6 +306,39 @@ def create_committer(
     return GroupCommitter(lambda: Pipeline(es, settings, boost), **options)
 
 
+def retention_for(app: Starlette) -> Callable[[], None] | None:
+    """With AFFINITY_RETENTION_SERVE on: a retention run (ingest/retention.py) with the boost
+    profiles and experiments the server has loaded at that moment, logging what it did; the
+    writer's recovery thread runs it each time it prunes the journal."""
+    settings = app.state.proxy.settings
+    if not settings.retention_serve:
+        return None
+    try:
+        policy = Policy.from_settings(settings)
+    except RetentionError as exc:
+        log.error("AFFINITY_RETENTION_SERVE is on, but %s; this server runs no retention", exc)
+        return None
+    es = connect(settings, timeout=max(settings.timeout, 60.0))
+
+    def run() -> None:
+        state = app.state.proxy
+        boosts = state.boost_profiles
+        try:
+            job = Retention(
+                es,
+                state.settings,
+                boosts,
+                fold_boost(state.settings, boosts=boosts),
+                experiments=state.experiments,
+                boost_errors=state.boost_errors,
+            )
+            job.run(policy, dry_run=False).log_to(log)
+        except (RetentionError, FoldProfileError) as exc:
+            log.error("retention did not run: %s", exc)
+
+    return run
+
+
 def committer_for(app: Starlette) -> GroupCommitter | str:
     """The app's running writer, created and started on first use; a string says why not."""
     found = getattr(app.state, "events", None)
@@ -312,6 +349,7 @@ def committer_for(app: Starlette) -> GroupCommitter | str:
                 state.settings,
                 state.boost_profiles,
                 on_folded=lambda users: _invalidate(app, users),
+                retention=retention_for(app),
             )
             found.start()
         except (FoldProfileError, config.SecretMissing) as exc:

@@ -37,8 +37,7 @@ _INDEX_OK = re.compile(r"^[a-z0-9][a-z0-9_.,+-]*$")
 
 # --------------------------------------------------------------------------- helpers
 def _check_index(state: ProxyState, index: str) -> None:
-    ix = state.settings.indices
-    internal = {ix.profiles, ix.events, ix.impressions, ix.journal}
+    internal = state.settings.indices.private
     names = index.split(",")
     if any(n in ("_all", "*") or "*" in n or "?" in n for n in names):
         raise ProxyError(

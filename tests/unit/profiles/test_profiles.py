@@ -8,6 +8,7 @@ import json
 import math
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 from hypothesis import event as note
@@ -27,6 +28,7 @@ from rewriter.profiles.fold import (
     fold,
     popularity_updates,
     rebuild,
+    retire,
     store_k_for,
 )
 from rewriter.profiles.view import affinity_view, segment_priors
@@ -538,6 +540,67 @@ def test_scripted_stream_with_rebases_equals_rebuild() -> None:
     assert incremental is not None
     assert incremental["landmark"] == T0 + 1450 * H  # 300 H, then 900 H, then 1450 H
     assert_equivalent(incremental, rebuild(list(reversed(events)), CFG))
+
+
+@settings(max_examples=200, deadline=None)
+@given(event_streams(), st.randoms(use_true_random=False))
+def test_a_rebuild_from_retired_totals_equals_one_from_every_event(
+    stream: tuple[FoldConfig, list[Event], list[list[Event]]], rng: random.Random
+) -> None:
+    """Retention replaces the events that lie more than EXPIRE_HALF_LIVES before the user's
+    newest by their retired totals (in any split, in any order): the rebuild is the same."""
+    cfg, events, _ = stream
+    for user in {e.user_id for e in events}:
+        mine = [e for e in events if e.user_id == user]
+        cut = max(e.timestamp for e in mine) - EXPIRE_HALF_LIVES * cfg.half_life_s
+        old = [e for e in mine if e.timestamp < cut]
+        if not old:
+            note("nothing to retire")
+            continue
+        rng.shuffle(old)
+        split = rng.randrange(1, len(old) + 1)
+        retired = retire(None, old[:split], cfg)
+        if old[split:]:
+            retired = retire(retired, old[split:], cfg)
+        rest = [e for e in mine if e.timestamp >= cut]
+        note("retired")
+        assert_equivalent(rebuild(rest, cfg, retired=retired), rebuild(mine, cfg))
+
+
+def test_retired_totals_keep_counters_and_sessions_but_no_masses() -> None:
+    old = [
+        ev(T0, "purchase", session="s1", value=20.0, quantity=2),
+        ev(T0 + H, "click", session="s2"),
+    ]
+    new = [ev(T0 + 2 * H, "view", brand="zeta", session="s2")]
+    retired = retire(None, old, CFG)
+    assert (retired["mass"], retired["affinities"], retired["landmark"]) == (0.0, {}, None)
+    assert retired["counters"] == {
+        "events": 2,
+        "sessions": 2,
+        "purchases": 1,
+        "lifetime_value": 40.0,
+    }
+    assert "fold_profile" not in retire(None, old, replace(CFG, source="default"))
+    rebuilt = rebuild(new, CFG, retired=retired, now=T0 + 3 * H)
+    whole = rebuild(old + new, CFG, now=T0 + 3 * H)
+    assert rebuilt["counters"] == whole["counters"]  # s2 spans the cut: counted once
+    assert (rebuilt["first_seen"], rebuilt["last_seen"]) == (T0, T0 + 2 * H)
+    assert rebuilt["recent_sessions"] == whole["recent_sessions"]
+    # within the horizon, the retired events' masses are what a rebuild loses
+    assert rebuilt["affinities"] == {"brand": {"zeta": pytest.approx(1.0)}}
+    assert set(whole["affinities"]["brand"]) == {"acme", "zeta"}
+
+
+def test_a_rebuild_of_retired_totals_alone_has_counters_and_no_masses() -> None:
+    retired = retire(None, [ev(T0, "purchase", value=5.0)], CFG)
+    other = FoldConfig(event_weights=WEIGHTS, half_life_s=2 * H, source="slow")
+    rebuilt = rebuild([], other, retired=retired, now=T0 + H)
+    assert rebuilt["counters"]["purchases"] == 1 and rebuilt["mass"] == 0.0
+    assert (rebuilt["half_life_s"], rebuilt["fold_profile"]) == (2 * H, "slow")
+    assert (rebuilt["updated_at"], rebuilt["last_seen"]) == (T0 + H, T0)
+    later = fold(rebuilt, [ev(T0 + 2 * H)], other)  # folds on with the new half-life
+    assert later["counters"]["events"] == 2 and later["landmark"] == T0 + 2 * H
 
 
 def test_fold_defaults_are_the_boost_profile_defaults() -> None:

@@ -350,6 +350,27 @@ def test_the_recovery_thread_prunes_the_journal_at_start() -> None:
         committer.stop()
 
 
+def test_retention_runs_after_each_pruning_and_a_failure_stops_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    made, make = pipelines()
+    runs: list[int] = []
+
+    def retention() -> None:
+        runs.append(sum(p.pruned for p in made))
+        raise ConnectionError("engine down")
+
+    committer = GroupCommitter(make, writers=1, retention=retention)  # type: ignore[arg-type]
+    with caplog.at_level("ERROR", logger="affinity.events"):
+        committer.start()
+        try:
+            until(lambda: runs == [1], "retention runs once the journal is pruned")
+            until(lambda: "retention failed" in caplog.text, "the failure is logged")
+            assert committer.running and committer.submit(events(1)).result(5).outcomes
+        finally:
+            committer.stop()
+
+
 def test_import_batches_group_users_and_keep_lines() -> None:
     from dataclasses import replace
 

@@ -207,7 +207,10 @@ def retired_totals(found: Found | None) -> tuple[ProfileDoc, Coverage] | None:
 def read_retired(
     es: OpenSearch, settings: config.Settings, users: Iterable[str]
 ) -> dict[str, Found | None]:
-    """The users' retired-index documents (realtime; none where the index is missing)."""
+    """The users' retired-index documents (realtime; none where the index is missing: a
+    cluster bootstrapped before retention existed has retired nothing)."""
+    if not es.indices.exists(index=settings.indices.retired):
+        return {}
     return read_profiles(es, settings.indices.retired, users)
 
 

@@ -65,7 +65,7 @@ def shop(node: tuple[Path, int], settings: config.Settings) -> config.Settings:
 
 
 def _searches(url: str, catalog: str, stop: threading.Event, seen: Counter) -> None:
-    with httpx.Client(timeout=5.0) as client:
+    with httpx.Client(timeout=30.0) as client:  # past the proxy's own engine timeout (10 s)
         n = 0
         while not stop.is_set():
             try:

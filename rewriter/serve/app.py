@@ -6,7 +6,8 @@ responses are OpenSearch's, plus a top-level `personalization` object.
 
 Allow-list (everything else is refused with 403 and a JSON error, and logged):
 
-- `GET|HEAD /`, `GET /_affinity/health`
+- `GET|HEAD /`, `GET /_affinity/health`, `GET /_affinity/openapi.json` (this contract in
+  OpenAPI 3: serve/openapi.py)
 - `GET|POST /{index}/_search`, `GET|POST /_search`: personalized
 - `GET|POST /{index}/_msearch`, `/_msearch`: each search personalized
 - `GET|POST /{index}/_count`: forwarded as is
@@ -38,6 +39,7 @@ from rewriter.experiments import assignment, impressions
 from rewriter.profiles.store import OpenSearchProfileStore, ProfileStore
 from rewriter.serve import events_endpoint
 from rewriter.serve.errors import ProxyError, json_response
+from rewriter.serve.openapi import OPENAPI_PATH, openapi
 from rewriter.serve.search import forward_plain, msearch, search
 from rewriter.serve.state import ProxyState
 
@@ -84,6 +86,7 @@ async def refuse(request: Request) -> Response:
 ROUTES = [
     Route("/", forward_plain, methods=["GET", "HEAD"]),
     Route("/_affinity/health", health, methods=["GET"]),
+    Route(OPENAPI_PATH, openapi, methods=["GET"]),
     Route("/_search", search, methods=["GET", "POST"]),
     Route("/_msearch", msearch, methods=["GET", "POST"]),
     Route("/_search/scroll", forward_plain, methods=["GET", "POST", "DELETE"]),

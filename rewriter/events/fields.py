@@ -100,12 +100,19 @@ def _number(value: object, name: str) -> float | None:
     return number
 
 
+MAX_INTEGER = 2**31 - 1
+"""The largest whole number an event field holds: the events index maps them as OpenSearch
+`integer` (a larger one once failed the bulk request of every event committed with it)."""
+
+
 def _integer(value: object, name: str, minimum: int) -> int | None:
     number = _number(value, name)
     if number is None:
         return None
-    if number != int(number) or number < minimum:
-        raise _Invalid(name, f"{name} must be a whole number ≥ {minimum}, got {value!r}")
+    if number != int(number) or not minimum <= number <= MAX_INTEGER:
+        raise _Invalid(
+            name, f"{name} must be a whole number from {minimum} to {MAX_INTEGER}, got {value!r}"
+        )
     return int(number)
 
 

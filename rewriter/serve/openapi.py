@@ -38,7 +38,8 @@ ERROR_CODES = {
     "403": "An index expression or endpoint the proxy does not forward (wildcards, `_all`, "
     "affinity's own indices)",
     "404": "The engine found no such index or scroll",
-    "413": "The body is over the limit",
+    "413": "The body is over the proxy's limit (1 MiB a search, 8 MiB an msearch, 16 MiB of "
+    "events), or an msearch holds more than 100 searches",
     "503": "OpenSearch is unreachable (the proxy recovers on the next request)",
     "504": "OpenSearch did not answer within AFFINITY_TIMEOUT",
 }
@@ -157,7 +158,7 @@ def _operation(
     return op
 
 
-def _search_ops(scope: str, with_index: bool, headers: list[JSONObj]) -> JSONObj:
+def _search_ops(with_index: bool, headers: list[JSONObj]) -> JSONObj:
     params = [*([INDEX_PARAM] if with_index else []), *headers, *SEARCH_PARAMS]
     responses = _responses(
         "OpenSearch's response plus `personalization`",
@@ -165,11 +166,18 @@ def _search_ops(scope: str, with_index: bool, headers: list[JSONObj]) -> JSONObj
         "400",
         "403",
         "404",
+        "413",
         "503",
         "504",
     )
     body = _body(_ref("SearchBody"), description="A search body, as for OpenSearch")
-    summary = f"Search {scope}, personalized for X-User-Id"
+    summary = "Search the named indices, personalized for X-User-Id"
+    if not with_index:
+        summary = (
+            "Refused (403): a search without an index would search every index, affinity's "
+            "private ones included; use /{index}/_search"
+        )
+        responses = {"403": {"$ref": "#/components/responses/E403"}}
     return {
         m: _operation(
             f"{m}_search{'_index' if with_index else ''}", summary, responses, params, body
@@ -186,14 +194,15 @@ def _msearch_ops(with_index: bool, headers: list[JSONObj]) -> JSONObj:
         "400",
         "403",
         "404",
+        "413",
         "503",
         "504",
     )
     body = _body(
-        {"type": "array", "items": {"type": "object"}, "minItems": 2},
+        {"type": "array", "items": {"type": "object"}, "minItems": 2, "maxItems": 200},
         NDJSON,
-        "Header and body lines in pairs, one JSON object per line; a header without "
-        "`index` uses the path's index.",
+        "Header and body lines in pairs (at most 100 searches), one JSON object per line; a "
+        "header without `index` uses the path's index.",
     )
     return {
         m: _operation(
@@ -214,6 +223,7 @@ def _count_ops() -> JSONObj:
         "400",
         "403",
         "404",
+        "413",
         "503",
         "504",
     )
@@ -546,7 +556,9 @@ affinity's rewriter proxy: an OpenSearch-compatible endpoint that personalizes s
 `X-User-Id`, plus `POST /events`. Every path not listed here (admin and write endpoints,
 `_bulk`, `_delete_by_query`, `_scripts`, ...) is refused with 403 and the error shape
 (`affinity_forbidden_endpoint`). Errors the proxy answers itself and errors the engine answers
-share OpenSearch's error shape: `{"error": {"type", "reason"}, "status"}`."""
+share OpenSearch's error shape: `{"error": {"type", "reason"}, "status"}`. URL parameters not
+listed are forwarded to OpenSearch, except that `format` may only be `json` and `error_trace`
+only `true` or `false` (400 otherwise)."""
 
 
 def _with_head(paths: JSONObj) -> JSONObj:
@@ -586,10 +598,10 @@ def spec(boost_profiles: Sequence[str] = ()) -> JSONObj:
                         }
                     },
                 ),
-                "/_search": _search_ops("every index the cluster allows", False, headers),
+                "/_search": _search_ops(False, headers),
                 "/_msearch": _msearch_ops(False, headers),
                 "/_search/scroll": _scroll_ops(),
-                "/{index}/_search": _search_ops("the named indices", True, headers),
+                "/{index}/_search": _search_ops(True, headers),
                 "/{index}/_msearch": _msearch_ops(True, headers),
                 "/{index}/_count": _count_ops(),
                 "/events": _events_op(),

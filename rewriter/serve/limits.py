@@ -23,6 +23,11 @@ MAX_MSEARCH_SEARCHES = 100
 """Searches in one `_msearch`: each is personalized (a profile read) and then run; 2,000 at
 once kept the engine busy past AFFINITY_TIMEOUT (a 504 any client could cause)."""
 
+MAX_REQUEST_LINE_BYTES = 4000
+"""The request line the proxy sends the engine (method, path, URL parameters). OpenSearch
+answers one over 4096 bytes with an HTTP/1.0 400 that the proxy's connection pool did not
+read (a 503); longer is a 414 here."""
+
 MAX_JSON_DEPTH = 100
 """How deep a search body, msearch line, X-User-Context or event may nest objects and arrays.
 OpenSearch refuses bool queries nested deeper than 20 by default; the proxy's rewrite wraps

@@ -557,8 +557,9 @@ affinity's rewriter proxy: an OpenSearch-compatible endpoint that personalizes s
 `_bulk`, `_delete_by_query`, `_scripts`, ...) is refused with 403 and the error shape
 (`affinity_forbidden_endpoint`). Errors the proxy answers itself and errors the engine answers
 share OpenSearch's error shape: `{"error": {"type", "reason"}, "status"}`. URL parameters not
-listed are forwarded to OpenSearch, except that `format` may only be `json` and `error_trace`
-only `true` or `false` (400 otherwise)."""
+listed are forwarded to OpenSearch, except that `format` may only be `json`, `error_trace`
+only `true` or `false`, and `source` is refused (400); a forwarded URL over 4,000 bytes is a
+414."""
 
 
 def _with_head(paths: JSONObj) -> JSONObj:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, NoReturn
+from urllib.parse import quote, urlencode
 
 import orjson
 from starlette.requests import Request
@@ -29,6 +30,7 @@ from rewriter.serve.errors import JSON_TYPE, ProxyError, json_response
 from rewriter.serve.limits import (
     MAX_MSEARCH_BODY_BYTES,
     MAX_MSEARCH_SEARCHES,
+    MAX_REQUEST_LINE_BYTES,
     MAX_SEARCH_BODY_BYTES,
     check_depth,
     read_body,
@@ -169,6 +171,9 @@ def _engine_params(request: Request) -> dict[str, str]:
         raise _bad_param("format", params["format"], "the affinity proxy answers JSON only")
     if params.get("error_trace", "true") not in ("", "true", "false"):
         raise _bad_param("error_trace", params["error_trace"], "it takes true or false")
+    for name in ("source", "source_content_type"):
+        if name in params:
+            raise _bad_param(name, params[name], "send the body as the request body")
     return params
 
 
@@ -201,6 +206,14 @@ def _engine_error(exc: Exception) -> ProxyError:
 
 
 async def _send(state: ProxyState, method: str, path: str, **kwargs: Any) -> EngineResponse:
+    line = len(method) + len(quote(path)) + len(urlencode(kwargs.get("params") or {})) + 12
+    if line > MAX_REQUEST_LINE_BYTES:
+        raise ProxyError(
+            414,
+            "affinity_url_too_long",
+            f"the URL is about {line} bytes; OpenSearch takes request lines up to 4096 bytes: "
+            "shorten the index list or the URL parameters",
+        )
     try:
         return await state.http.request(method, path, **kwargs)
     except EngineError as exc:

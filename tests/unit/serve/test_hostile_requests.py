@@ -174,12 +174,15 @@ def test_a_search_without_an_index_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", ["/shop/_search", "/shop/_count", "/shop/_msearch", "/"])
-@pytest.mark.parametrize("param", ["format=yaml", "error_trace=x", "error_trace=TRUE"])
+@pytest.mark.parametrize(
+    "param", ["format=yaml", "error_trace=x", "error_trace=TRUE", "source=_all"]
+)
 def test_format_other_than_json_and_a_non_boolean_error_trace_are_400s(
     tmp_path: Path, path: str, param: str
 ) -> None:
-    """The proxy answers JSON only; and OpenSearch never answers error_trace=x (the proxy
-    waited AFFINITY_TIMEOUT, then answered 504)."""
+    """The proxy answers JSON only; OpenSearch never answers error_trace=x (the proxy
+    waited AFFINITY_TIMEOUT, then answered 504); `source` (a body in the URL) without
+    source_content_type was an engine 500, and the proxy rewrites request bodies only."""
     engine = StubEngine()
     r = _send(tmp_path, engine, "GET", f"{path}?{param}")
     _error(r, 400, "illegal_argument_exception", param.split("=")[0])
@@ -295,3 +298,15 @@ def test_a_head_search_logs_no_impression(tmp_path: Path) -> None:
     engine = StubEngine(lambda *_: (200, msearch))
     _send(tmp_path, engine, "HEAD", "/shop/_msearch", impressions, content=b"{}\n{}\n")
     assert impressions.logged == ["shop"]  # the GET only
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_url_longer_than_the_engine_takes_is_a_414(tmp_path: Path, method: str) -> None:
+    """OpenSearch answers a request line over 4096 bytes with an HTTP/1.0 400 that the pool
+    did not read: a HEAD _count with a 5,000-byte parameter was a 503."""
+    engine = StubEngine()
+    r = _send(tmp_path, engine, method, "/shop/_count?typed_keys=" + "x" * 5000)
+    assert r.status_code == 414
+    if method == "GET":
+        _error(r, 414, "affinity_url_too_long", "4096")
+    assert engine.calls == []

@@ -663,6 +663,7 @@ URL_PARAMS: tuple[tuple[str, str], ...] = (
     ("sort", "price:sideways"),
     ("sort", "_score:asc,nope:desc"),
     ("wait_for_profiles", "true"),
+    ("typed_keys", "x" * 5000),  # a request line longer than the engine reads
 )
 
 

@@ -35,7 +35,7 @@ from rewriter import config
 from rewriter.engine import local_node
 from rewriter.engine.bootstrap import bootstrap_cluster
 from rewriter.engine.client import connect, wait_for_health
-from rewriter.measure import fuzz, fuzz_cases
+from rewriter.measure import fuzz, fuzz_cases, fuzz_generate
 from rewriter.measure.serve_thread import free_port
 
 
@@ -79,9 +79,9 @@ def _requests(args: argparse.Namespace) -> fuzz.RequestSource:
         n_schema = max(1, min(rest, int(rest * args.schema_share)))
         print(f"drawing {n_schema} schemathesis cases ...", file=sys.stderr)
         start = time.monotonic()
-        drafts = fuzz_cases.generated(spec, world, n_schema, args.seed)
+        drafts = fuzz_generate.generated(spec, world, n_schema, args.seed)
         print(f"... in {time.monotonic() - start:.0f} s", file=sys.stderr)
-        return itertools.chain(hostile, fuzz_cases.fuzzed(drafts, rest, args.seed, world))
+        return itertools.chain(hostile, fuzz_generate.fuzzed(drafts, rest, args.seed, world))
 
     return make
 

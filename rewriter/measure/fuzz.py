@@ -1,4 +1,4 @@
-"""The proxy fuzzer: hostile and generated requests (measure/fuzz_cases.py) against a real
+"""The proxy fuzzer: hostile and generated requests (measure/fuzz_cases.py, fuzz_generate.py)
 proxy in front of a real engine, and what must hold afterwards.
 
 - No response with status >= 500, and no hang: every request gets an answer (or a closed

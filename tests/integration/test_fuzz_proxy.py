@@ -20,7 +20,7 @@ from opensearchpy import OpenSearch
 
 from rewriter import config
 from rewriter.engine.bootstrap import bootstrap_cluster
-from rewriter.measure import fuzz, fuzz_cases
+from rewriter.measure import fuzz, fuzz_cases, fuzz_generate
 from rewriter.measure.serve_thread import serve_in_thread
 from rewriter.serve.app import create_app
 
@@ -46,9 +46,9 @@ def fuzz_settings(
 
 def _requests(world: fuzz_cases.World, spec: dict) -> Iterator[fuzz_cases.RawRequest]:
     hostile = fuzz_cases.hostile(world)
-    drafts = fuzz_cases.generated(spec, world, SCHEMA_CASES, SEED)
+    drafts = fuzz_generate.generated(spec, world, SCHEMA_CASES, SEED)
     rest = max(REQUESTS - len(hostile), len(drafts))
-    return itertools.chain(hostile, fuzz_cases.fuzzed(drafts, rest, SEED, world))
+    return itertools.chain(hostile, fuzz_generate.fuzzed(drafts, rest, SEED, world))
 
 
 def test_no_5xx_no_hang_no_leak_and_only_accepted_writes(

@@ -1,4 +1,4 @@
-"""The proxy fuzzer's own judgement (rewriter/measure/fuzz.py, fuzz_cases.py): it must see a
+"""The proxy fuzzer's own judgement (rewriter/measure/fuzz*.py): it must see a
 5xx, a hang, a leak or an unexplained write when there is one, and build the requests it
 claims to."""
 
@@ -8,7 +8,7 @@ import random
 
 import orjson
 
-from rewriter.measure import fuzz_cases
+from rewriter.measure import fuzz_generate
 from rewriter.measure.fuzz import (
     PARSER_REFUSAL,
     DataCheck,
@@ -18,7 +18,8 @@ from rewriter.measure.fuzz import (
     check_impressions,
     parse_response,
 )
-from rewriter.measure.fuzz_cases import Draft, World, hostile, mutated, to_raw
+from rewriter.measure.fuzz_cases import World, hostile
+from rewriter.measure.fuzz_generate import Draft, mutated, to_raw
 
 WORLD = World("t-catalog", ("u1", "u2"), ("default",), ("t-affinity-profiles",), ("sku-1",))
 
@@ -119,6 +120,6 @@ def test_drafts_become_requests_and_mutants_are_reproducible() -> None:
 
 def test_fuzzed_sends_every_draft_then_mutants() -> None:
     drafts = [Draft("GET", "/", label="a"), Draft("GET", "/_affinity/health", label="b")]
-    out = list(fuzz_cases.fuzzed(drafts, 10, 1, WORLD))
+    out = list(fuzz_generate.fuzzed(drafts, 10, 1, WORLD))
     assert [r.target for r in out[:2]] == [b"/", b"/_affinity/health"]
     assert len(out) == 10

@@ -1,5 +1,6 @@
-"""The proxy fuzzer: hostile and generated requests (measure/fuzz_cases.py, fuzz_generate.py)
-proxy in front of a real engine, and what must hold afterwards.
+"""The proxy fuzzer: hostile and generated requests (measure/fuzz_cases.py and
+fuzz_generate.py) against a real proxy in front of a real engine, and what must hold
+afterwards.
 
 - No response with status >= 500, and no hang: every request gets an answer (or a closed
   connection, for malformed HTTP) within the per-request timeout.

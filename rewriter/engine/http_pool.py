@@ -88,7 +88,11 @@ class EngineHTTP:
         timeout: float | None = None,
     ) -> EngineResponse:
         kwargs: dict = {"params": dict(params or {}), "data": content}
-        kwargs["headers"] = {"content-type": "application/json", **(headers or {})}
+        kwargs["headers"] = {
+            "content-type": "application/json",
+            "accept": "application/json",  # else OpenSearch answers in the request's type
+            **(headers or {}),
+        }
         if timeout is not None:
             kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import queue
 import threading
 import time
@@ -48,6 +49,16 @@ def logged_query(body: Mapping[str, Any]) -> str | None:
     return query_text(body.get("query"))[:MAX_QUERY_CHARS] or None
 
 
+def _start(value: object) -> int:
+    """The body's `from` as the engine read it: a whole number, or its text ("20"); the
+    engine also took "NaN" (as 0), which once lost the search's impression."""
+    try:
+        number = float(value) if isinstance(value, str | int | float) else 0.0
+    except ValueError:
+        return 0
+    return int(number) if math.isfinite(number) else 0
+
+
 def impression_doc(
     query_id: str,
     pseudonym: str | None,
@@ -58,9 +69,10 @@ def impression_doc(
     now: float,
 ) -> Doc:
     """The impressions document of one search response (positions are 1-based)."""
-    start = int(body.get("from", 0) or 0)
-    hits = response.get("hits", {})
-    ids = [str(h.get("_id")) for h in hits.get("hits", [])]
+    start = _start(body.get("from"))
+    hits = response.get("hits")
+    hits = hits if isinstance(hits, dict) else {}
+    ids = [str(h.get("_id")) for h in hits.get("hits") or [] if isinstance(h, dict)]
     total = hits.get("total")
     boost = plog.get("boost_profile") or {}
     return {

@@ -18,6 +18,21 @@ from rewriter.ranking import reference
 from rewriter.ranking.resolve import EMPTY_PLAN, RulePlan
 
 
+def _start(value: object) -> int:
+    """The body's `from` (the engine refused anything that is not a whole number)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _hits(response: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The hits that can be explained: those with an `_id` (`stored_fields: _none_` and
+    `filter_path` can leave hits without one, or no hits at all)."""
+    hits = response.get("hits")
+    found = hits.get("hits") if isinstance(hits, dict) else None
+    return [h for h in found or [] if isinstance(h, dict) and "_id" in h]
+
+
 def explain_hits(
     response: dict[str, Any],
     log_: dict[str, Any],
@@ -31,10 +46,10 @@ def explain_hits(
     get no added term; pinned hits, placed by position, get none of it)."""
     params = log_.get("params") or reference.script_params(user, boost)
     weight = float(log_.get("alpha_eff") or 0.0)
-    start = int(body.get("from", 0) or 0)
+    start = _start(body.get("from"))
     window = boost.window if log_.get("shape") == "rescore" else None
     now = time.time()
-    organic = [h for h in response.get("hits", {}).get("hits", []) if "_pinned" not in h]
+    organic = [h for h in _hits(response) if "_pinned" not in h]
     for i, hit in enumerate(organic):
         source = dict(hit.get("_source") or {})
         source.update(hit.get("fields") or {})

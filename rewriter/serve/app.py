@@ -6,7 +6,8 @@ responses are OpenSearch's, plus a top-level `personalization` object.
 
 Allow-list (everything else is refused with 403 and a JSON error, and logged):
 
-- `GET|HEAD /`, `GET /_affinity/health`
+- `GET|HEAD /`, `GET /_affinity/health`, `GET /_affinity/openapi.json` (this contract in
+  OpenAPI 3: serve/openapi.py)
 - `GET|POST /{index}/_search`, `GET|POST /_search`: personalized
 - `GET|POST /{index}/_msearch`, `/_msearch`: each search personalized
 - `GET|POST /{index}/_count`: forwarded as is
@@ -26,7 +27,8 @@ from collections.abc import AsyncIterator, Callable
 
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -38,6 +40,7 @@ from rewriter.experiments import assignment, impressions
 from rewriter.profiles.store import OpenSearchProfileStore, ProfileStore
 from rewriter.serve import events_endpoint
 from rewriter.serve.errors import ProxyError, json_response
+from rewriter.serve.openapi import OPENAPI_PATH, openapi
 from rewriter.serve.search import forward_plain, msearch, search
 from rewriter.serve.state import ProxyState
 
@@ -66,6 +69,45 @@ async def health(request: Request) -> Response:
     return json_response(body, 200 if body["status"] == "ok" else 503)
 
 
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (a method no route serves: 405) in the error shape."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        reason = (
+            f"{request.method} {request.url.path} is not served by the affinity proxy: it "
+            "answers GET, HEAD, POST and DELETE on its allow-listed endpoints only"
+        )
+        return ProxyError(405, "affinity_method_not_allowed", reason).response(exc.headers)
+    return ProxyError(exc.status_code, "affinity_http_error", str(exc.detail)).response()
+
+
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client closed the connection before sending its whole body: nobody is left to
+    answer, so no error is logged."""
+    log.info("client left before its request body was complete: %s", request.url.path)
+    return ProxyError(
+        400, "affinity_client_disconnected", "the request body was cut short"
+    ).response()
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """A bug: logged with its traceback, answered in the error shape without one."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    reason = (
+        f"the affinity proxy failed on {request.method} {request.url.path} "
+        f"({exc.__class__.__name__}); this is a bug in affinity, and its log has the details. "
+        "Other requests are not affected."
+    )
+    return ProxyError(500, "affinity_internal_error", reason).response()
+
+
+EXCEPTION_HANDLERS = {
+    HTTPException: http_error,
+    ClientDisconnect: client_gone,
+    Exception: internal_error,
+}
+
+
 async def refuse(request: Request) -> Response:
     reason = (
         f"{request.method} {request.url.path} is not forwarded by the affinity proxy: it "
@@ -84,6 +126,7 @@ async def refuse(request: Request) -> Response:
 ROUTES = [
     Route("/", forward_plain, methods=["GET", "HEAD"]),
     Route("/_affinity/health", health, methods=["GET"]),
+    Route(OPENAPI_PATH, openapi, methods=["GET"]),
     Route("/_search", search, methods=["GET", "POST"]),
     Route("/_msearch", msearch, methods=["GET", "POST"]),
     Route("/_search/scroll", forward_plain, methods=["GET", "POST", "DELETE"]),
@@ -150,7 +193,11 @@ def create_app(
     ]
     registry.on_change = lambda boosts, errors: _swap_boosts(state, boosts, errors)
     lifespan = _closing_pool(impressions.with_impressions(events_endpoint.lifespan))
-    app = Starlette(routes=routes, lifespan=reload.lifespan(registry, lifespan))
+    app = Starlette(
+        routes=routes,
+        lifespan=reload.lifespan(registry, lifespan),
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
     app.state.proxy = state
     app.state.boost_registry = registry
     return app

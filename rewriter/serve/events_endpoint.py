@@ -66,6 +66,7 @@ from rewriter.ingest.group_commit import (
 from rewriter.ingest.pipeline import Pipeline
 from rewriter.ingest.retention import Policy, Retention, RetentionError
 from rewriter.serve.errors import error_response, json_response
+from rewriter.serve.limits import MAX_JSON_DEPTH, json_depth
 
 log = logging.getLogger("affinity.events")
 
@@ -107,8 +108,18 @@ def parse_body(raw: bytes, content_type: str = "") -> list[Item]:
                 raise BodyError(400, f"the body is not a valid JSON array: {exc}") from None
         else:
             docs = doc if isinstance(doc, list) else [doc]
-            return [Item(i, None, d) for i, d in enumerate(docs)]
+            return [_item(i, None, d) for i, d in enumerate(docs)]
     return _ndjson(text)
+
+
+def _item(index: int, line: int | None, value: object) -> Item:
+    """One decoded event; too deeply nested to be an event (or to be shown in a reason):
+    an error item."""
+    if json_depth(value) > MAX_JSON_DEPTH:
+        where = f"line {line}" if line is not None else f"event {index}"
+        reason = f"{where} nests objects and arrays more than {MAX_JSON_DEPTH} levels deep"
+        return Item(index, line, None, reason)
+    return Item(index, line, value)
 
 
 def _ndjson(text: bytes) -> list[Item]:
@@ -117,7 +128,7 @@ def _ndjson(text: bytes) -> list[Item]:
         if not line.strip():
             continue
         try:
-            items.append(Item(len(items), line_no, orjson.loads(line)))
+            items.append(_item(len(items), line_no, orjson.loads(line)))
         except orjson.JSONDecodeError as exc:
             items.append(Item(len(items), line_no, None, f"line {line_no} is not JSON: {exc}"))
     return items

@@ -13,7 +13,8 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import quote, urlencode
 
 import orjson
 from starlette.requests import Request
@@ -28,6 +29,14 @@ from rewriter.profiles.view import UserAffinity, affinity_view
 from rewriter.ranking import explain, pins
 from rewriter.ranking.rewrite import RequestContext, RewriteResult, rewrite
 from rewriter.serve.errors import JSON_TYPE, ProxyError, json_response
+from rewriter.serve.limits import (
+    MAX_MSEARCH_BODY_BYTES,
+    MAX_MSEARCH_SEARCHES,
+    MAX_REQUEST_LINE_BYTES,
+    MAX_SEARCH_BODY_BYTES,
+    check_depth,
+    read_body,
+)
 from rewriter.serve.state import ProxyState
 
 log = logging.getLogger("affinity.proxy")
@@ -56,15 +65,32 @@ def _check_index(state: ProxyState, index: str) -> None:
         )
 
 
+def _refuse_every_index() -> NoReturn:
+    """`/_search` without an index searches every index, affinity's private ones included."""
+    raise ProxyError(
+        403,
+        "affinity_forbidden_index",
+        "a search without an index searches every index, affinity's private profiles and "
+        "events included; name the indices in the path: /{index}/_search",
+    )
+
+
 def _json_object(raw: bytes | str, kind: str, what: str) -> dict[str, Any]:
-    """`raw` parsed as a JSON object, or a 400 ProxyError of type `kind` naming `what`."""
+    """`raw` parsed as a JSON object at most MAX_JSON_DEPTH deep, or a 400 ProxyError of type
+    `kind` naming `what`."""
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ProxyError(400, kind, f"{what} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise ProxyError(400, kind, f"{what} must be a JSON object")
+        raise ProxyError(400, kind, f"{what} must be a JSON object, not {_json_kind(value)}")
+    check_depth(value, what, kind)
     return value
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return kinds.get(type(value), "a number")
 
 
 def _context(request: Request) -> tuple[str | None, RequestContext]:
@@ -121,17 +147,32 @@ def _body_from(raw: bytes, params: Mapping[str, str]) -> dict[str, Any]:
     body = _json_object(raw, "parse_exception", "request body") if raw.strip() else {}
     for key in ("from", "size"):
         if key in params:
-            try:
-                body[key] = int(params[key])
-            except ValueError:
-                raise ProxyError(
-                    400, "illegal_argument_exception", f"{key} must be an integer"
-                ) from None
+            body[key] = _url_int(params, key)
     if params.get("sort"):  # OpenSearch adds URL sorts after the body's
         given = body.get("sort")
         body["sort"] = [*(given if isinstance(given, list) else [given] if given else [])]
         body["sort"] += url_sort(params["sort"])
     return body
+
+
+JAVA_INT = range(-(2**31), 2**31)
+"""What OpenSearch reads `from` and `size` into; a larger number is a 400 here, before it
+reaches the JSON encoder (64-bit at most) or the engine."""
+
+
+def _url_int(params: Mapping[str, str], key: str) -> int:
+    text = params[key]
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value not in JAVA_INT:
+        raise ProxyError(
+            400,
+            "illegal_argument_exception",
+            f"URL parameter {key} must be an integer up to {JAVA_INT.stop - 1}, got {text[:40]!r}",
+        )
+    return value
 
 
 def url_sort(value: str) -> list[Any]:
@@ -141,6 +182,29 @@ def url_sort(value: str) -> list[Any]:
         field, _, order = part.rpartition(":") if ":" in part else (part, "", "")
         out.append({field: order} if order else field)
     return out
+
+
+def _engine_params(request: Request) -> dict[str, str]:
+    """The URL parameters to forward. The proxy reads the engine's answers as JSON and
+    answers JSON itself, so `format` may only ask for JSON; `error_trace` must be a boolean
+    (OpenSearch 2.19 never answers a request whose error_trace is anything else)."""
+    params = dict(request.query_params)
+    if params.get("format", "json").strip().lower() != "json":
+        raise _bad_param("format", params["format"], "the affinity proxy answers JSON only")
+    if params.get("error_trace", "true") not in ("", "true", "false"):
+        raise _bad_param("error_trace", params["error_trace"], "it takes true or false")
+    for name in ("source", "source_content_type"):
+        if name in params:
+            raise _bad_param(name, params[name], "send the body as the request body")
+    return params
+
+
+def _bad_param(name: str, value: str, why: str) -> ProxyError:
+    return ProxyError(
+        400,
+        "illegal_argument_exception",
+        f"URL parameter {name}={value[:40]!r}: {why}; fix it or leave it out",
+    )
 
 
 def _forward_params(params: Mapping[str, str]) -> dict[str, str]:
@@ -164,6 +228,14 @@ def _engine_error(exc: Exception) -> ProxyError:
 
 
 async def _send(state: ProxyState, method: str, path: str, **kwargs: Any) -> EngineResponse:
+    line = len(method) + len(quote(path)) + len(urlencode(kwargs.get("params") or {})) + 12
+    if line > MAX_REQUEST_LINE_BYTES:
+        raise ProxyError(
+            414,
+            "affinity_url_too_long",
+            f"the URL is about {line} bytes; OpenSearch takes request lines up to 4096 bytes: "
+            "shorten the index list or the URL parameters",
+        )
     try:
         return await state.http.request(method, path, **kwargs)
     except EngineError as exc:
@@ -210,7 +282,7 @@ async def _send_search(
     if plan is None:
         path = f"/{index}/_search" if index else "/_search"
         return await _send(state, "POST", path, params=params, content=orjson.dumps(body))
-    lines, rest = pins.msearch_request(index, body, plan, params)
+    lines, rest = pins.msearch_request(index, body, plan, _unfiltered(params))
     upstream = await _send(
         state,
         "POST",
@@ -229,11 +301,13 @@ async def _send_search(
 async def search(request: Request) -> Response:
     state: ProxyState = request.app.state.proxy
     index = request.path_params.get("index", "")
-    params = dict(request.query_params)
     try:
-        if index:
-            _check_index(state, index)
-        body = _body_from(await request.body(), params)
+        params = _engine_params(request)
+        if not index:
+            _refuse_every_index()
+        _check_index(state, index)
+        raw = await read_body(request, MAX_SEARCH_BODY_BYTES, "the search body")
+        body = _body_from(raw, params)
         path = f"/{index}/_search" if index else "/_search"
         if "scroll" in params:  # generic: a scroll pages a snapshot, not a ranking
             forward = _forward_params(params)  # from, size and sort are in the body
@@ -252,7 +326,7 @@ async def search(request: Request) -> Response:
         explain.explain_hits(response, plog, boost, affinity, new_body, result.rules)
     plog.pop("params", None)
     response["personalization"] = plog
-    if state.impressions is not None:
+    if state.impressions is not None and request.method != "HEAD":  # HEAD shows nothing
         user = request.headers.get("x-user-id")
         state.impressions.record_search(user, index, body, response, plog)
     return json_response(response)
@@ -262,29 +336,31 @@ async def msearch(request: Request) -> Response:
     state: ProxyState = request.app.state.proxy
     index = request.path_params.get("index", "")
     try:
+        params = _engine_params(request)
         if index:
             _check_index(state, index)
-        lines = [ln for ln in (await request.body()).splitlines() if ln.strip()]
+        raw = await read_body(request, MAX_MSEARCH_BODY_BYTES, "the msearch body")
+        lines = [ln for ln in raw.splitlines() if ln.strip()]
         if len(lines) % 2:
             raise ProxyError(
                 400, "illegal_argument_exception", "msearch body must be header/body line pairs"
+            )
+        if len(lines) // 2 > MAX_MSEARCH_SEARCHES:
+            raise ProxyError(
+                413,
+                "affinity_too_many_searches",
+                f"the msearch holds {len(lines) // 2} searches; the proxy's limit is "
+                f"{MAX_MSEARCH_SEARCHES}: split it into several requests",
             )
         out_lines: list[bytes] = []
         logs: list[dict[str, Any]] = []
         plans: list[pins.PinPlan | None] = []
         sent: list[tuple[str, dict[str, Any]]] = []
         for n in range(0, len(lines), 2):
-            header = orjson.loads(lines[n])
-            target = header.get("index", index)
-            target = ",".join(target) if isinstance(target, list) else str(target or "")
-            if not target:
-                raise ProxyError(
-                    400,
-                    "action_request_validation_exception",
-                    f"msearch entry {n // 2 + 1} names no index",
-                )
+            header = _msearch_line(lines[n], n // 2 + 1, "header")
+            target = _msearch_target(header, index, n // 2 + 1)
             _check_index(state, target)
-            body = orjson.loads(lines[n + 1])
+            body = _msearch_line(lines[n + 1], n // 2 + 1, "body")
             new_body, plog, *_, result = await _personalized(state, request, target, body)
             plog.pop("params", None)
             out_lines += [orjson.dumps(header), orjson.dumps(new_body)]
@@ -298,24 +374,69 @@ async def msearch(request: Request) -> Response:
             state,
             "POST",
             path,
-            params=dict(request.query_params),
+            params=_unfiltered(params) if any(plans) else params,
             content=b"\n".join(out_lines) + b"\n",
             headers={"content-type": "application/x-ndjson"},
         )
-    except orjson.JSONDecodeError as exc:
-        return ProxyError(400, "parse_exception", f"msearch line is not JSON: {exc}").response()
     except ProxyError as err:
         return err.response()
     if upstream.status != 200:
         return _passthrough(upstream)
     response = orjson.loads(upstream.content)
-    response["responses"] = _merge_pinned(response.get("responses", []), plans)
-    for item, plog, (target, body) in zip(response.get("responses", []), logs, sent, strict=False):
+    responses = response.get("responses")
+    if not isinstance(responses, list) or len(responses) != len(plans) + sum(map(bool, plans)):
+        return _passthrough(upstream)  # filter_path left out the responses: nothing to attach to
+    response["responses"] = _merge_pinned(responses, plans)
+    for item, plog, (target, body) in zip(response["responses"], logs, sent, strict=True):
+        if not isinstance(item, dict):
+            continue
+        if _blames_request(item):
+            item["status"] = 400
         item["personalization"] = plog
-        if state.impressions is not None and "hits" in item:
+        if state.impressions is not None and "hits" in item and request.method != "HEAD":
             user = request.headers.get("x-user-id")
             state.impressions.record_search(user, target, body, item, plog)
     return json_response(response)
+
+
+def _msearch_line(line: bytes, search: int, part: str) -> dict[str, Any]:
+    """One msearch line (`part` "header" or "body" of search number `search`) as a JSON
+    object, or a 400 naming it."""
+    what = f"the {part} line of msearch search {search}"
+    if part == "body" and len(line) > MAX_SEARCH_BODY_BYTES:
+        raise ProxyError(
+            413,
+            "affinity_body_too_large",
+            f"{what} is {len(line)} bytes; the proxy's limit is {MAX_SEARCH_BODY_BYTES} bytes",
+        )
+    return _json_object(line, "parse_exception", what)
+
+
+def _msearch_target(header: Mapping[str, Any], index: str, search: int) -> str:
+    """The index expression of one msearch search: its header's `index` (a string or a list
+    of strings), else the path's."""
+    target = header.get("index", index)
+    if isinstance(target, list) and all(isinstance(t, str) for t in target):
+        target = ",".join(target)
+    if not isinstance(target, str):
+        raise ProxyError(
+            400,
+            "action_request_validation_exception",
+            f"msearch search {search}: the header's index must be a string or a list of "
+            f"strings, got {_json_kind(target)}",
+        )
+    if not target:
+        raise ProxyError(
+            400, "action_request_validation_exception", f"msearch search {search} names no index"
+        )
+    return target
+
+
+def _unfiltered(params: Mapping[str, str]) -> dict[str, str]:
+    """`params` without `filter_path`: a pinned search is merged from the engine's whole
+    _msearch response (ranking/pins.py), which a filter would cut (the app gets the whole
+    response)."""
+    return {k: v for k, v in params.items() if k != "filter_path"}
 
 
 def _merge_pinned(
@@ -335,24 +456,71 @@ def _merge_pinned(
     return out
 
 
+def _request_fault(cause: Any) -> bool:
+    """A root cause that OpenSearch answers with 500 although the request caused it: shard
+    failures of type search_exception (`slice` without a scroll, `search_after` or `collapse`
+    in a scroll), and the parser's "Can't get text on a VALUE_NULL" (a null or an object
+    where a field list wants strings: `stored_fields`, `_source`, multi_match `fields`). The
+    reason names the field or the position in the body."""
+    if not isinstance(cause, dict):
+        return False
+    reason = cause.get("reason")
+    return cause.get("type") == "search_exception" or (
+        cause.get("type") == "illegal_state_exception"
+        and isinstance(reason, str)
+        and reason.startswith("Can't get text on a ")
+    )
+
+
+def _blames_request(body: Any) -> bool:
+    """An engine error body with status 500 whose every root cause is the request's fault."""
+    error = body.get("error") if isinstance(body, dict) else None
+    causes = error.get("root_cause") if isinstance(error, dict) else None
+    return (
+        body.get("status") == 500
+        and isinstance(causes, list)
+        and bool(causes)
+        and all(_request_fault(c) for c in causes)
+    )
+
+
 def _passthrough(upstream: EngineResponse) -> Response:
+    """The engine's answer as it is, except a 500 that the request caused: that is a 400
+    (the body keeps the engine's reason, which names the field; its status says 400)."""
+    if upstream.status == 500:
+        body = _loads(upstream.content)
+        if _blames_request(body):
+            body["status"] = 400
+            return json_response(body, 400)
     return Response(upstream.content, upstream.status, media_type=upstream.content_type)
 
 
+def _loads(content: bytes) -> Any:
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+
+
 async def forward_plain(request: Request) -> Response:
-    """Allow-listed endpoints that need no rewrite: `/`, `_count`, scroll continuation."""
+    """Allow-listed endpoints that need no rewrite: `/`, `_count`, scroll continuation. The
+    body, if any, must be a JSON object (as for a search); it is sent as JSON, so the engine
+    answers JSON whatever the client's Content-Type said."""
     state: ProxyState = request.app.state.proxy
     index = request.path_params.get("index")
     try:
+        params = _engine_params(request)
         if index:
             _check_index(state, index)
+        raw = await read_body(request, MAX_SEARCH_BODY_BYTES, "the request body")
+        body = _json_object(raw, "parse_exception", "request body") if raw.strip() else None
         upstream = await _send(
             state,
             request.method,
             request.url.path,
-            params=dict(request.query_params),
-            content=await request.body(),
-            headers={"content-type": request.headers.get("content-type", "application/json")},
+            params=params,
+            content=b"" if body is None else orjson.dumps(body),
+            headers={"content-type": "application/json"},
         )
     except ProxyError as err:
         return err.response()

@@ -88,6 +88,16 @@ def test_impression_doc_has_positions_variant_and_pseudonym_only() -> None:
     assert doc["user_id"] == "pseudo" and doc["timestamp"] == 5.0
 
 
+def test_impression_doc_takes_any_from_the_engine_accepted() -> None:
+    """Found by the proxy fuzzer: the engine answered `"from": "NaN"` (as 0), and building
+    the impression raised, so the search's impression was lost."""
+    response = {"hits": {"hits": [{"_id": "a"}, "not a hit"], "total": 1}}
+    for given, first in (("NaN", 1), ("20", 21), (5.0, 6), (None, 1), ({"a": 1}, 1)):
+        doc = imp.impression_doc("q", None, "shop", {"from": given}, response, {}, 1.0)
+        assert doc["items"] == [{"id": "a", "position": first}], given
+    assert imp.impression_doc("q", None, "shop", {}, {"hits": None}, {}, 1.0)["items"] == []
+
+
 def test_writer_pseudonymizes_and_writes_in_the_background() -> None:
     client = FakeClient()
     writer = imp.ImpressionWriter(lambda: client, "impr", SECRET, linger_s=0.01)

@@ -531,3 +531,16 @@ def _known_items(write):  # type: ignore[no-untyped-def]
         return result
 
     return known
+
+
+def test_an_event_nested_too_deep_is_rejected_by_itself() -> None:
+    """Found by the proxy fuzzer: a rejection's reason shows the bad value, and the repr of
+    a value nested ~1,000 levels deep raised RecursionError (a 500 for the whole request)."""
+    deep = b'{"a":' * 1000 + b"1" + b"}" * 1000
+    event = b'{"user_id":"u","type":"view","item_id":"i","timestamp":1700000000'
+    body = b"[" + event + b"}," + event + b',"context":' + deep + b"}]"
+    items = parse_body(body)
+    assert [i.error is None for i in items] == [True, False]
+    assert "event 1 nests" in str(items[1].error)
+    lines = parse_body(event + b"}\n" + deep, "application/x-ndjson")
+    assert lines[1].error is not None and "line 2 nests" in lines[1].error

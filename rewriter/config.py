@@ -35,6 +35,12 @@ SETTINGS: dict[str, str] = {
     "Changing its half-life needs `affinity profile rebuild`.",
     "AFFINITY_IMPRESSIONS": "off: the proxy logs no impressions (one document per search, "
     "which experiment reports join clicks to); default on.",
+    "AFFINITY_SHARDS": "Primary shards of the catalog and profiles indices, set by `affinity "
+    "bootstrap` (default 1, index_templates/' count). An existing index keeps its count: "
+    "bootstrap names the `affinity bootstrap --reindex NAME` that changes it.",
+    "AFFINITY_REPLICAS": "Replicas of every affinity index, set by `affinity bootstrap`, also on "
+    "existing indices (default 0, index_templates/' count). Use 1 on a cluster of 2 or more "
+    "nodes, so that losing a node loses no shard.",
 }
 
 
@@ -92,6 +98,10 @@ class Settings:
     boost_dir: Path = Path("profiles")
     fold_profile: str | None = None
     impressions: bool = True
+    shards: int | None = None
+    """AFFINITY_SHARDS; None: the templates' own count (engine/bootstrap.py index_layout)."""
+    replicas: int | None = None
+    """AFFINITY_REPLICAS; None: the templates' own count."""
 
     @property
     def remote(self) -> bool:
@@ -128,6 +138,22 @@ def _flag(value: str | None, default: bool) -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off")
 
 
+class SettingError(ValueError):
+    """An environment variable holds a value affinity cannot use; the message names it."""
+
+
+def _count(e: dict[str, str], name: str, least: int) -> int | None:
+    raw = (e.get(name) or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < least:
+        raise SettingError(
+            f"{name}={raw!r} is not a whole number of at least {least}: set it to one "
+            f"(e.g. {name}=1) or unset it."
+        )
+    return int(raw)
+
+
 def load(env: dict[str, str] | None = None) -> Settings:
     """Build settings from the environment (or a given mapping, for tests)."""
     e = dict(os.environ if env is None else env)
@@ -147,6 +173,8 @@ def load(env: dict[str, str] | None = None) -> Settings:
         boost_dir=Path(e.get("AFFINITY_PROFILES_DIR") or "profiles"),
         fold_profile=e.get("AFFINITY_FOLD_PROFILE") or None,
         impressions=_flag(e.get("AFFINITY_IMPRESSIONS"), True),
+        shards=_count(e, "AFFINITY_SHARDS", 1),
+        replicas=_count(e, "AFFINITY_REPLICAS", 0),
     )
 
 

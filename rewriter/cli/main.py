@@ -25,12 +25,15 @@ from rewriter.ingest import catalog_files
 
 class AffinityGroup(click.Group):
     """The `affinity` group. An error a person can act on, from any command (the engine
-    unreachable, an index missing, a boost profile invalid: common.EXPLAINED), ends the
-    command with one line saying what happened and what to run, never a traceback."""
+    unreachable, an index missing, a boost profile invalid: common.EXPLAINED; a setting it
+    cannot use: config.SettingError), ends the command with one line saying what happened
+    and what to run, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except config.SettingError as exc:
+            _fail(str(exc))
         except EXPLAINED as exc:
             _fail(explain(exc, _settings()))
 

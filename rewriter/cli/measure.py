@@ -162,6 +162,7 @@ def _catalog_for(events: Path, catalog: Path | None) -> Path:
 @click.option(
     "--boost-profile",
     "--profile",
+    "profile",
     default=None,
     help="Boost profile name or YAML file (default: the fold profile for the format).",
 )

@@ -199,6 +199,8 @@ class ClusterLayout:
     http_ports: tuple[int, ...]
     transport_ports: tuple[int, ...]
     heap: str
+    jvm_options: tuple[str, ...] = ()
+    """Added to JVM_FLAGS on every node (a test cluster: `-XX:TieredStopAtLevel=1`)."""
 
     @property
     def size(self) -> int:
@@ -238,7 +240,12 @@ def read_layout(data_dir: Path) -> ClusterLayout | None:
     """The cluster recorded in `data_dir`, or None when it holds one node (or nothing)."""
     try:
         raw = json.loads((data_dir / CLUSTER_FILE).read_text())
-        return ClusterLayout(tuple(raw["http_ports"]), tuple(raw["transport_ports"]), raw["heap"])
+        return ClusterLayout(
+            tuple(raw["http_ports"]),
+            tuple(raw["transport_ports"]),
+            raw["heap"],
+            tuple(raw.get("jvm_options", ())),
+        )
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -329,13 +336,21 @@ def _diagnose(data_dir: Path) -> str:
     return "The node died during start."
 
 
-def _launch_command(java: str, home: Path, heap: str, port: int, extra: list[str]) -> list[str]:
+def _launch_command(
+    java: str,
+    home: Path,
+    heap: str,
+    port: int,
+    extra: list[str],
+    jvm_options: tuple[str, ...] = (),
+) -> list[str]:
     classpath = f"{ENGINE_DIR / 'target' / JAR_NAME}{os.pathsep}{ENGINE_DIR / 'target' / 'lib'}/*"
     return [
         java,
         f"-Xms{heap}",
         f"-Xmx{heap}",
         *JVM_FLAGS,
+        *jvm_options,
         "-cp",
         classpath,
         "dev.affinity.engine.Main",
@@ -515,7 +530,8 @@ def _spawn_node(
         CLUSTER_NAME,
         *layout.discovery_args(),
     ]
-    return _spawn(home, _launch_command(java, home, layout.heap, http, extra))
+    command = _launch_command(java, home, layout.heap, http, extra, layout.jvm_options)
+    return _spawn(home, command)
 
 
 def _refuse_single_node_dir(data_dir: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,9 @@ def test_layout_is_recorded_and_read_back(tmp_path: Path) -> None:
     layout = _fake_cluster(tmp_path / "c", [None, None])
     assert local_node.read_layout(tmp_path / "c") == layout
     assert local_node.read_layout(tmp_path) is None
+    quick = replace(layout, jvm_options=("-XX:TieredStopAtLevel=1",))
+    local_node._write_layout(tmp_path, quick)
+    assert local_node.read_layout(tmp_path) == quick
 
 
 def test_unreadable_layout_is_a_clear_error(tmp_path: Path) -> None:

@@ -47,6 +47,12 @@ SETTINGS: dict[str, str] = {
     "and running experiments' reports need (each run warns what they lose); default 0.",
     "AFFINITY_RETENTION_SERVE": "on: `affinity serve` applies retention each time it prunes the "
     "journal; default off (run `affinity retention run` yourself).",
+    "AFFINITY_SHARDS": "Primary shards of the catalog and profiles indices, set by `affinity "
+    "bootstrap` (default 1, index_templates/' count). An existing index keeps its count: "
+    "bootstrap names the `affinity bootstrap --reindex NAME` that changes it.",
+    "AFFINITY_REPLICAS": "Replicas of every affinity index, set by `affinity bootstrap`, also on "
+    "existing indices (default 0, index_templates/' count). Use 1 on a cluster of 2 or more "
+    "nodes, so that losing a node loses no shard.",
 }
 
 
@@ -119,6 +125,10 @@ class Settings:
     retention_impressions: str = "90"
     retention_force: bool = False
     retention_serve: bool = False
+    shards: int | None = None
+    """AFFINITY_SHARDS; None: the templates' own count (engine/bootstrap.py index_layout)."""
+    replicas: int | None = None
+    """AFFINITY_REPLICAS; None: the templates' own count."""
 
     @property
     def remote(self) -> bool:
@@ -155,6 +165,22 @@ def _flag(value: str | None, default: bool) -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off")
 
 
+class SettingError(ValueError):
+    """An environment variable holds a value affinity cannot use; the message names it."""
+
+
+def _count(e: dict[str, str], name: str, least: int) -> int | None:
+    raw = (e.get(name) or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < least:
+        raise SettingError(
+            f"{name}={raw!r} is not a whole number of at least {least}: set it to one "
+            f"(e.g. {name}=1) or unset it."
+        )
+    return int(raw)
+
+
 def load(env: dict[str, str] | None = None) -> Settings:
     """Build settings from the environment (or a given mapping, for tests)."""
     e = dict(os.environ if env is None else env)
@@ -178,6 +204,8 @@ def load(env: dict[str, str] | None = None) -> Settings:
         retention_impressions=e.get("AFFINITY_RETENTION_IMPRESSIONS_DAYS") or "90",
         retention_force=_flag(e.get("AFFINITY_RETENTION_FORCE"), False),
         retention_serve=_flag(e.get("AFFINITY_RETENTION_SERVE"), False),
+        shards=_count(e, "AFFINITY_SHARDS", 1),
+        replicas=_count(e, "AFFINITY_REPLICAS", 0),
     )
 
 

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import click
+from opensearchpy.exceptions import ConnectionError as OSConnectionError
+from opensearchpy.exceptions import TransportError
 from tqdm import tqdm
 
 from rewriter import config
@@ -23,12 +25,15 @@ from rewriter.ingest import catalog_files
 
 class AffinityGroup(click.Group):
     """The `affinity` group. An error a person can act on, from any command (the engine
-    unreachable, an index missing, a boost profile invalid: common.EXPLAINED), ends the
-    command with one line saying what happened and what to run, never a traceback."""
+    unreachable, an index missing, a boost profile invalid: common.EXPLAINED; a setting it
+    cannot use: config.SettingError), ends the command with one line saying what happened
+    and what to run, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except config.SettingError as exc:
+            _fail(str(exc))
         except EXPLAINED as exc:
             _fail(explain(exc, _settings()))
 
@@ -65,27 +70,48 @@ def _node_dir(data_dir: Path | None, command: str) -> Path:
 
 @engine.command(
     "start",
-    help="Build the launcher on first use, start the node in the "
-    "background, wait for yellow health and print its URL.",
+    help="Build the launcher on first use, start the node (or, with --nodes, a cluster of nodes "
+    "on 127.0.0.1) in the background, wait for yellow health and print its URL.",
 )
 @click.option(
-    "--port", type=int, default=None, help="HTTP port (default 9200 or AFFINITY_ENGINE_PORT)."
+    "--port",
+    type=int,
+    default=None,
+    help="HTTP port (default 9200 or AFFINITY_ENGINE_PORT). A cluster's nodes take PORT, "
+    "PORT+1, ... for HTTP and PORT+100, PORT+101, ... for transport.",
 )
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="Where the node keeps data and logs (default $AFFINITY_HOME/engine).",
+    help="Where the node keeps data and logs (default $AFFINITY_HOME/engine); node N of a "
+    "cluster in <data-dir>/node-N.",
 )
-@click.option("--heap", default="1g", show_default=True, help="JVM heap (-Xms/-Xmx).")
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 9),
+    default=None,
+    help="Nodes in the cluster, one JVM each (default 1; a data dir that holds a cluster "
+    "starts the nodes of that cluster that do not run).",
+)
+@click.option(
+    "--heap",
+    default=None,
+    help="JVM heap (-Xms/-Xmx) per node [default: 1g for one node, 512m per node of a cluster].",
+)
 @click.option(
     "--timeout",
     type=float,
-    default=120.0,
-    show_default=True,
-    help="Seconds to wait for the node to serve.",
+    default=None,
+    help="Seconds to wait for the nodes to serve [default: 120 for one node, 240 for a cluster].",
 )
-def engine_start(port: int | None, data_dir: Path | None, heap: str, timeout: float) -> None:
+def engine_start(
+    port: int | None,
+    data_dir: Path | None,
+    nodes: int | None,
+    heap: str | None,
+    timeout: float | None,
+) -> None:
     s = _settings()
     if s.remote:
         click.echo(
@@ -93,20 +119,28 @@ def engine_start(port: int | None, data_dir: Path | None, heap: str, timeout: fl
             "the local engine is not needed. Unset it to use the local engine."
         )
     t0 = time.monotonic()
-    st = local_node.start(
-        _data_dir(data_dir),
-        port or s.engine_port,
-        heap,
-        timeout,
-        log=lambda m: click.echo(m, err=True),
-        registry=s.node_registry,
-    )
+    where = _data_dir(data_dir)
+    if (nodes or 1) > 1 or local_node.read_layout(where.resolve()) is not None:
+        timeout = timeout or 240.0
+        st = local_node.start_cluster(
+            where, nodes, port or s.engine_port, heap or "512m", timeout, _err, s.node_registry
+        )
+    else:
+        timeout = timeout or 120.0
+        port = port or s.engine_port
+        st = local_node.start(where, port, heap or "1g", timeout, _err, s.node_registry)
     es = connect(config.Settings(url=st.url))
-    health = wait_for_health(es, "yellow", timeout)
+    health = wait_for_health(es, "yellow", timeout, nodes=len(st.nodes) or None)
     click.echo(
         f"OpenSearch {es.info()['version']['number']} is up at {st.url} "
         f"(pid {st.pid}, health {health['status']}) in {time.monotonic() - t0:.1f} s."
     )
+    for node in st.nodes:
+        click.echo(f"  {node.data_dir.name}: pid {node.pid}, {node.url}, data {node.data_dir}")
+
+
+def _err(message: str) -> None:
+    click.echo(message, err=True)
 
 
 _NODE_DIR = click.option(
@@ -118,26 +152,41 @@ _NODE_DIR = click.option(
 )
 
 
-@engine.command("stop", help="Stop the local node (data is kept).")
+@engine.command(
+    "stop", help="Stop the local node, or every node of the local cluster (data is kept)."
+)
 @_NODE_DIR
 def engine_stop(data_dir: Path | None) -> None:
     where = _node_dir(data_dir, "stop").resolve()
+    what = _what(where)
     if local_node.stop(where):
-        click.echo(f"The local engine (data dir {where}) stopped.")
+        click.echo(f"The {what} (data dir {where}) stopped.")
     else:
-        click.echo(f"The local engine was not running (data dir {where}).")
+        click.echo(f"The {what} was not running (data dir {where}).")
 
 
-@engine.command("status", help="Version, health, data dir and pid of the local node.")
+def _what(data_dir: Path) -> str:
+    layout = local_node.read_layout(data_dir)
+    return "local engine" if layout is None else f"local {layout.size}-node cluster"
+
+
+@engine.command(
+    "status",
+    help="Version, health, data dir and pid of the local node; of a local cluster, each node "
+    "and the cluster's health. Exit 3: not running; 4: running but not answering, or a node "
+    "of the cluster down.",
+)
 @_NODE_DIR
 def engine_status(data_dir: Path | None) -> None:
     st = local_node.status(_node_dir(data_dir, "status"))
     if not st.running:
         click.echo(
-            f"The local engine is not running (data dir {st.data_dir}). "
+            f"The {_what(st.data_dir)} is not running (data dir {st.data_dir}). "
             "Start it with `affinity engine start`."
         )
         sys.exit(3)
+    if st.nodes:
+        sys.exit(_cluster_status(st))
     try:
         es = connect(config.Settings(url=st.url), timeout=5)
         info, health = es.info(), es.cluster.health()
@@ -151,6 +200,47 @@ def engine_status(data_dir: Path | None) -> None:
             f"data dir {st.data_dir}. Log tail:\n{local_node.log_tail(st.data_dir)}"
         )
         sys.exit(4)
+
+
+def _cluster_status(st: local_node.EngineStatus) -> int:
+    """Print each node and the cluster's health (asked of the first node that answers);
+    the exit code: 0 when every node runs and the cluster answers, else 4."""
+    health = _cluster_health([node.url for node in st.nodes if node.url])
+    if health is None:
+        click.echo(f"cluster (data dir {st.data_dir}): no node answers")
+    else:
+        click.echo(
+            f"cluster (data dir {st.data_dir}): health {health['status']}, "
+            f"{health['number_of_nodes']} of {len(st.nodes)} nodes joined, cluster manager "
+            f"{health['cluster_manager']}, {health['active_shards']} active shards, "
+            f"{health['unassigned_shards']} unassigned"
+        )
+    for node in st.nodes:
+        state = f"running: pid {node.pid}, {node.url}" if node.running else "not running"
+        click.echo(f"  {node.data_dir.name}: {state}, data {node.data_dir}")
+    down = [node.data_dir.name for node in st.nodes if not node.running]
+    if down:
+        click.echo(
+            f"{', '.join(down)} not running: `affinity engine start --data-dir {st.data_dir}` "
+            "starts the nodes that are down."
+        )
+    return 0 if health is not None and not down else 4
+
+
+def _cluster_health(urls: list[str]) -> dict | None:
+    """The cluster's health and the name of its elected cluster manager, asked of the first
+    node that answers; None when none does."""
+    for url in urls:
+        es = connect(config.Settings(url=url), timeout=5)
+        try:
+            manager = es.cat.cluster_manager(format="json", h="node")
+            return {
+                **es.cluster.health(),
+                "cluster_manager": manager[0]["node"] if manager else "?",
+            }
+        except (OSConnectionError, TransportError):
+            continue
+    return None
 
 
 # --------------------------------------------------------------------------- bootstrap

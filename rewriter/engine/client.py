@@ -176,19 +176,27 @@ def buckets_by_key(
     return {b["key"]: b for b in buckets}
 
 
-def wait_for_health(es: OpenSearch, status: str = "yellow", timeout: float = 60.0) -> dict:
-    """Block until the cluster reports at least `status`, or raise EngineUnavailable."""
+def wait_for_health(
+    es: OpenSearch, status: str = "yellow", timeout: float = 60.0, nodes: int | None = None
+) -> dict:
+    """Block until the cluster reports at least `status` (and, given `nodes`, that many
+    nodes), or raise EngineUnavailable."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
+    wanted = {"wait_for_status": status}
+    if nodes is not None:
+        wanted["wait_for_nodes"] = str(nodes)
     while time.monotonic() < deadline:
         try:
-            health = es.cluster.health(wait_for_status=status, request_timeout=40)
+            health = es.cluster.health(**wanted, request_timeout=40)
             if not health.get("timed_out"):
                 return health
         except (OSConnectionError, TransportError) as exc:
             last = exc
         time.sleep(0.5)
+    with_nodes = f" with {nodes} nodes" if nodes is not None else ""
     raise EngineUnavailable(
-        f"OpenSearch at {_address(es)} did not reach {status} health within {timeout:.0f} s "
+        f"OpenSearch at {_address(es)} did not reach {status} health{with_nodes} within "
+        f"{timeout:.0f} s "
         f"({last or 'timed out'}): start it with `affinity engine start` or check OPENSEARCH_URL."
     )

@@ -4,12 +4,17 @@ The node is a real OpenSearch 2.19 server (engine/src/main/java) started from Ma
 artifacts. This module owns its process: a pid file, a log, a READY marker, and the errors a
 person can act on (Java missing or too old, Maven offline, port taken, data dir locked, the
 node died during start).
+
+A local cluster (`start_cluster`) is N such nodes, one JVM each, on 127.0.0.1: node N keeps
+its pid file, log, READY marker and data in `<data-dir>/node-N`, and `<data-dir>/cluster.json`
+records the layout (ports, heap) so that stop, status and the restart of one node find them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -19,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rewriter.config import ROOT
@@ -43,10 +48,14 @@ class EngineError(RuntimeError):
 
 @dataclass(frozen=True)
 class EngineStatus:
+    """One node, or a cluster: then `nodes` holds each node's status (node-1 first), and
+    running, pid and url are those of the first node that runs."""
+
     running: bool
     pid: int | None
     url: str | None
     data_dir: Path
+    nodes: tuple[EngineStatus, ...] = ()
 
 
 def _java_major(java: str) -> int:
@@ -153,11 +162,101 @@ def read_pid(data_dir: Path) -> int | None:
     return pid if _alive(pid) else None
 
 
-def status(data_dir: Path) -> EngineStatus:
+def _node_status(data_dir: Path) -> EngineStatus:
     pid = read_pid(data_dir)
     ready = data_dir / "READY"
     url = f"http://{ready.read_text().strip()}" if pid and ready.exists() else None
     return EngineStatus(running=pid is not None, pid=pid, url=url, data_dir=data_dir)
+
+
+def status(data_dir: Path) -> EngineStatus:
+    """The node that runs from `data_dir`, or the cluster whose layout it records."""
+    layout = read_layout(data_dir)
+    if layout is None:
+        return _node_status(data_dir)
+    nodes = tuple(_node_status(layout.node_dir(data_dir, n)) for n in layout.numbers)
+    first = next((node for node in nodes if node.running), None)
+    return EngineStatus(
+        running=first is not None,
+        pid=first.pid if first else None,
+        url=first.url if first else None,
+        data_dir=data_dir,
+        nodes=nodes,
+    )
+
+
+CLUSTER_FILE = "cluster.json"
+CLUSTER_NAME = "affinity-local"
+TRANSPORT_OFFSET = 100
+"""A cluster's transport ports sit this far above its HTTP ports (9200.. -> 9300..)."""
+
+
+@dataclass(frozen=True)
+class ClusterLayout:
+    """A local cluster as `<data-dir>/cluster.json` records it: node N (1-based) serves HTTP on
+    http_ports[N-1] and talks to the others on transport_ports[N-1]."""
+
+    http_ports: tuple[int, ...]
+    transport_ports: tuple[int, ...]
+    heap: str
+    jvm_options: tuple[str, ...] = ()
+    """Added to JVM_FLAGS on every node (a test cluster: `-XX:TieredStopAtLevel=1`)."""
+
+    @property
+    def size(self) -> int:
+        return len(self.http_ports)
+
+    @property
+    def numbers(self) -> range:
+        return range(1, self.size + 1)
+
+    @staticmethod
+    def node_name(n: int) -> str:
+        return f"node-{n}"
+
+    def node_dir(self, data_dir: Path, n: int) -> Path:
+        return data_dir / self.node_name(n)
+
+    def discovery_args(self) -> list[str]:
+        """Main.java's arguments that make the nodes one cluster."""
+        seeds = ",".join(f"127.0.0.1:{p}" for p in self.transport_ports)
+        managers = ",".join(self.node_name(n) for n in self.numbers)
+        return ["--seed-hosts", seeds, "--initial-cluster-managers", managers]
+
+
+def cluster_layout(
+    nodes: int, port: int, heap: str, transport_port: int | None = None
+) -> ClusterLayout:
+    """Consecutive ports: HTTP from `port`, transport from `transport_port` (default port + 100)."""
+    transport = port + TRANSPORT_OFFSET if transport_port is None else transport_port
+    return ClusterLayout(
+        http_ports=tuple(port + i for i in range(nodes)),
+        transport_ports=tuple(transport + i for i in range(nodes)),
+        heap=heap,
+    )
+
+
+def read_layout(data_dir: Path) -> ClusterLayout | None:
+    """The cluster recorded in `data_dir`, or None when it holds one node (or nothing)."""
+    try:
+        raw = json.loads((data_dir / CLUSTER_FILE).read_text())
+        return ClusterLayout(
+            tuple(raw["http_ports"]),
+            tuple(raw["transport_ports"]),
+            raw["heap"],
+            tuple(raw.get("jvm_options", ())),
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EngineError(
+            f"{data_dir / CLUSTER_FILE} is unreadable ({exc}): stop any node under {data_dir} "
+            "and start the cluster again with another --data-dir, or delete that directory."
+        ) from exc
+
+
+def _write_layout(data_dir: Path, layout: ClusterLayout) -> None:
+    (data_dir / CLUSTER_FILE).write_text(json.dumps(asdict(layout), indent=1) + "\n")
 
 
 def _record(registry: Path, data_dir: Path) -> Path:
@@ -237,6 +336,89 @@ def _diagnose(data_dir: Path) -> str:
     return "The node died during start."
 
 
+def _launch_command(
+    java: str,
+    home: Path,
+    heap: str,
+    port: int,
+    extra: list[str],
+    jvm_options: tuple[str, ...] = (),
+) -> list[str]:
+    classpath = f"{ENGINE_DIR / 'target' / JAR_NAME}{os.pathsep}{ENGINE_DIR / 'target' / 'lib'}/*"
+    return [
+        java,
+        f"-Xms{heap}",
+        f"-Xmx{heap}",
+        *JVM_FLAGS,
+        *jvm_options,
+        "-cp",
+        classpath,
+        "dev.affinity.engine.Main",
+        "--home",
+        str(home),
+        "--http-port",
+        str(port),
+        *extra,
+    ]
+
+
+def _spawn(home: Path, cmd: list[str]) -> subprocess.Popen[bytes]:
+    """Run one node in the background (its own session: a Ctrl-C here does not stop it)."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "READY").unlink(missing_ok=True)
+    with open(home / "stdout.log", "wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    _pid_file(home).write_text(str(proc.pid))
+    return proc
+
+
+def _await_ready(started: dict[Path, subprocess.Popen[bytes]], timeout: float) -> None:
+    """Wait until every started node has written READY. A node that dies: EngineError with
+    its diagnosis and log (the others are stopped); none may take longer than `timeout`."""
+    deadline = time.monotonic() + timeout
+    waiting = dict(started)
+    while waiting and time.monotonic() < deadline:
+        for home, proc in list(waiting.items()):
+            if proc.poll() is not None:
+                _pid_file(home).unlink(missing_ok=True)
+                for other in started:
+                    stop(other)
+                raise EngineError(f"{_diagnose(home)}\n{log_tail(home)}")
+            if (home / "READY").exists():
+                del waiting[home]
+        time.sleep(0.2)
+    if waiting:
+        for home in started:
+            stop(home)
+        late = next(iter(waiting))
+        raise EngineError(
+            f"The node in {late} did not start within {timeout:.0f} s: see the log below; on a "
+            f"slow machine raise --timeout.\n{log_tail(late)}"
+        )
+
+
+def _check_port(port: int, hint: str) -> None:
+    if port and not port_free(port):
+        raise EngineError(
+            f"Port {port} on 127.0.0.1 is taken by another process: stop it, or {hint}, or "
+            "point OPENSEARCH_URL at the cluster that already runs there."
+        )
+
+
+def _prepare(log: Callable[[str], None]) -> str:
+    """Java found and the launcher built: what every start needs."""
+    java = find_java()
+    if not launcher_built():
+        build_launcher(log)
+    return java
+
+
 def start(
     data_dir: Path,
     port: int = 9200,
@@ -249,6 +431,13 @@ def start(
     `registry`, the node is recorded there (`remember`) for `locate`."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    layout = read_layout(data_dir)
+    if layout is not None:
+        raise EngineError(
+            f"The data dir {data_dir} holds a {layout.size}-node cluster: start it with "
+            f"`affinity engine start --nodes {layout.size} --data-dir {data_dir}`, or pass "
+            "another --data-dir for a single node."
+        )
     current = status(data_dir)
     if current.running:
         log(f"The local engine is already running (pid {current.pid}) at {current.url}.")
@@ -256,64 +445,122 @@ def start(
             remember(registry, data_dir)
         return current
     java = find_java()
-    if port and not port_free(port):
-        raise EngineError(
-            f"Port {port} on 127.0.0.1 is taken by another process: stop it, or start the "
-            f"engine on another port (`affinity engine start --port {port + 1}`), or point "
-            "OPENSEARCH_URL at the cluster that already runs there."
-        )
+    _check_port(
+        port, f"start the engine on another port (`affinity engine start --port {port + 1}`)"
+    )
     if not launcher_built():
         build_launcher(log)
-    classpath = f"{ENGINE_DIR / 'target' / JAR_NAME}{os.pathsep}{ENGINE_DIR / 'target' / 'lib'}/*"
-    cmd = [
-        java,
-        f"-Xms{heap}",
-        f"-Xmx{heap}",
-        *JVM_FLAGS,
-        "-cp",
-        classpath,
-        "dev.affinity.engine.Main",
-        "--home",
-        str(data_dir),
-        "--http-port",
-        str(port),
-    ]
-    (data_dir / "READY").unlink(missing_ok=True)
-    with open(data_dir / "stdout.log", "wb") as out:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    _pid_file(data_dir).write_text(str(proc.pid))
+    proc = _spawn(data_dir, _launch_command(java, data_dir, heap, port, []))
     if registry is not None:
         remember(registry, data_dir)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            _pid_file(data_dir).unlink(missing_ok=True)
-            raise EngineError(f"{_diagnose(data_dir)}\n{log_tail(data_dir)}")
-        if (data_dir / "READY").exists():
-            return status(data_dir)
-        time.sleep(0.2)
-    stop(data_dir)
-    raise EngineError(
-        f"The node did not start within {timeout:.0f} s: see the log below; on a slow machine "
-        f"raise --timeout.\n{log_tail(data_dir)}"
-    )
+    _await_ready({data_dir: proc}, timeout)
+    return status(data_dir)
+
+
+def start_cluster(
+    data_dir: Path,
+    nodes: int | None,
+    port: int = 9200,
+    heap: str = "512m",
+    timeout: float = 180.0,
+    log: Callable[[str], None] = print,
+    registry: Path | None = None,
+    layout: ClusterLayout | None = None,
+) -> EngineStatus:
+    """Start a cluster of `nodes` nodes (one JVM each, `heap` each) from `data_dir`, or the
+    nodes of the cluster recorded there that do not run (then its recorded ports and heap
+    hold). Waits until every node serves HTTP, not for the cluster to form (wait for health).
+    `layout` overrides the ports of a new cluster (default: consecutive from `port`)."""
+    data_dir = data_dir.resolve()
+    recorded = read_layout(data_dir)
+    if recorded is not None and nodes not in (None, recorded.size):
+        raise EngineError(
+            f"The data dir {data_dir} holds a {recorded.size}-node cluster, not {nodes}: start "
+            f"it with --nodes {recorded.size}, or pass another --data-dir."
+        )
+    if recorded is None:
+        _refuse_single_node_dir(data_dir)
+        if not nodes or nodes < 2:
+            raise EngineError("A cluster needs at least 2 nodes: pass --nodes 2 or more.")
+        recorded = layout or cluster_layout(nodes, port, heap)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        _write_layout(data_dir, recorded)
+    if registry is not None:
+        remember(registry, data_dir)
+    java = _prepare(log)
+    started = {}
+    for n in recorded.numbers:
+        proc = _spawn_node(java, data_dir, recorded, n)
+        if proc is not None:
+            started[recorded.node_dir(data_dir, n)] = proc
+    _await_ready(started, timeout)
+    return status(data_dir)
+
+
+def start_node(data_dir: Path, n: int, timeout: float = 180.0) -> EngineStatus:
+    """Start node `n` of the cluster recorded in `data_dir` again (after it stopped or was
+    killed), with its recorded ports; it rejoins the others. Idempotent."""
+    data_dir = data_dir.resolve()
+    layout = read_layout(data_dir)
+    if layout is None or n not in layout.numbers:
+        raise EngineError(f"No cluster with a node {n} is recorded in {data_dir}.")
+    home = layout.node_dir(data_dir, n)
+    proc = _spawn_node(_prepare(print), data_dir, layout, n)
+    if proc is not None:
+        _await_ready({home: proc}, timeout)
+    return _node_status(home)
+
+
+def _spawn_node(
+    java: str, data_dir: Path, layout: ClusterLayout, n: int
+) -> subprocess.Popen[bytes] | None:
+    """Spawn node `n` unless it runs already (None then)."""
+    home = layout.node_dir(data_dir, n)
+    if _node_status(home).running:
+        return None
+    http, transport = layout.http_ports[n - 1], layout.transport_ports[n - 1]
+    for p in (http, transport):
+        _check_port(p, f"start the cluster elsewhere (`--port {layout.http_ports[0] + 10}`)")
+    extra = [
+        "--transport-port",
+        str(transport),
+        "--node-name",
+        layout.node_name(n),
+        "--cluster-name",
+        CLUSTER_NAME,
+        *layout.discovery_args(),
+    ]
+    command = _launch_command(java, home, layout.heap, http, extra, layout.jvm_options)
+    return _spawn(home, command)
+
+
+def _refuse_single_node_dir(data_dir: Path) -> None:
+    if (data_dir / "data").is_dir() or _pid_file(data_dir).exists():
+        raise EngineError(
+            f"The data dir {data_dir} holds a single node's data: pass another --data-dir for "
+            "a cluster (each node keeps its data in <data-dir>/node-N)."
+        )
 
 
 def stop(data_dir: Path, timeout: float = 60.0) -> bool:
-    """Stop the node (SIGTERM, then SIGKILL after timeout). Returns False if none was running."""
+    """Stop the node, or every node of the cluster recorded in `data_dir` (SIGTERM, then
+    SIGKILL after timeout). Returns False if none was running."""
     data_dir = data_dir.resolve()
-    pid = read_pid(data_dir)
-    if pid is None:
-        _pid_file(data_dir).unlink(missing_ok=True)
-        return False
-    os.kill(pid, signal.SIGTERM)
+    layout = read_layout(data_dir)
+    homes = [data_dir] if layout is None else [layout.node_dir(data_dir, n) for n in layout.numbers]
+    pids = {home: read_pid(home) for home in homes}
+    for pid in filter(None, pids.values()):
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
+    for home, pid in pids.items():
+        if pid is not None:
+            _await_exit(pid, deadline, timeout)
+        _pid_file(home).unlink(missing_ok=True)
+        (home / "READY").unlink(missing_ok=True)
+    return any(pids.values())
+
+
+def _await_exit(pid: int, deadline: float, timeout: float) -> None:
     while time.monotonic() < deadline and _alive(pid):
         _reap(pid)
         time.sleep(0.1)
@@ -321,9 +568,6 @@ def stop(data_dir: Path, timeout: float = 60.0) -> bool:
         os.kill(pid, signal.SIGKILL)
         print(f"The node (pid {pid}) did not stop in {timeout:.0f} s; killed it.", file=sys.stderr)
     _reap(pid)
-    _pid_file(data_dir).unlink(missing_ok=True)
-    (data_dir / "READY").unlink(missing_ok=True)
-    return True
 
 
 def _reap(pid: int) -> None:

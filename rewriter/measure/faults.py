@@ -54,6 +54,20 @@ class Delivery:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
+def combined(parts: Sequence[Delivery]) -> Delivery:
+    """One Delivery of several runs (the phases of a fault): statuses and retries add up,
+    the acknowledged and rejected events join, the longest outage is the longest of any."""
+    out = Delivery()
+    for part in parts:
+        out.statuses.update(part.statuses)
+        out.acknowledged |= part.acknowledged
+        out.rejected.update(part.rejected)
+        out.retries += part.retries
+        out.gave_up += part.gave_up
+        out.longest_outage_s = max(out.longest_outage_s, part.longest_outage_s)
+    return out
+
+
 def event_batches(
     users: Sequence[str],
     items: Sequence[str],

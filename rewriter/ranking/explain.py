@@ -43,7 +43,9 @@ def explain_hits(
 ) -> None:
     """Attach `_affinity` (the score breakdown) to each hit, from the same params the engine
     used; relevance = (_score − the added term) / buries − boosts (hits past a rescore window
-    get no added term; pinned hits, placed by position, get none of it)."""
+    get no added term; pinned hits, placed by position, get none of it). The window is known
+    by position: exact on one shard; on several, a hit past position `window` that led its own
+    shard was rescored too and is shown without its added term (decision 22)."""
     params = log_.get("params") or reference.script_params(user, boost)
     weight = float(log_.get("alpha_eff") or 0.0)
     start = _start(body.get("from"))

@@ -8,10 +8,10 @@ Pure (no I/O). Three layers, each used by ranking/rewrite.py or the proxy so not
   follows the same plan.
 - `affinity(doc, params)` mirrors the Painless script line for line; `score(hits, ...)`
   combines it with relevance the way each engine shape does (rescore: only the first
-  `window` hits of the first pass, `query_weight` 1, `score_mode` total; function_score:
-  every hit, `boost_mode` sum) and returns hits in engine order, each a `ScoredHit` with
-  its parts. `?explain=true` (ranking/explain.py) takes an engine response apart with the same
-  functions (`affinity`, `rule_effects`, `popularity_term`).
+  `window` hits of each shard's first pass, `query_weight` 1, `score_mode` total;
+  function_score: every hit, `boost_mode` sum) and returns hits in engine order, each a
+  `ScoredHit` with its parts. `?explain=true` (ranking/explain.py) takes an engine response
+  apart with the same functions (`affinity`, `rule_effects`, `popularity_term`).
 - rules (boost/rules.py): `score(..., rules=)` removes hidden and pinned items, adds the weights
   of matching boosts and multiplies by the factors of matching buries, deciding matches with
   boost/dsl_eval.py on each hit's `_source`: final = (relevance + boosts + added) · buries, the
@@ -19,8 +19,9 @@ Pure (no I/O). Three layers, each used by ranking/rewrite.py or the proxy so not
   the pins with pins.layout, as the proxy does.
 
 Assumptions, as in the engine test: hits are given in the *plain* app query's order (score
-desc, ties in index order) and come from one shard; with several shards the rescore window
-applies per shard, which a reference without shard routing cannot reproduce.
+desc, ties in index order), each with the shard it lives on (`Hit.shard`, 0 on a one-shard
+index). OpenSearch applies the rescore window per shard, so `score` rescores the first
+`window` hits *of each shard* (decision 22): with N shards, up to N × window hits.
 """
 
 from __future__ import annotations
@@ -165,17 +166,23 @@ def popularity_term(popularity: float | None, modifier: str) -> float:
 
 @dataclass(frozen=True)
 class Hit:
-    """One hit of the plain app query: id, its `_score`, its attribute values."""
+    """One hit of the plain app query: id, its `_score`, its attribute values, the number of
+    the shard that holds it (the rescore window is per shard)."""
 
     id: str
     relevance: float
     attributes: Mapping[str, Sequence[str]] = field(default_factory=dict)
     popularity: float | None = None
     source: Mapping[str, object] = field(default_factory=dict)  # for rule filters
+    shard: int = 0
 
 
 def hit_from_source(
-    hit_id: str, relevance: float, source: Mapping[str, object], attributes: Sequence[str]
+    hit_id: str,
+    relevance: float,
+    source: Mapping[str, object],
+    attributes: Sequence[str],
+    shard: int = 0,
 ) -> Hit:
     """Build a Hit from a `_source`: single values become one-element lists, null/missing
     become absent (what doc values hold for the same keyword fields)."""
@@ -188,7 +195,7 @@ def hit_from_source(
             values[name] = present
     popularity = source.get(POPULARITY_FIELD)
     pop = float(popularity) if isinstance(popularity, int | float) else None
-    return Hit(hit_id, relevance, values, pop, dict(source))
+    return Hit(hit_id, relevance, values, pop, dict(source), shard)
 
 
 @dataclass(frozen=True)
@@ -244,8 +251,7 @@ def score(
     reorder = bool(rules.boosts or rules.buries)
     first_order = np.argsort(-first, kind="stable") if reorder else np.arange(len(hits))
     window = boost.window if (shape or boost.shape) == "rescore" else len(hits)
-    rescored = np.zeros(len(hits), dtype=bool)
-    rescored[first_order[:window]] = True
+    rescored = _in_window(first_order, [hit.shard for hit in hits], window)
     added = np.where(rescored, weight * term * buries, 0.0)
     final = first + added
     order = first_order[np.argsort(-final[first_order], kind="stable")]
@@ -266,6 +272,17 @@ def score(
         )
         for i in order
     ]
+
+
+def _in_window(first_order: np.ndarray, shards: Sequence[int], window: int) -> np.ndarray:
+    """Which hits a rescore reaches: the first `window` of each shard's first pass (OpenSearch
+    applies `window_size` on every shard, before the shards' hits are merged)."""
+    shard = np.asarray(shards, dtype=np.int64)
+    rescored = np.zeros(len(shard), dtype=bool)
+    for number in np.unique(shard):
+        on_shard = first_order[shard[first_order] == number]
+        rescored[on_shard[:window]] = True
+    return rescored
 
 
 def _hidden(hit: Hit, rules: RulePlan, now: float) -> bool:

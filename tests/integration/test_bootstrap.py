@@ -56,3 +56,32 @@ def test_reindex_moves_alias_and_keeps_documents(
     targets = list(opensearch.indices.get_alias(name=s.indices.catalog))
     assert len(targets) == 1 and targets[0] != f"{s.indices.catalog}-v1"
     assert opensearch.get(index=s.indices.catalog, id="a")["_source"]["title"] == "x"
+
+
+def test_shards_and_replicas_from_the_settings(
+    opensearch: OpenSearch, settings: config.Settings
+) -> None:
+    """Replicas change in place; a different shard count is reported with the reindex, which
+    makes the new index with it; then bootstrap has nothing left to do."""
+    s = replace(
+        settings,
+        indices=config.Indices(prefix=settings.indices.prefix + "lay-"),
+        shards=None,
+        replicas=None,
+    )
+    bootstrap_cluster(opensearch, s)
+    wider = replace(s, shards=3, replicas=1)
+    report = bootstrap_cluster(opensearch, wider)
+    assert [line.split(":")[0] for line in report.needs_action] == ["catalog", "profiles"]
+    assert "run `affinity bootstrap --reindex catalog`" in report.needs_action[0]
+    events = opensearch.indices.get_settings(index=s.indices.events)
+    assert [v["settings"]["index"]["number_of_replicas"] for v in events.values()] == ["1"]
+
+    opensearch.index(index=s.indices.catalog, id="a", body={"title": "x"}, refresh=True)
+    reindex(opensearch, wider, "catalog")
+    reindex(opensearch, wider, "profiles")
+    again = bootstrap_cluster(opensearch, wider)
+    assert not again.changed, again.lines
+    catalog = opensearch.indices.get_settings(index=s.indices.catalog)
+    assert [v["settings"]["index"]["number_of_shards"] for v in catalog.values()] == ["3"]
+    assert opensearch.get(index=s.indices.catalog, id="a")["_source"]["title"] == "x"

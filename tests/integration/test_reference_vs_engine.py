@@ -1,9 +1,10 @@
 """The engine's `_score` for rewritten queries equals the reference scorer (relative 1e-4).
 
-Each example indexes a small generated catalog into a fresh one-shard index (the rescore
-window is per shard; one shard makes it reproducible), runs the plain app query for
-relevance, runs the rewritten query, and compares every returned hit's score and the order
-with rewriter/ranking/reference.py. Needs a real node (fixtures `opensearch`, `index_prefix`).
+Each example indexes a small generated catalog into a fresh index of one or three shards,
+runs the plain app query for relevance (and each hit's shard: the rescore window is per
+shard, decision 22), runs the rewritten query, and compares every returned hit's score and
+the order with rewriter/ranking/reference.py. On three shards, `dfs_query_then_fetch` gives
+the scores of one shard. Needs a real node (fixtures `opensearch`, `index_prefix`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
-from engine_helpers import close, scratch_index
+from engine_helpers import close, scratch_index, shard_of
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from opensearchpy import OpenSearch
@@ -48,9 +49,9 @@ def engine(opensearch: OpenSearch) -> OpenSearch:
 
 
 def _catalog(
-    engine: OpenSearch, prefix: str, docs: list[dict[str, JSON]]
+    engine: OpenSearch, prefix: str, docs: list[dict[str, JSON]], shards: int = 1
 ) -> AbstractContextManager[str]:
-    return scratch_index(engine, f"{prefix}refscore", MAPPING, docs)
+    return scratch_index(engine, f"{prefix}refscore", MAPPING, docs, shards)
 
 
 def _keyword(values: list[str]) -> st.SearchStrategy[JSON]:
@@ -159,9 +160,12 @@ def _check(
     user: UserAffinity | None,
     boost: BoostProfile,
 ) -> None:
-    plain = {**request, "from": 0, "size": 100}
+    plain = {**request, "from": 0, "size": 100, "explain": True}  # explain: each hit's _shard
     plain_hits = engine.search(index=index, body=plain)["hits"]["hits"]
-    hits = [hit_from_source(h["_id"], h["_score"], h["_source"], ATTRIBUTES) for h in plain_hits]
+    hits = [
+        hit_from_source(h["_id"], h["_score"], h["_source"], ATTRIBUTES, shard_of(h))
+        for h in plain_hits
+    ]
     result = rewrite(request, user, boost, RequestContext())
     event(f"mode={result.log['mode']}, beyond window: {result.log['page_beyond_window']}")
     got = engine.search(index=index, body=result.body)["hits"]["hits"]
@@ -175,9 +179,10 @@ def _check(
         assert close(hit["_score"], want.final), ("order differs", hit, want, result.log)
 
 
-def _property(shape: Shape) -> Callable[..., None]:
-    """The property test for one shape. Shrinking is off: every step is an engine round trip
-    (minutes for a failure); the failing example is printed as generated (<= 25 docs)."""
+def _property(shape: Shape, shards: int) -> Callable[..., None]:
+    """The property test for one shape on an index of `shards` shards. Shrinking is off: every
+    step is an engine round trip (minutes for a failure); the failing example is printed as
+    generated (<= 25 docs)."""
 
     @settings(
         max_examples=13,
@@ -205,14 +210,17 @@ def _property(shape: Shape) -> Callable[..., None]:
         start: int,
         size: int,
     ) -> None:
-        with _catalog(engine, index_prefix, docs) as index:
+        with _catalog(engine, index_prefix, docs, shards) as index:
             _check(engine, index, _request(query, app_rescore, start, size), user, boost)
 
     return check
 
 
-test_rescore_matches_reference = _property("rescore")
-test_function_score_matches_reference = _property("function_score")
+test_rescore_matches_reference = _property("rescore", shards=1)
+test_function_score_matches_reference = _property("function_score", shards=1)
+# Shards change what the rescore window reaches; function_score adds to every hit on any shard
+# (on three shards: test_three_shards_score_as_one_with_dfs).
+test_rescore_on_three_shards_matches_reference = _property("rescore", shards=3)
 
 
 @pytest.mark.parametrize("shape", ["rescore", "function_score"])
@@ -232,3 +240,32 @@ def test_hand_computed_scores(engine: OpenSearch, index_prefix: str, shape: Shap
     with _catalog(engine, index_prefix, docs) as index:
         got = engine.search(index=index, body=body)["hits"]["hits"]
     assert [(h["_id"], h["_score"]) for h in got] == [("0", 3.0), ("1", 2.0), ("2", 1.0)]
+
+
+DFS_DOCS: list[dict[str, JSON]] = [
+    {"title": " ".join(WORDS[(n + i) % len(WORDS)] for i in range(1 + n % 4)), "brand": b}
+    for n, b in enumerate(BRANDS * 5)
+]
+
+
+def test_three_shards_score_as_one_with_dfs(engine: OpenSearch, index_prefix: str) -> None:
+    """BM25 statistics are per shard: the same catalog on three shards scores differently from
+    one shard, unless the search is `dfs_query_then_fetch` (global statistics). With it, the
+    personalized function_score ranking on three shards is the one-shard reference's."""
+    user = UserAffinity("u", {"brand": {"nike": 1.0, "puma": 0.4}}, 20.0)
+    boost = BoostProfile(name="t", shape="function_score", alpha=1.0, attributes={"brand": 1.0})
+    plain: dict[str, JSON] = {"query": {"match": {"title": "red shoe"}}, "size": 100}
+    body = rewrite(plain, user, boost, RequestContext()).body
+    with (
+        _catalog(engine, index_prefix, DFS_DOCS, shards=1) as one,
+        _catalog(engine, index_prefix, DFS_DOCS, shards=3) as three,
+    ):
+        relevance = {h["_id"]: h for h in engine.search(index=one, body=plain)["hits"]["hits"]}
+        per_shard = engine.search(index=three, body=plain)["hits"]["hits"]
+        assert any(not close(h["_score"], relevance[h["_id"]]["_score"]) for h in per_shard)
+        got = engine.search(index=three, body=body, search_type="dfs_query_then_fetch")
+    hits = [hit_from_source(i, h["_score"], h["_source"], ATTRIBUTES) for i, h in relevance.items()]
+    expected = score(hits, user, boost)
+    assert len(got["hits"]["hits"]) == len(expected) == len(relevance)
+    for hit, want in zip(got["hits"]["hits"], expected, strict=True):
+        assert close(hit["_score"], want.final), (hit, want)

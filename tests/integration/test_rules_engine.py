@@ -1,6 +1,7 @@
 """Rules against the real engine: the engine's ranking equals the reference scorer's (scores
-within 1e-4 relative, pins at their positions), a segment rule moves only its segment's
-users, and pins work where the query alone could not put the items.
+within 1e-4 relative, pins at their positions) on one shard and on three (the rescore window
+is per shard), a segment rule moves only its segment's users, and pins work where the query
+alone could not put the items.
 
 Needs a real node (fixtures `opensearch`, `bootstrapped`, `index_prefix` in conftest.py).
 """
@@ -12,7 +13,7 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 
 import pytest
-from engine_helpers import close, scratch_index
+from engine_helpers import close, scratch_index, shard_of
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from opensearchpy import OpenSearch
@@ -49,9 +50,9 @@ MAPPING = {
 
 
 def _catalog(
-    engine: OpenSearch, prefix: str, docs: list[dict[str, JSON]]
+    engine: OpenSearch, prefix: str, docs: list[dict[str, JSON]], shards: int = 1
 ) -> AbstractContextManager[str]:
-    return scratch_index(engine, f"{prefix}rules", MAPPING, docs)
+    return scratch_index(engine, f"{prefix}rules", MAPPING, docs, shards)
 
 
 def _served(
@@ -64,9 +65,12 @@ def _served(
     boost: BoostProfile,
 ) -> None:
     """The page the engine serves (pins merged) equals the reference's page."""
-    plain = {**request, "from": 0, "size": 100}
+    plain = {**request, "from": 0, "size": 100, "explain": True}  # explain: each hit's _shard
     plain_hits = engine.search(index=index, body=plain)["hits"]["hits"]
-    hits = [hit_from_source(h["_id"], h["_score"], h["_source"], ATTRIBUTES) for h in plain_hits]
+    hits = [
+        hit_from_source(h["_id"], h["_score"], h["_source"], ATTRIBUTES, shard_of(h))
+        for h in plain_hits
+    ]
     scored = score(hits, user, boost, result.log["shape"], result.rules, now=NOW)  # type: ignore[arg-type]
     available = {
         str(i): Hit(str(i), 0.0, source=d)
@@ -168,7 +172,7 @@ def _boosts(shape: Shape) -> st.SearchStrategy[BoostProfile]:
     )
 
 
-def _property(shape: Shape):  # type: ignore[no-untyped-def]
+def _property(shape: Shape, shards: int):  # type: ignore[no-untyped-def]
     @settings(
         max_examples=20,
         deadline=None,
@@ -198,14 +202,16 @@ def _property(shape: Shape):  # type: ignore[no-untyped-def]
             request["query"] = query
         result = rewrite(request, user, boost, RequestContext(now=NOW))
         event(f"rules fired: {len(result.rules.fired)}, pins: {len(result.rules.pins)}")
-        with _catalog(opensearch, bootstrapped.indices.prefix, docs) as index:
+        with _catalog(opensearch, bootstrapped.indices.prefix, docs, shards) as index:
             _served(opensearch, index, request, result, docs, user, boost)
 
     return check
 
 
-test_rules_rescore_match_reference = _property("rescore")
-test_rules_function_score_match_reference = _property("function_score")
+test_rules_rescore_match_reference = _property("rescore", shards=1)
+test_rules_function_score_match_reference = _property("function_score", shards=1)
+# Shards change what the rescore window reaches; function_score adds to every hit on any shard.
+test_rules_rescore_on_three_shards_match_reference = _property("rescore", shards=3)
 
 
 # --- a segment rule moves its segment only ---------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,19 @@ def test_rescore_shape_boosts_only_the_window() -> None:
     assert [h.final for h in scored] == pytest.approx([3.0, 2.75, 1.0, 0.5])
     assert [h.rescored for h in scored] == [True, True, False, False]
     assert scored[2].added == 0.0
+
+
+def test_rescore_window_is_per_shard() -> None:
+    """Window 1 on two shards rescores the first hit of each: with c on its own shard's top,
+    c (third in the first pass) gains its affinity and moves up; on one shard only a would."""
+    boost = BoostProfile(name="t", alpha=2.0, window=1, attributes=BOOST.attributes)
+    assert [h.rescored for h in score(_hits(), USER, boost)] == [True, False, False, False]
+    two = [replace(h, shard=n) for h, n in zip(_hits(), [0, 0, 1, 1], strict=True)]
+    scored = score(two, USER, boost)
+    # shard 0: a (rescored, no known brand), b; shard 1: c (rescored: 1 + 2.25), d
+    assert [h.id for h in scored] == ["c", "a", "b", "d"]
+    assert [h.final for h in scored] == pytest.approx([3.25, 3.0, 2.0, 0.5])
+    assert [h.rescored for h in scored] == [True, True, False, False]
 
 
 def test_ties_keep_the_plain_order() -> None:

@@ -23,8 +23,14 @@ import org.opensearch.plugins.Plugin;
  *
  * <p>Arguments: --home DIR (required; config/, logs/ and data/ live there unless --data is
  * given), --data DIR, --http-port N (0 = any free port), --transport-port N,
- * --cluster-name NAME. After start the node writes logs/http.ports; this launcher then writes
- * home/READY with the HTTP address so the Python side knows the node is serving.
+ * --cluster-name NAME, --node-name NAME. After start the node writes logs/http.ports; this
+ * launcher then writes home/READY with the HTTP address so the Python side knows the node is
+ * serving.
+ *
+ * <p>Without --seed-hosts the node is a cluster of its own (discovery.type single-node, new
+ * indices without replicas). With --seed-hosts HOST:PORT,... (the transport addresses of the
+ * other nodes) it joins them; --initial-cluster-managers NAME,... names the nodes that elect
+ * the first cluster manager when the cluster forms for the first time (ignored once it has).
  */
 public final class Main {
 
@@ -55,21 +61,21 @@ public final class Main {
         Files.deleteIfExists(logs.resolve("http.ports"));
         writeLogConfig(config);
 
-        Settings settings = Settings.builder()
+        String nodeName = args.getOrDefault("node-name", "affinity-node");
+        Settings.Builder builder = Settings.builder()
             .put("path.home", home.toString())
             .put("path.data", data.toString())
             .put("path.logs", logs.toString())
             .put("cluster.name", args.getOrDefault("cluster-name", "affinity-local"))
-            .put("node.name", "affinity-node")
-            .put("discovery.type", "single-node")
+            .put("node.name", nodeName)
             .put("network.host", "127.0.0.1")
             .put("http.port", args.getOrDefault("http-port", "9200"))
             .put("transport.port", args.getOrDefault("transport-port", "0"))
             .put("node.portsfile", true)
             .put("cluster.routing.allocation.disk.threshold_enabled", false)
-            .put("cluster.default_number_of_replicas", 0)
-            .put("action.auto_create_index", true)
-            .build();
+            .put("action.auto_create_index", true);
+        discovery(builder, args);
+        Settings settings = builder.build();
 
         List<Class<? extends Plugin>> plugins = new ArrayList<>();
         for (String name : MODULES) {
@@ -78,7 +84,7 @@ public final class Main {
 
         LogConfigurator.registerErrorListener();
         Environment env = InternalSettingsPreparer.prepareEnvironment(
-            settings, new HashMap<>(), config, () -> "affinity-node");
+            settings, new HashMap<>(), config, () -> nodeName);
         LogConfigurator.configure(env);
 
         AffinityNode node = new AffinityNode(env, plugins);
@@ -103,6 +109,21 @@ public final class Main {
         Files.writeString(tmp, address + "\n", StandardCharsets.UTF_8);
         Files.move(tmp, home.resolve("READY"), StandardCopyOption.ATOMIC_MOVE);
         stopped.await();
+    }
+
+    /** One node alone, or one node of several that find each other through --seed-hosts. */
+    private static void discovery(Settings.Builder builder, Map<String, String> args) {
+        String seeds = args.get("seed-hosts");
+        if (seeds == null) {
+            builder.put("discovery.type", "single-node")
+                .put("cluster.default_number_of_replicas", 0);
+            return;
+        }
+        builder.putList("discovery.seed_hosts", List.of(seeds.split(",")));
+        String managers = args.get("initial-cluster-managers");
+        if (managers != null) {
+            builder.putList("cluster.initial_cluster_manager_nodes", List.of(managers.split(",")));
+        }
     }
 
     private static void writeLogConfig(Path config) throws IOException {

@@ -6,8 +6,8 @@ so `affinity evaluate --fallback category_words` can be tried on it before real 
 - a catalog of CATEGORIES (dotted paths, `electronics.audio.headphone`), each sold by a few
   brands; items have a base popularity (Zipf-like) and titles/descriptions made of their
   brand and category words;
-- users with brand loyalty (1-2 favourite brands, a loyalty probability) and category
-  interests (2 categories, one preferred);
+- users with category interests (2 categories, one preferred) and brand loyalty (1-2
+  favourite brands among those selling in them, a loyalty probability);
 - sessions with a current intent: one category (from the interests with P_INTEREST) and,
   with the user's loyalty probability, a brand focus (a favourite brand sold there);
 - views within the intent, re-views of items the user viewed before (P_REVIEW), a cart
@@ -74,10 +74,19 @@ class Shop:
     truth: dict[str, UserTruth] = field(default_factory=dict)
 
 
-def _catalog(rng: np.random.Generator, n_items: int) -> list[dict[str, Any]]:
+def _sellers(rng: np.random.Generator) -> dict[str, list[str]]:
+    """Category -> the brands that sell in it."""
+    return {
+        c: [str(b) for b in rng.choice(BRANDS, BRANDS_PER_CATEGORY, replace=False)]
+        for c in CATEGORIES
+    }
+
+
+def _catalog(
+    rng: np.random.Generator, n_items: int, sellers: dict[str, list[str]]
+) -> list[dict[str, Any]]:
     items = []
     paths = list(CATEGORIES)
-    sellers = {c: list(rng.choice(BRANDS, BRANDS_PER_CATEGORY, replace=False)) for c in paths}
     for n in range(n_items):
         path = paths[n % len(paths)]
         brand = str(rng.choice(sellers[path]))
@@ -96,9 +105,11 @@ def _catalog(rng: np.random.Generator, n_items: int) -> list[dict[str, Any]]:
     return items
 
 
-def _user(rng: np.random.Generator) -> UserTruth:
-    brands = tuple(str(b) for b in rng.choice(BRANDS, int(rng.integers(1, 3)), replace=False))
+def _user(rng: np.random.Generator, sellers: dict[str, list[str]]) -> UserTruth:
+    """Two interests; 1-2 favourite brands among those selling in them."""
     interests = tuple(str(c) for c in rng.choice(list(CATEGORIES), 2, replace=False))
+    sold = sorted({b for c in interests for b in sellers[c]})
+    brands = tuple(str(b) for b in rng.choice(sold, int(rng.integers(1, 3)), replace=False))
     return UserTruth(brands, interests, float(rng.uniform(0.5, 0.95)))
 
 
@@ -109,11 +120,18 @@ class _Picker:
         self.by_category: dict[str, list[dict[str, Any]]] = {c: [] for c in CATEGORIES}
         for item in catalog:
             self.by_category[item["category"][0]].append(item)
+        self.weights = {
+            c: np.array([i["weight"] for i in items]) for c, items in self.by_category.items()
+        }
+        self.brands = {
+            c: np.array([i["brand"] for i in items]) for c, items in self.by_category.items()
+        }
 
     def pick(self, rng: np.random.Generator, category: str, brand: str | None) -> dict[str, Any]:
-        items = self.by_category[category]
-        w = np.array([i["weight"] * (BRAND_FOCUS if i["brand"] == brand else 1.0) for i in items])
-        return items[int(rng.choice(len(items), p=w / w.sum()))]
+        w = self.weights[category] * np.where(self.brands[category] == brand, BRAND_FOCUS, 1.0)
+        cumulative = np.cumsum(w)
+        at = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+        return self.by_category[category][min(at, len(w) - 1)]
 
     def focus(self, rng: np.random.Generator, category: str, user: UserTruth) -> str | None:
         sold = {i["brand"] for i in self.by_category[category]}
@@ -184,12 +202,13 @@ def generate(users: int = 2000, items: int = 1200, seed: int = 0) -> Shop:
     if users < 1 or items < len(CATEGORIES):
         raise ValueError(f"a shop needs at least 1 user and {len(CATEGORIES)} items")
     rng = np.random.default_rng(seed)
-    catalog = _catalog(rng, items)
+    sellers = _sellers(rng)
+    catalog = _catalog(rng, items, sellers)
     picker = _Picker(catalog)
     shop = Shop(catalog, [])
     for u in range(users):
         user_id = f"u{u:05d}"
-        shop.truth[user_id] = _user(rng)
+        shop.truth[user_id] = _user(rng, sellers)
         shop.events += _user_events(rng, picker, user_id, shop.truth[user_id])
     shop.events.sort(key=lambda e: (e["timestamp"], e["event_id"]))
     return shop

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ from rewriter.measure.evaluate_metrics import (
     segments,
     summarize,
 )
-from rewriter.measure.evaluate_scratch import ScratchError, scratch_settings
+from rewriter.measure.evaluate_scratch import ScratchError, fingerprint, scratch_settings
 from rewriter.profiles.fold import FoldConfig, fold
 
 
@@ -205,3 +206,13 @@ def test_segments_table_has_every_method_and_segment() -> None:
     assert at[("generic", "never seen")].cases == 2
     table = render_segments(rows)
     assert "never seen" in table and "default" in table and "0.7500 [" in table
+
+
+def test_reuse_needs_the_same_pseudonymization_key(tmp_path: Path) -> None:
+    """Profiles stored under another AFFINITY_SECRET are nobody's: --reuse must rebuild."""
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text('{"id": "1", "title": "t"}\n')
+    train, boost = [event("a", "1", 1.0)], BoostProfile("b")
+    one = fingerprint(catalog, train, boost, b"k" * 32)
+    assert one == fingerprint(catalog, train, boost, b"k" * 32)
+    assert one != fingerprint(catalog, train, boost, b"j" * 32)

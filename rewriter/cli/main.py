@@ -469,7 +469,7 @@ def bench(items: int, users: int, queries: int, threads: int, prefix: str) -> No
 
 
 # --------------------------------------------------------------------------- measurement
-for _command in (measure.experiment, measure.evaluate, measure.simulate):
+for _command in (measure.experiment, measure.evaluate, measure.simulate, measure.shop):
     main.add_command(_command)
 for _command in (users.profile, users.user, users.segments, boost.boost, retention.retention):
     main.add_command(_command)

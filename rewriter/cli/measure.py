@@ -1,4 +1,5 @@
-"""Measurement commands: `affinity experiment`, `affinity evaluate`, `affinity simulate`.
+"""Measurement commands: `affinity experiment`, `affinity evaluate`, `affinity simulate`,
+`affinity shop generate`.
 
 Thin, like cli.py (which registers them): parse, call the package, print.
 """
@@ -126,6 +127,12 @@ def _eval_boost(s: config.Settings, profile: str | None, events: Path) -> BoostP
         raise
 
 
+def _events_format(events: Path) -> str:
+    from rewriter.ingest.event_files import guess_format
+
+    return guess_format(events)
+
+
 def _catalog_for(events: Path, catalog: Path | None) -> Path:
     if catalog:
         return catalog
@@ -139,7 +146,9 @@ def _catalog_for(events: Path, catalog: Path | None) -> Path:
 @click.command(
     help="Offline replay: build profiles from events before --cutoff in scratch indices "
     "(--prefix), replay later positive interactions through the rewriter, and print NDCG@10, "
-    "MRR, HitRate@10 and coverage for generic, popularity and each alpha; recommend alpha."
+    "MRR, HitRate@10 and coverage for generic, popularity, each alpha and the boost profile "
+    "(and --compare ones); NDCG@10 by seen / never-seen item and history length with 95% "
+    "intervals; recommend alpha."
 )
 @click.option(
     "--events",
@@ -150,7 +159,8 @@ def _catalog_for(events: Path, catalog: Path | None) -> Path:
 @click.option(
     "--cutoff",
     required=True,
-    help="A time (2016-01-01, ISO 8601, epoch s), or user:F (per user, first F trains).",
+    help="A time (2016-01-01, ISO 8601, epoch s), user:F (per user, first F trains), or "
+    "last (leave-last-out: each user's last positive event is tested).",
 )
 @click.option(
     "--catalog",
@@ -166,6 +176,25 @@ def _catalog_for(events: Path, catalog: Path | None) -> Path:
     default=None,
     help="Boost profile name or YAML file (default: the fold profile for the format).",
 )
+@click.option(
+    "--compare",
+    multiple=True,
+    help="Another boost profile (name or YAML file) to rank with, at its own alpha; the "
+    "scratch profiles stay folded with --profile's event weights. Repeatable.",
+)
+@click.option(
+    "--positives",
+    default=None,
+    help="Event types tested, comma-separated (default: rating_high,click,add_to_cart,"
+    "purchase; a shop log: view,add_to_cart,purchase).",
+)
+@click.option(
+    "--seen",
+    type=click.Choice(["exclude", "keep"]),
+    default=None,
+    help="Take items the user interacted with before out of rankings (default: exclude for "
+    "MovieLens ratings, keep for other formats: shoppers come back to items).",
+)
 @click.option("--prefix", default="eval-", show_default=True, help="Scratch index prefix.")
 @click.option("--sample", "sample_size", type=int, default=2000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -177,11 +206,12 @@ def _catalog_for(events: Path, catalog: Path | None) -> Path:
 )
 @click.option(
     "--fallback",
-    type=click.Choice(["category", "category_by_popularity"]),
+    type=click.Choice(["category", "category_by_popularity", "category_words"]),
     default="category",
     show_default=True,
-    help="Query for events without one: a category term query, or the same ranked "
-    "by popularity (a genre page).",
+    help="Query for events without one: a category term query, the same ranked "
+    "by popularity (a genre page), or the words of the item's category path as a text "
+    "query (a shop: 'electronics audio headphone').",
 )
 @click.option("--tune-weights", is_flag=True, help="Coordinate search over attribute weights.")
 @click.option("--reuse", is_flag=True, help="Keep scratch indices built from the same inputs.")
@@ -192,6 +222,9 @@ def evaluate(
     catalog: Path | None,
     alphas: str,
     profile: str | None,
+    compare: tuple[str, ...],
+    positives: str | None,
+    seen: str | None,
     prefix: str,
     sample_size: int,
     seed: int,
@@ -206,6 +239,8 @@ def evaluate(
     from rewriter.measure.evaluate_scratch import ScratchError
 
     s = config.load()
+    boost = _eval_boost(s, profile, events_path)
+    fmt = _events_format(events_path)
     try:
         opts = ev.Options(
             events=events_path,
@@ -219,11 +254,17 @@ def evaluate(
             shape=shape,
             tune_weights=tune_weights,
             fallback=fallback,  # type: ignore[arg-type]
+            positive_types=(
+                ev.parse_positives(positives, tuple(boost.event_weights))
+                if positives
+                else ev.POSITIVE_TYPES
+            ),
+            exclude_seen=(seen or ("exclude" if fmt == "movielens" else "keep")) == "exclude",
+            compare=tuple(_eval_boost(s, name, events_path) for name in compare),
         )
     except ValueError as exc:
         _fail(str(exc))
         return
-    boost = _eval_boost(s, profile, events_path)
     es = requires_engine(connect(s, timeout=300))
     try:
         result = ev.run(es, s, boost, opts, log=_err)
@@ -315,3 +356,34 @@ def _simulate_e2e(prefix: str, users: int) -> None:
     result = simulate_proxy.run(es, s, users, log=_err)
     click.echo(f"\nend to end through the proxy ({result.seconds:.1f} s):")
     click.echo(er.render_table(result.report))
+
+
+# --------------------------------------------------------------------------- shop
+@click.group(help="A synthetic shop with known ground truth, to try the evaluator on.")
+def shop() -> None:
+    pass
+
+
+@shop.command(
+    "generate",
+    help="Write catalog.jsonl, events.jsonl (views, carts, purchases in sessions; formats "
+    "`affinity ingest` reads) and truth.json (each user's favourite brands, interests, "
+    "loyalty) to --out. Deterministic for a --seed.",
+)
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--users", type=int, default=2000, show_default=True)
+@click.option("--items", type=int, default=1200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def shop_generate(out: Path, users: int, items: int, seed: int) -> None:
+    from rewriter.measure import shop as synthetic
+
+    try:
+        made = synthetic.generate(users, items, seed)
+        paths = synthetic.write(made, out)
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+        return
+    click.echo(
+        f"{len(made.catalog)} items, {len(made.events)} events of {users} users: "
+        f"{paths['catalog.jsonl']}, {paths['events.jsonl']}, {paths['truth.json']}"
+    )

@@ -1,5 +1,6 @@
 """Ranking metrics of the offline replay (measure/evaluate.py): per-case scores, the summary table,
-the recommended alpha with paired bootstrap intervals against both baselines.
+the recommended alpha with paired bootstrap intervals against both baselines, and NDCG@10 per
+segment of the cases (seen / never seen, history length) with intervals over users.
 
 One relevant item per case, so NDCG@10 = 1 / log2(1 + rank) within the top 10, reciprocal
 rank counts within the top DEPTH, and coverage is the share of the catalog that appears in
@@ -16,6 +17,7 @@ import numpy as np
 
 K = 10
 DEPTH = 100
+RESAMPLES = 2000
 
 
 @dataclass
@@ -72,13 +74,85 @@ def summarize(
     return rows
 
 
+def bootstrap_ci(
+    values: Sequence[float], groups: Sequence[str] | None = None, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of `values` with a 95% percentile bootstrap interval, resampling whole `groups`
+    (users: their cases are not independent) or, without groups, single values."""
+    v = np.asarray(values, float)
+    if len(v) == 0:
+        return math.nan, math.nan, math.nan
+    if groups is None:
+        sums, counts = v, np.ones(len(v))
+    else:
+        _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        sums, counts = np.bincount(inverse, v), np.bincount(inverse).astype(float)
+    idx = np.random.default_rng(seed).integers(0, len(sums), (RESAMPLES, len(sums)))
+    means = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return float(v.mean()), float(low), float(high)
+
+
 def paired_ci(a: Sequence[float], b: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
     """Mean of a − b over cases with a 95% percentile bootstrap interval (paired)."""
-    d = np.asarray(a) - np.asarray(b)
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, len(d), (2000, len(d)))].mean(axis=1)
-    low, high = np.quantile(means, [0.025, 0.975])
-    return float(d.mean()), float(low), float(high)
+    return bootstrap_ci(np.asarray(a) - np.asarray(b), None, seed)
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    """NDCG@10 of one method in one segment of the cases, with a 95% interval over users."""
+
+    method: str
+    segment: str
+    cases: int
+    ndcg: float
+    low: float
+    high: float
+
+
+def segments(
+    scores: Mapping[str, Scores],
+    users: Sequence[str],
+    members: Mapping[str, Sequence[bool]],
+    seed: int = 0,
+) -> list[SegmentRow]:
+    """Every method's NDCG@10 in every segment (`members`: segment -> which cases)."""
+    rows = []
+    user_ids = np.asarray(users)
+    for name, s in scores.items():
+        ndcg = np.asarray(s.ndcg)
+        for segment, flags in members.items():
+            mask = np.asarray(flags, bool)
+            mean, low, high = bootstrap_ci(ndcg[mask], user_ids[mask], seed)
+            rows.append(SegmentRow(name, segment, int(mask.sum()), mean, low, high))
+    return rows
+
+
+def render_segments(rows: Sequence[SegmentRow]) -> str:
+    """NDCG@10 [95% CI, bootstrap over users] per method (rows) and segment (columns)."""
+    names = list(dict.fromkeys(r.segment for r in rows))
+    methods = list(dict.fromkeys(r.method for r in rows))
+    at = {(r.method, r.segment): r for r in rows}
+    width = 24
+    lines = [
+        "NDCG@10 by segment [95% CI, bootstrap over users]; seen = the chosen item was one the "
+        "user interacted with before the cutoff; history = the user's training events",
+        "",
+        f"{'segment':<14}" + "".join(f"{n:>{width}}" for n in names),
+        f"{'cases':<14}" + "".join(f"{at[(methods[0], n)].cases:>{width}}" for n in names),
+    ]
+    for m in methods:
+        cells = (_cell(at[(m, n)]) for n in names)
+        lines.append(f"{m:<14}" + "".join(f"{c:>{width}}" for c in cells))
+    return "\n".join(lines)
+
+
+def _cell(r: SegmentRow) -> str:
+    if r.cases == 0:
+        return "n/a"
+    if math.isnan(r.low):
+        return f"{r.ndcg:.4f}"
+    return f"{r.ndcg:.4f} [{r.low:.3f}, {r.high:.3f}]"
 
 
 def recommend(rows: Sequence[Row], scores: Mapping[str, Scores]) -> tuple[float | None, str]:

@@ -43,9 +43,13 @@ def scratch_settings(settings: config.Settings, prefix: str) -> config.Settings:
     return replace(settings, indices=config.Indices(prefix=prefix))
 
 
-def fingerprint(catalog: Path, train: Sequence[Event], boost: BoostProfile) -> str:
-    """What the scratch indices were built from: catalog bytes, training events, profile."""
+def fingerprint(
+    catalog: Path, train: Sequence[Event], boost: BoostProfile, secret: bytes = b""
+) -> str:
+    """What the scratch indices were built from: catalog bytes, training events, profile, and
+    the pseudonymization key (profiles stored under another key are nobody's)."""
     h = hashlib.sha256(catalog.read_bytes())
+    h.update(hashlib.sha256(secret).digest())
     h.update(boost.version.encode())
     for e in train:
         h.update(f"{e.event_id}|{e.user_id}|{e.type}|{e.item_id}|{e.timestamp}\n".encode())
@@ -79,7 +83,7 @@ def build(
     log: Log = lambda m: None,
 ) -> bool:
     """(Re)build the scratch indices; False when `reuse` found an identical build."""
-    marker = fingerprint(catalog, train, boost)
+    marker = fingerprint(catalog, train, boost, config.user_secret(s))
     if reuse and current_marker(es, s) == marker:
         log(f"reusing scratch indices under prefix {s.indices.prefix!r} (same inputs)")
         return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -11,8 +12,16 @@ from rewriter import config
 from rewriter.boost.profile import BoostProfile, ColdStart
 from rewriter.events.event import Event
 from rewriter.measure import evaluate as ev
-from rewriter.measure.evaluate_metrics import Row, Scores, recommend, summarize
-from rewriter.measure.evaluate_scratch import ScratchError, scratch_settings
+from rewriter.measure.evaluate_metrics import (
+    Row,
+    Scores,
+    bootstrap_ci,
+    recommend,
+    render_segments,
+    segments,
+    summarize,
+)
+from rewriter.measure.evaluate_scratch import ScratchError, fingerprint, scratch_settings
 from rewriter.profiles.fold import FoldConfig, fold
 
 
@@ -125,3 +134,85 @@ def test_scratch_prefix_must_differ_from_production() -> None:
     with pytest.raises(ScratchError, match="production prefix"):
         scratch_settings(prod, "")
     assert scratch_settings(prod, "eval-").indices.catalog == "eval-catalog"
+
+
+# --------------------------------------------------------------------------- shop logs
+def test_leave_last_out_tests_each_users_last_positive_and_trains_on_what_came_before() -> None:
+    evs = [
+        event("a", "1", 1.0, "view"),
+        event("a", "2", 2.0, "purchase"),
+        event("a", "3", 3.0, "view"),
+        event("a", "4", 4.0, "click"),  # not a positive here: after the tested event, dropped
+        event("b", "5", 1.0, "click"),  # no positive at all: trains only
+    ]
+    train, test = ev.split(evs, ev.parse_cutoff("last"), ("view", "purchase"))
+    assert [(e.user_id, e.item_id) for e in test] == [("a", "3")]
+    assert sorted(e.item_id for e in train) == ["1", "2", "5"]
+    assert str(ev.parse_cutoff("last")).startswith("last")
+
+
+def test_positives_must_be_event_types_of_the_profile() -> None:
+    known = ("view", "add_to_cart", "purchase")
+    assert ev.parse_positives("view, purchase", known) == ("view", "purchase")
+    with pytest.raises(ValueError, match="rating_high is not an event type"):
+        ev.parse_positives("view,rating_high", known)
+    with pytest.raises(ValueError, match="no type"):
+        ev.parse_positives(",", known)
+
+
+def test_category_words_query_asks_the_words_of_the_category_path() -> None:
+    item = {"category": ["electronics.audio.headphone", "electronics.sale"], "title": "X 1"}
+    assert ev.category_words(item) == "electronics audio headphone sale"
+    assert ev.category_words({"title": "Acme Kettle 3"}) == "acme kettle 3"
+    text, body = ev.query_for(event("a", "1", 1.0), item, "category_words") or ("", {})
+    assert text == "electronics audio headphone sale"
+    assert body["query"]["multi_match"]["query"] == text
+    assert ev.query_for(event("a", "1", 1.0), {}, "category_words") is None
+    asked = ev.query_for(event("a", "1", 1.0, query="red"), item, "category_words")
+    assert asked and asked[0] == "red"  # the event's own query first
+
+
+def test_cases_know_whether_the_chosen_item_was_seen_and_the_history_length() -> None:
+    train = [event("a", "1", 1.0, "view"), event("a", "1", 2.0, "view"), event("b", "2", 1.0)]
+    tested = [event("a", "1", 5.0, "view"), event("b", "9", 5.0), event("c", "2", 5.0)]
+    items = {i: {"category": ["x.y"]} for i in ("1", "2", "9")}
+    cases = ev.case_list(tested, train, items, {}, "category_words")
+    assert [(c.seen_target, c.history) for c in cases] == [(True, 2), (False, 1), (False, 0)]
+    members = ev._segment_of(cases)
+    assert members["seen"] == [True, False, False] and members["never seen"] == [False, True, True]
+    assert members["history 0"] == [False, False, True]
+    assert members["history 1-4"] == [True, True, False] and members["history 20+"] == [False] * 3
+
+
+def test_segment_intervals_resample_users_not_cases() -> None:
+    # user a: 9 cases at 1.0; b and c: one case at 0.0 each. Resampling cases would give a
+    # narrow interval around 0.82; resampling users lets a appear 0..3 times.
+    values = [1.0] * 9 + [0.0, 0.0]
+    users = ["a"] * 9 + ["b", "c"]
+    mean, low, high = bootstrap_ci(values, users)
+    assert mean == pytest.approx(9 / 11)
+    assert low == 0.0 and high == 1.0
+    _, case_low, case_high = bootstrap_ci(values)
+    assert case_low > 0.4 and case_high == 1.0
+    assert all(math.isnan(x) for x in bootstrap_ci([]))  # no cases, no number
+
+
+def test_segments_table_has_every_method_and_segment() -> None:
+    scores = {"generic": Scores(ndcg=[0.0, 1.0, 0.5]), "default": Scores(ndcg=[1.0, 1.0, 0.5])}
+    members = {"all": [True] * 3, "seen": [True, False, False], "never seen": [False, True, True]}
+    rows = segments(scores, ["a", "b", "c"], members)
+    at = {(r.method, r.segment): r for r in rows}
+    assert at[("default", "seen")].ndcg == 1.0 and at[("generic", "seen")].ndcg == 0.0
+    assert at[("generic", "never seen")].cases == 2
+    table = render_segments(rows)
+    assert "never seen" in table and "default" in table and "0.7500 [" in table
+
+
+def test_reuse_needs_the_same_pseudonymization_key(tmp_path: Path) -> None:
+    """Profiles stored under another AFFINITY_SECRET are nobody's: --reuse must rebuild."""
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text('{"id": "1", "title": "t"}\n')
+    train, boost = [event("a", "1", 1.0)], BoostProfile("b")
+    one = fingerprint(catalog, train, boost, b"k" * 32)
+    assert one == fingerprint(catalog, train, boost, b"k" * 32)
+    assert one != fingerprint(catalog, train, boost, b"j" * 32)

@@ -22,10 +22,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
+import cli
 from rewriter import config
 from rewriter.boost.profile import load_boost_profiles
 from rewriter.engine import local_node
@@ -292,3 +294,22 @@ def test_node_killed_under_search_and_event_traffic(cluster: Cluster, shop: conf
     assert searches.in_phase("down")[200] > 0, searches.seen
     not_in_flight = {k for _, k in searches.seen if not str(k).endswith(IN_FLIGHT)}
     assert not_in_flight <= {200, 503, 504}, searches.seen
+
+
+def test_engine_start_and_status_through_the_cli(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`affinity engine start` on the cluster's data dir starts nothing (every node runs) and
+    lists the nodes; `affinity engine status` shows each node and the cluster's health."""
+    runner = CliRunner(env={"AFFINITY_HOME": str(tmp_path_factory.mktemp("home"))})
+    where = ["--data-dir", str(cluster.data_dir)]
+    pids = [node.pid for node in local_node.status(cluster.data_dir).nodes]
+    started = runner.invoke(cli.main, ["engine", "start", *where])
+    assert started.exit_code == 0, started.output
+    assert [node.pid for node in local_node.status(cluster.data_dir).nodes] == pids
+    status = runner.invoke(cli.main, ["engine", "status", *where])
+    assert status.exit_code == 0, status.output
+    assert "health green, 3 of 3 nodes joined" in status.output
+    for n, pid in enumerate(pids, start=1):
+        assert f"node-{n}: pid {pid}" in started.output
+        assert f"node-{n}: running: pid {pid}, {cluster.url(n)}" in status.output

@@ -482,17 +482,15 @@ def start_cluster(
         _refuse_single_node_dir(data_dir)
         if not nodes or nodes < 2:
             raise EngineError("A cluster needs at least 2 nodes: pass --nodes 2 or more.")
-        recorded = layout or cluster_layout(nodes, port, heap)
+    chosen = recorded or layout or cluster_layout(nodes or 0, port, heap)
+    down = _nodes_to_start(data_dir, chosen)
+    java = _prepare(log)
+    if recorded is None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        _write_layout(data_dir, recorded)
+        _write_layout(data_dir, chosen)
     if registry is not None:
         remember(registry, data_dir)
-    java = _prepare(log)
-    started = {}
-    for n in recorded.numbers:
-        proc = _spawn_node(java, data_dir, recorded, n)
-        if proc is not None:
-            started[recorded.node_dir(data_dir, n)] = proc
+    started = {chosen.node_dir(data_dir, n): _spawn_node(java, data_dir, chosen, n) for n in down}
     _await_ready(started, timeout)
     return status(data_dir)
 
@@ -504,34 +502,45 @@ def start_node(data_dir: Path, n: int, timeout: float = 180.0) -> EngineStatus:
     layout = read_layout(data_dir)
     if layout is None or n not in layout.numbers:
         raise EngineError(f"No cluster with a node {n} is recorded in {data_dir}.")
-    home = layout.node_dir(data_dir, n)
-    proc = _spawn_node(_prepare(print), data_dir, layout, n)
-    if proc is not None:
-        _await_ready({home: proc}, timeout)
-    return _node_status(home)
+    if _nodes_to_start(data_dir, layout, only=n):
+        java = _prepare(print)
+        _await_ready(
+            {layout.node_dir(data_dir, n): _spawn_node(java, data_dir, layout, n)}, timeout
+        )
+    return _node_status(layout.node_dir(data_dir, n))
+
+
+def _nodes_to_start(data_dir: Path, layout: ClusterLayout, only: int | None = None) -> list[int]:
+    """The nodes that do not run, once their ports are known to be free (EngineError before
+    anything starts when one is taken)."""
+    down = [
+        n
+        for n in layout.numbers
+        if only in (None, n) and not _node_status(layout.node_dir(data_dir, n)).running
+    ]
+    for n in down:
+        for p in (layout.http_ports[n - 1], layout.transport_ports[n - 1]):
+            _check_port(
+                p, f"start a cluster from another --data-dir on other ports (--port {p + 10})"
+            )
+    return down
 
 
 def _spawn_node(
     java: str, data_dir: Path, layout: ClusterLayout, n: int
-) -> subprocess.Popen[bytes] | None:
-    """Spawn node `n` unless it runs already (None then)."""
+) -> subprocess.Popen[bytes]:
     home = layout.node_dir(data_dir, n)
-    if _node_status(home).running:
-        return None
-    http, transport = layout.http_ports[n - 1], layout.transport_ports[n - 1]
-    for p in (http, transport):
-        _check_port(p, f"start the cluster elsewhere (`--port {layout.http_ports[0] + 10}`)")
     extra = [
         "--transport-port",
-        str(transport),
+        str(layout.transport_ports[n - 1]),
         "--node-name",
         layout.node_name(n),
         "--cluster-name",
         CLUSTER_NAME,
         *layout.discovery_args(),
     ]
-    command = _launch_command(java, home, layout.heap, http, extra, layout.jvm_options)
-    return _spawn(home, command)
+    port = layout.http_ports[n - 1]
+    return _spawn(home, _launch_command(java, home, layout.heap, port, extra, layout.jvm_options))
 
 
 def _refuse_single_node_dir(data_dir: Path) -> None:

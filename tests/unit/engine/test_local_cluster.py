@@ -3,6 +3,7 @@ play the nodes, as in test_local_node_registry.py."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 
 import cli
 from rewriter.engine import local_node
+from rewriter.measure.serve_thread import free_port
 
 
 @pytest.fixture
@@ -109,3 +111,24 @@ def test_start_refuses_a_mismatch(tmp_path: Path) -> None:
     (single / "data").mkdir(parents=True)
     with pytest.raises(local_node.EngineError, match="holds a single node's data"):
         local_node.start_cluster(single, 3, log=lambda m: None)
+
+
+def test_a_taken_port_stops_the_start_before_any_node_starts(
+    tmp_path: Path, sleepers: list[subprocess.Popen]
+) -> None:
+    """node-1 runs; node-3's HTTP port is taken: the start names the port, and node-2, free
+    to start, was not started either (no half-started cluster)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        layout = local_node.ClusterLayout((free_port(), free_port(), port), (0, 0, 0), "256m")
+        data_dir = tmp_path / "c"
+        data_dir.mkdir()
+        local_node._write_layout(data_dir, layout)
+        home = layout.node_dir(data_dir, 1)
+        home.mkdir()
+        (home / "engine.pid").write_text(str(sleepers[0].pid))
+        with pytest.raises(local_node.EngineError, match=f"Port {port} on 127.0.0.1 is taken"):
+            local_node.start_cluster(data_dir, None, log=lambda m: None)
+    assert not (layout.node_dir(data_dir, 2) / "engine.pid").exists()

@@ -181,6 +181,22 @@ def _count(e: dict[str, str], name: str, least: int) -> int | None:
     return int(raw)
 
 
+def _number(e: dict[str, str], name: str, default: float) -> float:
+    raw = (e.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise SettingError(
+            f"{name}={raw!r} is not a positive number: set it to one (e.g. {name}={default:g}) "
+            "or unset it."
+        )
+    return value
+
+
 def load(env: dict[str, str] | None = None) -> Settings:
     """Build settings from the environment (or a given mapping, for tests)."""
     e = dict(os.environ if env is None else env)
@@ -192,10 +208,10 @@ def load(env: dict[str, str] | None = None) -> Settings:
         verify_certs=_flag(e.get("OPENSEARCH_VERIFY_CERTS"), True),
         ca_certs=e.get("OPENSEARCH_CA_CERTS") or None,
         home=home or Path.home() / ".affinity",
-        engine_port=int(e.get("AFFINITY_ENGINE_PORT") or 9200),
+        engine_port=_count(e, "AFFINITY_ENGINE_PORT", 1) or 9200,
         indices=Indices(prefix=e.get("AFFINITY_INDEX_PREFIX", "")),
         secret=e.get("AFFINITY_SECRET") or None,
-        timeout=float(e.get("AFFINITY_TIMEOUT") or 10.0),
+        timeout=_number(e, "AFFINITY_TIMEOUT", 10.0),
         index_profiles=e.get("AFFINITY_INDEX_PROFILES", ""),
         boost_dir=Path(e.get("AFFINITY_PROFILES_DIR") or "profiles"),
         fold_profile=e.get("AFFINITY_FOLD_PROFILE") or None,

@@ -351,9 +351,10 @@ class GroupCommitter:
         try:
             pipeline.fold_batches([w.batch for w in taken])
             folded = True
-        except Exception:
+        except Exception as exc:
             folded = False
-            log.exception(
+            _log_failure(
+                exc,
                 "folding %d written batches (%d events) failed; they are safe in the events "
                 "log, stay pending in the journal, and recovery folds them within %.0f s",
                 len(taken),
@@ -385,8 +386,8 @@ class GroupCommitter:
             errors = self._pop_buffer.flush(
                 self.pipeline.es, self.pipeline.settings.indices.catalog
             )
-        except Exception:
-            log.exception("popularity update failed; these increments are lost (approximate)")
+        except Exception as exc:
+            _log_failure(exc, "popularity update failed; these increments are lost (approximate)")
             return
         for error in errors[:5]:
             log.warning("%s", error)
@@ -398,9 +399,11 @@ class GroupCommitter:
         while not self._recovery_stop.is_set():
             try:
                 folded = pipeline.recover()
-            except Exception:
-                log.exception(
-                    "recovery of unfolded events failed; retrying in %.0f s", self.recover_every_s
+            except Exception as exc:
+                _log_failure(
+                    exc,
+                    "recovery of unfolded events failed; retrying in %.0f s",
+                    self.recover_every_s,
                 )
             else:
                 self.recovered += folded
@@ -415,8 +418,9 @@ class GroupCommitter:
         """Old done batches leave the journal; then retention, if the server runs it."""
         try:
             pruned = pipeline.prune_journal()
-        except Exception:
-            log.exception(
+        except Exception as exc:
+            _log_failure(
+                exc,
                 "deleting old done batches from the journal failed; it only grows "
                 "meanwhile, retrying in %.0f s",
                 PRUNE_EVERY_S,
@@ -428,8 +432,9 @@ class GroupCommitter:
             return
         try:
             self.retention()
-        except Exception:
-            log.exception(
+        except Exception as exc:
+            _log_failure(
+                exc,
                 "retention failed (what it deleted before is consistent); retrying in %.0f s",
                 PRUNE_EVERY_S,
             )
@@ -438,6 +443,16 @@ class GroupCommitter:
 def _engine_trouble(exc: BaseException) -> bool:
     """The engine could not be reached or read (every request of a batch would fail alike)."""
     return isinstance(exc, EngineUnavailable | TransportError | OSError)
+
+
+def _log_failure(exc: BaseException, message: str, *args: object) -> None:
+    """A background task failed: when the engine is down or refusing, say so in one line
+    with the engine's reason (the operator's cue is the engine, not our code); anything
+    else is a bug, logged with its traceback."""
+    if _engine_trouble(exc):
+        log.error(message + " (the engine: %s)", *args, exc)
+    else:
+        log.exception(message, *args)
 
 
 def _not_now(result: JobResult) -> str:

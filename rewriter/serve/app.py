@@ -16,7 +16,9 @@ Allow-list (everything else is refused with 403 and a JSON error, and logged):
 - `POST /events` (events/event.py / events_endpoint.py): user events in
 
 Index expressions must name indices: wildcards, `_all` and affinity's own indices (profiles,
-events) are refused, so the proxy can never be used to read another user's profile.
+events) are refused, so the proxy can never be used to read another user's profile; so are
+the indices a body names inside itself (a terms lookup, more_like_this items: serve/index_refs.py)
+and a scroll clear of `_all` (it would end every client's scrolls).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from rewriter.profiles.view import UserAffinity, affinity_view
 from rewriter.ranking import explain, pins
 from rewriter.ranking.rewrite import RequestContext, RewriteResult, rewrite
 from rewriter.serve.errors import JSON_TYPE, ProxyError, json_response
+from rewriter.serve.index_refs import clears_every_scroll, reads_private, referenced_indices
 from rewriter.serve.limits import (
     MAX_MSEARCH_BODY_BYTES,
     MAX_MSEARCH_SEARCHES,
@@ -63,6 +64,20 @@ def _check_index(state: ProxyState, index: str) -> None:
             "affinity_forbidden_index",
             f"{hidden[0]} holds affinity's private data and cannot be read through the proxy",
         )
+
+
+def _check_references(state: ProxyState, body: Any) -> None:
+    """The indices a body reads beside its path's (terms lookup, more_like_this items, ...):
+    never affinity's private ones, by name or by a pattern that matches one."""
+    private = state.settings.indices.private
+    for name in referenced_indices(body):
+        if reads_private(name, private):
+            raise ProxyError(
+                403,
+                "affinity_forbidden_index",
+                f"the body reads index {name!r}, which holds affinity's private data: it "
+                "cannot be read through the proxy",
+            )
 
 
 def _refuse_every_index() -> NoReturn:
@@ -308,6 +323,7 @@ async def search(request: Request) -> Response:
         _check_index(state, index)
         raw = await read_body(request, MAX_SEARCH_BODY_BYTES, "the search body")
         body = _body_from(raw, params)
+        _check_references(state, body)
         path = f"/{index}/_search" if index else "/_search"
         if "scroll" in params:  # generic: a scroll pages a snapshot, not a ranking
             forward = _forward_params(params)  # from, size and sort are in the body
@@ -361,6 +377,7 @@ async def msearch(request: Request) -> Response:
             target = _msearch_target(header, index, n // 2 + 1)
             _check_index(state, target)
             body = _msearch_line(lines[n + 1], n // 2 + 1, "body")
+            _check_references(state, body)
             new_body, plog, *_, result = await _personalized(state, request, target, body)
             plog.pop("params", None)
             out_lines += [orjson.dumps(header), orjson.dumps(new_body)]
@@ -514,6 +531,13 @@ async def forward_plain(request: Request) -> Response:
             _check_index(state, index)
         raw = await read_body(request, MAX_SEARCH_BODY_BYTES, "the request body")
         body = _json_object(raw, "parse_exception", "request body") if raw.strip() else None
+        _check_references(state, body)
+        if request.method == "DELETE" and clears_every_scroll(body, params):
+            raise ProxyError(
+                403,
+                "affinity_forbidden_scroll",
+                "clearing scroll _all would clear every client's scrolls; name your scroll_id",
+            )
         upstream = await _send(
             state,
             request.method,

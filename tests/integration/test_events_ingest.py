@@ -18,11 +18,11 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from opensearchpy import OpenSearch, helpers
+from own_indices import own_shop
 
 import cli
 from rewriter import config, privacy
 from rewriter.boost.profile import BoostProfile
-from rewriter.engine.bootstrap import bootstrap_cluster
 from rewriter.events.event import Event, validate
 from rewriter.ingest import segment_priors, user_ops
 from rewriter.ingest.event_files import fold_boost
@@ -34,7 +34,6 @@ from rewriter.profiles.doc import decode
 from rewriter.profiles.fold import fold_config
 from rewriter.serve.app import create_app
 
-ROOT = Path(__file__).resolve().parents[2]
 NOW = time.time()
 ITEMS = 200
 BRANDS = ("acme", "zenit", "nova", "orbit", "pike", "quill", "rho")
@@ -44,27 +43,16 @@ CATEGORIES = ("shoes", "hats", "outerwear", "bags", "socks")
 @pytest.fixture(scope="module")
 def ev(opensearch: OpenSearch, bootstrapped: config.Settings) -> config.Settings:
     """Settings with this module's own indices (bootstrapped) and a 200-item catalog."""
-    s = replace(
-        bootstrapped,
-        indices=config.Indices(prefix=f"{bootstrapped.indices.prefix}ev-"),
-        boost_dir=ROOT / "profiles",
-        fold_profile=None,
-    )
-    bootstrap_cluster(opensearch, s)
-    docs = (
+    items = (
         {
-            "_index": s.indices.catalog,
-            "_id": f"i{n}",
-            "_source": {
-                "id": f"i{n}",
-                "title": f"item {n} running",
-                "brand": BRANDS[n % len(BRANDS)],
-                "category": [CATEGORIES[n % len(CATEGORIES)]],
-            },
+            "id": f"i{n}",
+            "title": f"item {n} running",
+            "brand": BRANDS[n % len(BRANDS)],
+            "category": [CATEGORIES[n % len(CATEGORIES)]],
         }
         for n in range(ITEMS)
     )
-    helpers.bulk(opensearch, docs, refresh=True)
+    s = own_shop(opensearch, bootstrapped, "ev-", items)
     return s
 
 

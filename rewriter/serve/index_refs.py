@@ -51,7 +51,7 @@ def reads_private(expression: str, private: Collection[str]) -> bool:
 
 def clears_every_scroll(body: Any, params: dict[str, str]) -> bool:
     """A scroll deletion of `_all`: it would clear every client's scrolls, not the caller's."""
-    ids: Any = body.get("scroll_id") if isinstance(body, dict) else None
-    ids = [ids] if isinstance(ids, str) else ids if isinstance(ids, list) else []
+    given: Any = body.get("scroll_id") if isinstance(body, dict) else None
+    ids = [given] if isinstance(given, str) else list(given) if isinstance(given, list) else []
     ids += params.get("scroll_id", "").split(",")
     return any(isinstance(i, str) and i.strip() == "_all" for i in ids)

@@ -53,3 +53,6 @@ def test_clearing_every_scroll_is_recognized() -> None:
     assert clears_every_scroll(None, {"scroll_id": "_all"})
     assert not clears_every_scroll({"scroll_id": "DXF1ZXJ5QW5k"}, {})
     assert not clears_every_scroll(None, {})
+    body = {"scroll_id": ["abc"]}
+    clears_every_scroll(body, {})
+    assert body == {"scroll_id": ["abc"]}  # the body sent on is not touched

@@ -88,9 +88,21 @@ class Indices:
         return f"{self.prefix}affinity-retired"
 
     @property
+    def changes(self) -> str:
+        """The change feed: users whose profiles were just written (profiles/changes.py)."""
+        return f"{self.prefix}affinity-changes"
+
+    @property
     def private(self) -> tuple[str, ...]:
         """Affinity's own indices: per-user data the proxy never serves."""
-        return (self.profiles, self.events, self.impressions, self.journal, self.retired)
+        return (
+            self.profiles,
+            self.events,
+            self.impressions,
+            self.journal,
+            self.retired,
+            self.changes,
+        )
 
     def alias(self, template_name: str) -> str:
         return {
@@ -100,6 +112,7 @@ class Indices:
             "impressions": self.impressions,
             "journal": self.journal,
             "retired": self.retired,
+            "changes": self.changes,
         }[template_name]
 
 
@@ -129,6 +142,9 @@ class Settings:
     """AFFINITY_SHARDS; None: the templates' own count (engine/bootstrap.py index_layout)."""
     replicas: int | None = None
     """AFFINITY_REPLICAS; None: the templates' own count."""
+    profile_cache_mb: float = 64.0
+    """AFFINITY_PROFILE_CACHE_MB: the proxy's profile cache, in MB of stored profile JSON
+    (profiles/cache.py); 0 turns it off."""
 
     @property
     def remote(self) -> bool:
@@ -206,6 +222,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         retention_serve=_flag(e.get("AFFINITY_RETENTION_SERVE"), False),
         shards=_count(e, "AFFINITY_SHARDS", 1),
         replicas=_count(e, "AFFINITY_REPLICAS", 0),
+        profile_cache_mb=float(e.get("AFFINITY_PROFILE_CACHE_MB") or 64.0),
     )
 
 

@@ -118,6 +118,11 @@ class ImpressionWriter:
         self.dropped = 0
         self.failed = 0
 
+    @property
+    def queued(self) -> int:
+        """Impressions waiting to be written (for /_affinity/metrics)."""
+        return self._queue.qsize()
+
     def record_search(
         self,
         raw_user: str | None,

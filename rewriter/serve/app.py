@@ -38,7 +38,7 @@ from rewriter.boost.profile import BoostProfile, default_boost_name
 from rewriter.engine.http_pool import EngineError, EngineHTTP
 from rewriter.experiments import assignment, impressions
 from rewriter.profiles.store import ProfileStore
-from rewriter.serve import events_endpoint, profile_cache
+from rewriter.serve import events_endpoint, metrics, profile_cache
 from rewriter.serve.errors import ProxyError, json_response
 from rewriter.serve.openapi import OPENAPI_PATH, openapi
 from rewriter.serve.search import forward_plain, msearch, search
@@ -189,6 +189,7 @@ def create_app(
     routes = [
         *ROUTES,
         *events_endpoint.ROUTES,
+        *metrics.ROUTES,
         *(extra_routes or []),
         Route("/{path:path}", refuse, methods=ANY),
     ]
@@ -202,6 +203,7 @@ def create_app(
     )
     app.state.proxy = state
     app.state.boost_registry = registry
+    metrics.install(app, routes)
     return app
 
 

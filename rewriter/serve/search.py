@@ -28,6 +28,7 @@ from rewriter.profiles.doc import UnreadableProfile
 from rewriter.profiles.view import UserAffinity, affinity_view
 from rewriter.ranking import explain, pins
 from rewriter.ranking.rewrite import RequestContext, RewriteResult, rewrite
+from rewriter.serve import metrics, tracing
 from rewriter.serve.errors import JSON_TYPE, ProxyError, json_response
 from rewriter.serve.limits import (
     MAX_MSEARCH_BODY_BYTES,
@@ -316,8 +317,12 @@ async def search(request: Request) -> Response:
         new_body, plog, boost, affinity, ctx, result = await _personalized(
             state, request, index, body
         )
+        tracing.set_query_id(plog.get("query_id"))
+        metrics.note_mode(request, plog.get("mode"))
         upstream = await _send_search(state, index, new_body, result.pins, _forward_params(params))
     except ProxyError as err:
+        if err.status >= 500:
+            log.warning("search on %s not answered: %s", index, err)
         return err.response()
     if upstream.status != 200:
         return _passthrough(upstream)

@@ -53,6 +53,9 @@ SETTINGS: dict[str, str] = {
     "AFFINITY_REPLICAS": "Replicas of every affinity index, set by `affinity bootstrap`, also on "
     "existing indices (default 0, index_templates/' count). Use 1 on a cluster of 2 or more "
     "nodes, so that losing a node loses no shard.",
+    "AFFINITY_PROFILE_CACHE_MB": "Memory for the proxy's profile cache, in MB of stored profile "
+    "JSON (default 64; 0 turns it off). Entries stay until the profile changes (the change feed "
+    "tells every proxy) or are evicted, least recently used first.",
 }
 
 
@@ -197,6 +200,17 @@ def _count(e: dict[str, str], name: str, least: int) -> int | None:
     return int(raw)
 
 
+def _megabytes(e: dict[str, str], name: str, default: float) -> float:
+    raw = (e.get(name) or "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise SettingError(f"{name}={raw!r} is not a number of MB (0 or more): fix or unset it.")
+    return value
+
+
 def load(env: dict[str, str] | None = None) -> Settings:
     """Build settings from the environment (or a given mapping, for tests)."""
     e = dict(os.environ if env is None else env)
@@ -222,7 +236,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         retention_serve=_flag(e.get("AFFINITY_RETENTION_SERVE"), False),
         shards=_count(e, "AFFINITY_SHARDS", 1),
         replicas=_count(e, "AFFINITY_REPLICAS", 0),
-        profile_cache_mb=float(e.get("AFFINITY_PROFILE_CACHE_MB") or 64.0),
+        profile_cache_mb=_megabytes(e, "AFFINITY_PROFILE_CACHE_MB", 64.0),
     )
 
 

@@ -25,6 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+import orjson
 from opensearchpy import OpenSearch, helpers
 
 from rewriter import config, privacy
@@ -110,7 +111,7 @@ class ImpressionWriter:
         self.secret = secret
         self.batch_docs = batch_docs
         self.linger_s = linger_s
-        self._queue: queue.Queue[Doc] = queue.Queue(max_pending)
+        self._queue: queue.Queue[Doc | Callable[[], Doc]] = queue.Queue(max_pending)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -142,8 +143,32 @@ class ImpressionWriter:
         except Exception:  # analytics must never break a search
             log.exception("impression of query %s not recorded", query_id)
 
-    def record(self, doc: Doc) -> bool:
-        """Queue one document; False (and counted in `dropped`) when the queue is full."""
+    def record_search_later(
+        self,
+        raw_user: str | None,
+        index: str,
+        body: Mapping[str, Any],
+        content: bytes,
+        plog: Mapping[str, Any],
+    ) -> None:
+        """`record_search` for a response still in its bytes (`content`, as answered): the
+        parse, the pseudonym and the document are made by the writer thread, off the request
+        path. `body` and `plog` must not change afterwards."""
+        query_id = plog.get("query_id")
+        if not query_id:
+            return
+        now = time.time()
+
+        def later() -> Doc:
+            pseudonym = privacy.pseudonymize(raw_user, self.secret) if raw_user else None
+            response = orjson.loads(content)
+            return impression_doc(str(query_id), pseudonym, index, body, response, plog, now)
+
+        self.record(later)
+
+    def record(self, doc: Doc | Callable[[], Doc]) -> bool:
+        """Queue one document (or a function that makes it, called by the writer thread);
+        False (and counted in `dropped`) when the queue is full."""
         self._ensure_started()
         try:
             self._queue.put_nowait(doc)
@@ -185,8 +210,9 @@ class ImpressionWriter:
             if not batch:
                 continue
             try:
+                docs = self._made(batch)
                 es = es or self._client_factory()
-                self._write(es, batch)
+                self._write(es, docs)
             except Exception as exc:
                 self.failed += len(batch)
                 log.warning("%d impressions not written: %s", len(batch), exc)
@@ -194,7 +220,22 @@ class ImpressionWriter:
                 for _ in batch:
                     self._queue.task_done()
 
-    def _take(self) -> list[Doc]:
+    def _made(self, batch: list[Doc | Callable[[], Doc]]) -> list[Doc]:
+        """The documents of `batch`, made where they were queued as functions; one that
+        fails is logged and counted, never its neighbours' loss."""
+        docs: list[Doc] = []
+        for item in batch:
+            if not callable(item):
+                docs.append(item)
+                continue
+            try:
+                docs.append(item())
+            except Exception:
+                self.failed += 1
+                log.exception("an impression could not be made from its response")
+        return docs
+
+    def _take(self) -> list[Doc | Callable[[], Doc]]:
         try:
             batch = [self._queue.get(timeout=0.2)]
         except queue.Empty:

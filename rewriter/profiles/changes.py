@@ -5,7 +5,7 @@ document per batch of users to the `affinity-changes` index: `{"users": [...], "
 The index refreshes every 50 ms (index_templates/changes.json), and each proxy's `ChangeFeed`
 searches it every POLL_S for documents newer than the newest it has seen (less MARGIN_S, for
 documents indexed late; each is applied once, by id) and drops those users from its cache.
-Freshness across processes: fold + refresh + poll, about 50 + 100 ms at worst, plus the
+Freshness across processes: fold + refresh + poll, about 50 + 50 ms at worst, plus the
 engine's indexing time.
 
 When the feed cannot be read (an engine outage, a cluster bootstrapped before the feed
@@ -31,7 +31,7 @@ from rewriter.engine.http_pool import EngineError, EngineHTTP
 
 log = logging.getLogger("affinity.profiles")
 
-POLL_S = 0.1
+POLL_S = 0.05
 MARGIN_S = 1.0
 KEEP_S = 600.0
 PRUNE_EVERY_S = 60.0

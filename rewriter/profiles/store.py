@@ -51,7 +51,7 @@ class OpenSearchProfileStore:
 
     With a `cache` and a `feed` (the proxy: serve/app.py), a user's profile is read once and
     then served from memory until it changes: the fold in this process invalidates it at
-    once, the change feed (profiles/changes.py) within about 150 ms in any other. While the
+    once, the change feed (profiles/changes.py) within about 100 ms in any other. While the
     feed is not trusted (not read yet, or unreadable), entries are served for at most `ttl`
     seconds after they were read, as without a feed.
     """

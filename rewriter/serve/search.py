@@ -326,15 +326,34 @@ async def search(request: Request) -> Response:
         return err.response()
     if upstream.status != 200:
         return _passthrough(upstream)
-    response = orjson.loads(upstream.content)
     if ctx.explain:
+        response = orjson.loads(upstream.content)
         explain.explain_hits(response, plog, boost, affinity, new_body, result.rules)
-    plog.pop("params", None)
-    response["personalization"] = plog
+        plog.pop("params", None)
+        response["personalization"] = plog
+        content = orjson.dumps(response)
+    else:  # one member added: the engine's bytes are not parsed and written again
+        plog.pop("params", None)
+        content = with_member(upstream.content, "personalization", plog)
     if state.impressions is not None and request.method != "HEAD":  # HEAD shows nothing
         user = request.headers.get("x-user-id")
-        state.impressions.record_search(user, index, body, response, plog)
-    return json_response(response)
+        state.impressions.record_search_later(user, index, body, content, plog)
+    return Response(content, 200, media_type=JSON_TYPE)
+
+
+def with_member(content: bytes, key: str, value: Any) -> bytes:
+    """The JSON object `content` with `key: value` added as its last member, by splicing
+    bytes (the engine's answer to a search is one JSON object; its members are kept as
+    sent). Falls back to parsing when `content` does not end like an object."""
+    text = content.rstrip()
+    if not text.endswith(b"}"):
+        response = orjson.loads(content)
+        response[key] = value
+        return orjson.dumps(response)
+    member = orjson.dumps(key) + b":" + orjson.dumps(value)
+    inner = text[:-1].rstrip()
+    empty = inner.endswith(b"{")
+    return inner + (member if empty else b"," + member) + b"}"
 
 
 async def msearch(request: Request) -> Response:

@@ -66,6 +66,28 @@ def _items(n: int, rng: random.Random) -> Iterator[dict]:
         }
 
 
+def profile_source(
+    pseudo: str, u: int, items: int, rng: random.Random, cfg: FoldConfig, now: float
+) -> dict:
+    """A generated user's stored profile: 5 to 60 views, clicks and purchases over 90 days,
+    across 40 brands and 60 categories."""
+    events = [
+        Event(
+            event_id=f"b{u}-{j}",
+            user_id=pseudo,
+            type=rng.choice(["view", "click", "purchase"]),
+            item_id=str(rng.randrange(items)),
+            timestamp=now - rng.uniform(0, 90 * 86400),
+            attributes={
+                "brand": (f"b{rng.randrange(40)}",),
+                "category": (f"c{rng.randrange(60)}",),
+            },
+        )
+        for j in range(rng.randint(5, 60))
+    ]
+    return to_source(fold(None, events, cfg))
+
+
 def load_data(es: OpenSearch, s: config.Settings, items: int, users: int, seed: int = 7) -> None:
     rng = random.Random(seed)
     index = s.indices.catalog
@@ -83,21 +105,7 @@ def load_data(es: OpenSearch, s: config.Settings, items: int, users: int, seed: 
     def profiles() -> Iterator[dict]:
         for u in range(users):
             pseudo = privacy.pseudonymize(f"user-{u}", secret)
-            events = [
-                Event(
-                    event_id=f"b{u}-{j}",
-                    user_id=pseudo,
-                    type=rng.choice(["view", "click", "purchase"]),
-                    item_id=str(rng.randrange(items)),
-                    timestamp=now - rng.uniform(0, 90 * 86400),
-                    attributes={
-                        "brand": (f"b{rng.randrange(40)}",),
-                        "category": (f"c{rng.randrange(60)}",),
-                    },
-                )
-                for j in range(rng.randint(5, 60))
-            ]
-            source = to_source(fold(None, events, cfg))
+            source = profile_source(pseudo, u, items, rng, cfg, now)
             yield {"_index": s.indices.profiles, "_id": pseudo, "_source": source}
 
     helpers.bulk(es, profiles(), chunk_size=1000, request_timeout=120)

@@ -151,6 +151,16 @@ class GroupCommitter:
         return tuple(self.pipeline.boost.event_weights)
 
     @property
+    def pending_events(self) -> int:
+        """Events accepted and waiting to be written (for /_affinity/metrics)."""
+        return self._pending
+
+    @property
+    def unfolded_events(self) -> int:
+        """Events written to the log and not yet folded into profiles: the fold lag."""
+        return self._unfolded
+
+    @property
     def running(self) -> bool:
         return bool(self._threads) and not self._stopping
 

@@ -620,6 +620,7 @@ class Pipeline:
         self.es.index(
             index=self.settings.indices.profiles, id=pseudonym, body=tomb, refresh="wait_for"
         )
+        self.profiles.changes.publish([pseudonym])  # every proxy drops its cached profile
 
     def erase(self, pseudonym: str) -> dict[str, int]:
         """Delete the user's profile and every event; counts of what was deleted."""
@@ -641,6 +642,7 @@ class Pipeline:
             refresh=True,
             conflicts="proceed",
         )["deleted"]
+        self.profiles.changes.publish([pseudonym])  # every proxy drops its cached profile
         return {
             "events": events,
             "profiles": profile,

@@ -28,6 +28,7 @@ from rewriter.profiles.doc import UnreadableProfile
 from rewriter.profiles.view import UserAffinity, affinity_view
 from rewriter.ranking import explain, pins
 from rewriter.ranking.rewrite import RequestContext, RewriteResult, rewrite
+from rewriter.serve import metrics, tracing
 from rewriter.serve.errors import JSON_TYPE, ProxyError, json_response
 from rewriter.serve.index_refs import clears_every_scroll, reads_private, referenced_indices
 from rewriter.serve.limits import (
@@ -332,20 +333,43 @@ async def search(request: Request) -> Response:
         new_body, plog, boost, affinity, ctx, result = await _personalized(
             state, request, index, body
         )
+        tracing.set_query_id(plog.get("query_id"))
+        metrics.note_mode(request, plog.get("mode"))
         upstream = await _send_search(state, index, new_body, result.pins, _forward_params(params))
     except ProxyError as err:
+        if err.status >= 500:
+            log.warning("search on %s not answered: %s", index, err)
         return err.response()
     if upstream.status != 200:
         return _passthrough(upstream)
-    response = orjson.loads(upstream.content)
     if ctx.explain:
+        response = orjson.loads(upstream.content)
         explain.explain_hits(response, plog, boost, affinity, new_body, result.rules)
-    plog.pop("params", None)
-    response["personalization"] = plog
+        plog.pop("params", None)
+        response["personalization"] = plog
+        content = orjson.dumps(response)
+    else:  # one member added: the engine's bytes are not parsed and written again
+        plog.pop("params", None)
+        content = with_member(upstream.content, "personalization", plog)
     if state.impressions is not None and request.method != "HEAD":  # HEAD shows nothing
         user = request.headers.get("x-user-id")
-        state.impressions.record_search(user, index, body, response, plog)
-    return json_response(response)
+        state.impressions.record_search_later(user, index, body, content, plog)
+    return Response(content, 200, media_type=JSON_TYPE)
+
+
+def with_member(content: bytes, key: str, value: Any) -> bytes:
+    """The JSON object `content` with `key: value` added as its last member, by splicing
+    bytes (the engine's answer to a search is one JSON object; its members are kept as
+    sent). Falls back to parsing when `content` does not end like an object."""
+    text = content.rstrip()
+    if not text.endswith(b"}"):
+        response = orjson.loads(content)
+        response[key] = value
+        return orjson.dumps(response)
+    member = orjson.dumps(key) + b":" + orjson.dumps(value)
+    inner = text[:-1].rstrip()
+    empty = inner.endswith(b"{")
+    return inner + (member if empty else b"," + member) + b"}"
 
 
 async def msearch(request: Request) -> Response:

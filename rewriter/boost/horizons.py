@@ -52,10 +52,14 @@ class SessionIntent:
 
 @dataclass(frozen=True)
 class ItemMemory:
-    """Item-level memory: weight of an item's own affinity, and its half-life in days."""
+    """Item-level memory: weight of an item's own affinity, its half-life in days, and how
+    many of the user's items it lifts at most (`top_k`; None: the profile's `top_k`). Each
+    remembered item takes a place above the items the user never saw, so a small `top_k`
+    lifts the few items the user engaged with most and leaves the rest of the page to them."""
 
     weight: float = 0.0
     half_life_days: float = DEFAULT_ITEM_HALF_LIFE_DAYS
+    top_k: int | None = None
 
     @property
     def enabled(self) -> bool:
@@ -74,6 +78,7 @@ _SESSION: dict[str, y.Parser] = {
 _ITEMS: dict[str, y.Parser] = {
     "weight": y.non_negative,
     "half_life_days": y.positive,
+    "top_k": y.int_between(1, 10_000),
 }
 SESSION_KEYS: tuple[str, ...] = tuple(_SESSION)
 ITEM_MEMORY_KEYS: tuple[str, ...] = tuple(_ITEMS)

@@ -103,8 +103,9 @@ def _horizon_params(
     for horizon, by_name in weights.items():
         known = user.horizons.get(horizon, {})
         terms: dict[str, AttributeParams] = {}
+        top_k = boost.item_memory.top_k if horizon == "items" else None
         for name, weight in by_name.items():
-            values = _top_values(known.get(name, {}), boost.top_k)
+            values = _top_values(known.get(name, {}), top_k or boost.top_k)
             if weight > 0 and values:
                 field_name = ITEM_FIELD if name == ITEM_KEY else name
                 terms[field_name] = {"weight": float(weight), "values": values}

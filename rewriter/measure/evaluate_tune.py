@@ -41,8 +41,17 @@ from rewriter.measure import evaluate as ev
 from rewriter.measure import evaluate_scratch, relevance_scale
 from rewriter.measure.evaluate_metrics import Scores, bootstrap_ci
 from rewriter.profiles.fold import FoldConfig, fold_config, rebuild
-from rewriter.profiles.view import affinity_view
-from rewriter.ranking.reference import Hit, hit_from_source, score
+from rewriter.profiles.view import UserAffinity, affinity_view
+from rewriter.ranking.reference import (
+    Hit,
+    Plan,
+    affinity,
+    hit_from_source,
+    plan,
+    popularity_term,
+    score,
+    script_params,
+)
 
 Log = Callable[[str], None]
 WEIGHTS = (0.0, 0.5, 1.0, 2.0)
@@ -240,35 +249,64 @@ def _folding(boost: BoostProfile) -> FoldConfig:
 
 class Scorer:
     """NDCG@10 of candidate boost profiles on a list of cases, profiles folded per case and
-    cached per fold settings (the last few)."""
+    viewed at the case's time, cached per fold settings and top_k (the last few)."""
 
     def __init__(self, cases: Sequence[TuneCase], exclude_seen: bool) -> None:
         self.cases = list(cases)
         self.exclude_seen = exclude_seen
-        self._profiles: OrderedDict[FoldConfig, list[dict[str, Any] | None]] = OrderedDict()
+        self._views: OrderedDict[tuple[FoldConfig, int], list[UserAffinity | None]]
+        self._views = OrderedDict()
+        self._terms: OrderedDict[tuple[FoldConfig, int, int | None], list[np.ndarray]]
+        self._terms = OrderedDict()
 
-    def profiles(self, cfg: FoldConfig) -> list[dict[str, Any] | None]:
-        if cfg not in self._profiles:
-            self._profiles[cfg] = [
-                dict(rebuild(list(c.history), cfg)) if c.history else None for c in self.cases
-            ]
-            if len(self._profiles) > 4:
-                self._profiles.popitem(last=False)
-        self._profiles.move_to_end(cfg)
-        return self._profiles[cfg]
+    def views(self, cfg: FoldConfig, top_k: int) -> list[UserAffinity | None]:
+        key = (cfg, top_k)
+        if key not in self._views:
+            self._views[key] = [self._view(c, cfg, top_k) for c in self.cases]
+            if len(self._views) > 4:
+                self._views.popitem(last=False)
+        self._views.move_to_end(key)
+        return self._views[key]
 
-    def scores(self, boost: BoostProfile, relevance: str = "additive") -> Scores:
+    @staticmethod
+    def _view(case: TuneCase, cfg: FoldConfig, top_k: int) -> UserAffinity | None:
+        if not case.history:
+            return None
+        return affinity_view(rebuild(list(case.history), cfg), case.event.timestamp, top_k)
+
+    def scores(
+        self, boost: BoostProfile, relevance: str = "additive", exact: bool = False
+    ) -> Scores:
         """Per-case metrics; `relevance` the shape combining relevance and affinity
-        (measure/relevance_scale.py; the engine's is `additive`)."""
+        (measure/relevance_scale.py; the engine's is `additive`). `exact` ranks with
+        reference.score itself; else with the term table (`terms`), the same numbers faster."""
         out = Scores()
-        for case, profile in zip(self.cases, self.profiles(_folding(boost)), strict=True):
-            user = None
-            if profile is not None:
-                user = affinity_view(profile, case.event.timestamp, boost.top_k)  # type: ignore[arg-type]
-            ranked = relevance_scale.rerank(score(case.hits, user, boost), relevance)
+        views = self.views(_folding(boost), boost.top_k)
+        table = None if exact else self.terms(boost, views)
+        weights = term_weights(boost)
+        for n, (case, user) in enumerate(zip(self.cases, views, strict=True)):
+            if table is None:
+                ranked = relevance_scale.rerank(score(case.hits, user, boost), relevance)
+            else:
+                ranked = _rank(case, plan(user, boost), table[n], weights, boost, relevance)
             removed = case.seen if self.exclude_seen else frozenset()
             out.add(case.event.item_id, ranked, removed, False)
         return out
+
+    def terms(self, boost: BoostProfile, views: list[UserAffinity | None]) -> list[np.ndarray]:
+        """Per case, hits × TERMS: the best affinity of each term (reference.affinity with every
+        weight 1). Affinity is linear in the weights, so a candidate's is this table times
+        its `term_weights`. Cached per fold settings and top_k values."""
+        key = (_folding(boost), boost.top_k, boost.item_memory.top_k)
+        if key not in self._terms:
+            unit = _unit_weights(boost)
+            self._terms[key] = [
+                _term_table(c, u, unit) for c, u in zip(self.cases, views, strict=True)
+            ]
+            if len(self._terms) > 4:
+                self._terms.popitem(last=False)
+        self._terms.move_to_end(key)
+        return self._terms[key]
 
     def ndcg(self, boost: BoostProfile) -> float:
         return float(np.mean(self.scores(boost).ndcg)) if self.cases else math.nan
@@ -303,6 +341,67 @@ def compare_shapes(
         name = f"{shape} (alpha {alpha:g})"
         lines.append(split_line(name, on_test.cases, on_test.scores(best, shape), seed))
     return lines
+
+
+def _term_keys(boost: BoostProfile) -> list[str]:
+    """The terms of Affinity (AttributeMatch.key): long-term attributes, session, items."""
+    session = [
+        f"session.{ITEM_FIELD if a == ITEM_KEY else a}" for a in [*boost.attributes, ITEM_KEY]
+    ]
+    return [*boost.attributes, *session, f"items.{ITEM_FIELD}"]
+
+
+def term_weights(boost: BoostProfile) -> np.ndarray:
+    """The candidate's weight of each of `_term_keys`."""
+    session = [boost.session.weights.get(a, 0.0) for a in [*boost.attributes, ITEM_KEY]]
+    long_term = [boost.attributes[a] for a in boost.attributes]
+    return np.array([*long_term, *session, boost.item_memory.weight], dtype=np.float64)
+
+
+def _unit_weights(boost: BoostProfile) -> BoostProfile:
+    names = [*boost.attributes, ITEM_KEY]
+    return replace(
+        boost,
+        attributes=dict.fromkeys(boost.attributes, 1.0),
+        session=replace(boost.session, weights=dict.fromkeys(names, 1.0)),
+        item_memory=replace(boost.item_memory, weight=1.0),
+    )
+
+
+def _term_table(case: TuneCase, user: UserAffinity | None, unit: BoostProfile) -> np.ndarray:
+    keys = _term_keys(unit)
+    table = np.zeros((len(case.hits), len(keys)), dtype=np.float64)
+    if user is None:
+        return table
+    params = script_params(user, unit)
+    column = {k: n for n, k in enumerate(keys)}
+    for row, hit in enumerate(case.hits):
+        for match in affinity(hit.attributes, params)[1]:
+            table[row, column[match.key]] = match.affinity
+    return table
+
+
+def _rank(
+    case: TuneCase,
+    p: Plan,
+    table: np.ndarray,
+    weights: np.ndarray,
+    boost: BoostProfile,
+    relevance: str,
+) -> list[str]:
+    """reference.score's order for a query without rules on one shard, from the term table."""
+    rel = np.array([h.relevance for h in case.hits], dtype=np.float64)
+    term = np.zeros(len(rel))
+    if p.mode == "affinity":
+        term = p.alpha_eff * (table @ weights)
+    elif p.mode == "popularity":
+        modifier = boost.cold_start.modifier
+        pops = [popularity_term(h.popularity, modifier) for h in case.hits]
+        term = p.popularity_weight * np.array(pops, dtype=np.float64)
+    window = boost.window if boost.shape == "rescore" else len(rel)
+    term[window:] = 0.0
+    final = relevance_scale.combine(rel, term, relevance)
+    return [case.hits[i].id for i in np.argsort(-final, kind="stable")]
 
 
 def coordinate_search(

@@ -24,19 +24,26 @@ from rewriter.ranking.reference import ScoredHit
 SHAPES = ("additive", "normalized", "multiplicative")
 
 
+def combine(relevance: np.ndarray, lift: np.ndarray, shape: str) -> np.ndarray:
+    """Final scores: `lift` is alpha_eff · Affinity where the rescore reached, else 0."""
+    if shape == "additive":
+        return relevance + lift
+    if shape == "normalized":
+        return relevance + lift * max(float(relevance.max(initial=0.0)), 0.0)
+    if shape == "multiplicative":
+        return relevance * (1.0 + lift)
+    raise ValueError(f"unknown relevance shape {shape!r}; use one of {', '.join(SHAPES)}")
+
+
 def rerank(scored: Sequence[ScoredHit], shape: str) -> list[str]:
     """Hit ids in the order `shape` ranks them (ties keep the first-pass order); `scored` is
     reference.score's output for a query without rules."""
     if shape == "additive" or not scored:
+        combine(np.zeros(0), np.zeros(0), shape)  # names an unknown shape
         return [h.id for h in scored]
     relevance = np.array([h.relevance for h in scored])
     first = np.argsort(-relevance, kind="stable")
     lift = np.array([h.weight * h.term if h.rescored else 0.0 for h in scored])
-    if shape == "normalized":
-        final = relevance + lift * max(float(relevance.max()), 0.0)
-    elif shape == "multiplicative":
-        final = relevance * (1.0 + lift)
-    else:
-        raise ValueError(f"unknown relevance shape {shape!r}; use one of {', '.join(SHAPES)}")
+    final = combine(relevance, lift, shape)
     order = first[np.argsort(-final[first], kind="stable")]
     return [scored[i].id for i in order]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 import pytest
@@ -107,3 +108,46 @@ def test_the_yaml_patch_is_a_valid_boost_profile() -> None:
         best.session,
         best.item_memory,
     )
+
+
+def test_the_term_table_ranks_as_the_reference_scorer() -> None:
+    """Scorer's fast path (Affinity = term table · weights) against reference.score itself,
+    on random histories, hits and candidate profiles, for every relevance shape."""
+    rng = random.Random(3)
+    brands = ["acme", "zenith", "orbis"]
+    cases = []
+    for c in range(40):
+        user = f"u{c}"
+        history = [
+            replace(ev(n, f"i{rng.randrange(30)}", user=user, brand=rng.choice(brands)),
+                    timestamp=T0 - rng.uniform(0, 5 * 86_400))
+            for n in range(rng.randrange(0, 12))
+        ]  # fmt: skip
+        hits = tuple(
+            Hit(
+                f"i{n}",
+                round(rng.uniform(0, 3), 1),
+                {"brand": [rng.choice(brands)], "id": [f"i{n}"]},
+                popularity=rng.uniform(0, 50),
+            )
+            for n in rng.sample(range(30), 20)
+        )
+        hits = tuple(sorted(hits, key=lambda h: -h.relevance))
+        cases.append(tune.TuneCase(ev(99, "i1", user=user), tuple(history), hits, frozenset()))
+    scorer = tune.Scorer(cases, exclude_seen=False)
+    for _ in range(12):
+        candidate = replace(
+            BOOST,
+            alpha=rng.choice([0.5, 2.0]),
+            window=rng.choice([5, 100]),
+            shape=rng.choice(["rescore", "function_score"]),
+            attributes={"brand": rng.choice([0.0, 1.0])},
+            session=SessionIntent(
+                rng.choice([0.5, 8.0]), {"brand": rng.choice([0.0, 1.0]), "item": 1.0}
+            ),
+            item_memory=ItemMemory(rng.choice([0.0, 2.0]), 3.0, rng.choice([None, 2])),
+        )
+        for shape in ("additive", "normalized", "multiplicative"):
+            fast = scorer.scores(candidate, shape)
+            exact = scorer.scores(candidate, shape, exact=True)
+            assert fast.ndcg == exact.ndcg and fast.rr == exact.rr, (candidate, shape)

@@ -360,7 +360,8 @@ def _log(
     """The `personalization` object; `applied` is None when no term was added."""
     mode = applied.mode if applied is not None else None
     attributes = applied.params["attributes"] if applied is not None and mode == "affinity" else {}
-    return {
+    horizons = applied.params.get("horizons", {}) if applied is not None else {}
+    log: dict[str, JSON] = {
         "applied": applied is not None,
         "reason": reason,
         "mode": mode,
@@ -382,3 +383,6 @@ def _log(
         "pins_skipped": pins_skipped,
         "boost_profile": {"name": boost.name, "version": boost.version},
     }
+    if horizons and mode == "affinity":
+        log["horizons"] = {h: {f: t["weight"] for f, t in ts.items()} for h, ts in horizons.items()}
+    return log

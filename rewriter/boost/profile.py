@@ -75,6 +75,7 @@ DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {
     "click": 2.0,
     "add_to_cart": 5.0,
     "purchase": 10.0,
+    "facet_select": 3.0,
 }
 
 

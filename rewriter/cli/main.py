@@ -456,10 +456,37 @@ def search(
     show_default=True,
     help="Index prefix for the generated data (kept between runs).",
 )
-def bench(items: int, users: int, queries: int, threads: int, prefix: str) -> None:
+@click.option(
+    "--suggest",
+    is_flag=True,
+    help="Autocomplete instead: keystrokes of the configured catalog's suggestions, direct "
+    "vs proxy generic vs proxy personalized (measure/suggest_bench.py).",
+)
+@click.option("--boost-profile", default=None, help="With --suggest: the boost profile.")
+@click.option("--ratings", default=None, help="With --suggest: user ids from this ratings.csv.")
+def bench(
+    items: int,
+    users: int,
+    queries: int,
+    threads: int,
+    prefix: str,
+    suggest: bool = False,
+    boost_profile: str | None = None,
+    ratings: str | None = None,
+) -> None:
     from dataclasses import replace
 
     from rewriter.measure import search_bench
+
+    if suggest:
+        from rewriter.measure import suggest_bench
+
+        s = _settings()
+        boost = boost_profile or s.index_profile_map.get(s.indices.catalog) or "default"
+        people = suggest_bench.default_users(Path(ratings) if ratings else None)
+        found = suggest_bench.run(s, s.indices.catalog, boost, people, n=queries * 2)
+        click.echo(suggest_bench.report(found))
+        return
 
     s = replace(_settings(), indices=config.Indices(prefix=prefix))
     results = search_bench.run(

@@ -64,8 +64,9 @@ async def _suggest(state: ProxyState, request: Request) -> Response:
     if pseudonym:
         ctx = replace(ctx, user=pseudonym)
     boost = replace(state.boost_for(index, request.headers.get("x-boost-profile")), rules=())
-    try:
-        affinity = await _user_affinity(state, pseudonym, boost)
+    try:  # the generic view reads no profile
+        off = ctx.personalization_off
+        affinity = None if off else await _user_affinity(state, pseudonym, boost)
     except EngineError as exc:
         raise _engine_error(exc) from exc
     except UnreadableProfile as exc:

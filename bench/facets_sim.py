@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import random
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -68,8 +69,11 @@ def main() -> None:
                         "type": "facet_select",
                         "facet": {"attribute": "category", "value": choice},
                         "query_id": found["personalization"]["query_id"],
+                        "timestamp": time.time(),
                     }
-                    client.post("/events", json=event, headers=headers).raise_for_status()
+                    posted = client.post("/events", json=event, headers=headers)
+                    if posted.status_code != 202:
+                        raise SystemExit(f"POST /events: {posted.status_code} {posted.text}")
                     picked += 1
             app.state.proxy.impressions.flush(30)
         print(f"{shown} searches, {picked} facet selections")

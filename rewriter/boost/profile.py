@@ -25,6 +25,8 @@ from typing import Literal
 from yaml.nodes import Node
 
 from rewriter.boost import yaml_fields as y
+from rewriter.boost.facets import FacetSettings
+from rewriter.boost.facets_schema import parse_facets
 from rewriter.boost.horizons import (
     ItemMemory,
     SessionIntent,
@@ -80,6 +82,7 @@ DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {
     "click": 2.0,
     "add_to_cart": 5.0,
     "purchase": 10.0,
+    "facet_select": 3.0,
 }
 
 
@@ -136,6 +139,7 @@ class BoostProfile:
     item_memory: ItemMemory = field(default_factory=ItemMemory)
     segments: tuple[Segment, ...] = ()
     rules: tuple[Rule, ...] = ()
+    facets: FacetSettings = field(default_factory=FacetSettings)
     source: str = "<string>"
     refs: tuple[Ref, ...] = field(default=(), compare=False, repr=False)
 
@@ -353,6 +357,7 @@ _TOP: dict[str, y.Parser] = {
     "item_memory": parse_item_memory,
     "segments": parse_segments,
     "rules": parse_rules,
+    "facets": parse_facets,
 }
 
 # The keys a profile may set, for docs and tests (profiles/default.yaml documents each one).

@@ -195,13 +195,19 @@ def _terms(node: Node, ctx: y.Ctx) -> tuple[tuple[str, tuple[Scalar, ...]], ...]
     return tuple(parsed)
 
 
+def duration_seconds(text: object) -> float | None:
+    """`30d`, `12h`, `90m`, `2w`, `45s` in seconds; None for anything else."""
+    found = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    return None if found is None else float(found.group(1)) * _UNIT_S[found.group(2)]
+
+
 def _duration(node: Node, ctx: y.Ctx) -> float:
     value = y.scalar(node, ctx)
-    found = _DURATION.match(value.strip()) if isinstance(value, str) else None
-    if found is None:
+    seconds = duration_seconds(value)
+    if seconds is None:
         y.fail(ctx, node, f"expected a duration like 30d (units s m h d w), got {value!r}")
     y.ref(ctx, node, "field", CREATED_FIELD, "date")
-    return float(found.group(1)) * _UNIT_S[found.group(2)]
+    return seconds
 
 
 def _dsl(node: Node, ctx: y.Ctx) -> dict[str, object]:

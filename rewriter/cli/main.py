@@ -12,7 +12,7 @@ from opensearchpy.exceptions import TransportError
 from tqdm import tqdm
 
 from rewriter import config
-from rewriter.cli import boost, measure, retention, users
+from rewriter.cli import boost, facets, measure, retention, suggestions, users
 from rewriter.cli.common import EXPLAINED, explain, requires_bootstrap, requires_engine
 from rewriter.cli.common import fail as _fail
 from rewriter.cli.common import settings as _settings
@@ -463,12 +463,38 @@ def search(
     help="Source tree of an older commit (git archive COMMIT | tar -x -C DIR): its proxy "
     "runs beside this one (cases b0, c0), for before/after in one run.",
 )
+@click.option(
+    "--suggest",
+    is_flag=True,
+    help="Autocomplete instead: keystrokes of the configured catalog's suggestions, direct "
+    "vs proxy generic vs proxy personalized (measure/suggest_bench.py).",
+)
+@click.option("--boost-profile", default=None, help="With --suggest: the boost profile.")
+@click.option("--ratings", default=None, help="With --suggest: user ids from this ratings.csv.")
 def bench(
-    items: int, users: int, queries: int, threads: int, prefix: str, baseline: Path | None
+    items: int,
+    users: int,
+    queries: int,
+    threads: int,
+    prefix: str,
+    baseline: Path | None = None,
+    suggest: bool = False,
+    boost_profile: str | None = None,
+    ratings: str | None = None,
 ) -> None:
     from dataclasses import replace
 
     from rewriter.measure import search_bench
+
+    if suggest:
+        from rewriter.measure import suggest_bench
+
+        s = _settings()
+        boost = boost_profile or s.index_profile_map.get(s.indices.catalog) or "default"
+        people = suggest_bench.default_users(Path(ratings) if ratings else None)
+        found = suggest_bench.run(s, s.indices.catalog, boost, people, n=queries * 2)
+        click.echo(suggest_bench.report(found))
+        return
 
     s = replace(_settings(), indices=config.Indices(prefix=prefix))
     results = search_bench.run(
@@ -483,6 +509,8 @@ for _command in (measure.experiment, measure.evaluate, measure.simulate, measure
 for _command in (users.profile, users.user, users.segments, boost.boost, retention.retention):
     main.add_command(_command)
 ingest.add_command(users.ingest_events)
+main.add_command(facets.facets)
+main.add_command(suggestions.suggestions)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
+from rewriter.events.facet_select import FACET_SELECT, facet_item_id, facet_problem
 from rewriter.events.fields import (
     INTEGER_MAX,
     MAX_EVENT_TIME,
@@ -240,7 +241,7 @@ def validate(
 EVENT_FIELD_NAMES: tuple[str, ...] = (
     "event_id", "event_id_generated", "user_id", "type", "item_id", "timestamp", "query",
     "query_id", "position", "value", "price", "quantity", "session_id", "context",
-    "experiment", "variant", "opt_out", "attributes",
+    "experiment", "variant", "opt_out", "attributes", "facet",
 )  # fmt: skip
 
 
@@ -268,6 +269,9 @@ def _event(raw: Raw, known: Collection[str], names: Names, now: float | None) ->
     dict lookup, and the Event is built without the frozen dataclass's __init__."""
     get = raw.get
     n = _all_names(names)
+    if get("facet") is not None and get("type") == FACET_SELECT:
+        raw = _facet_select(raw, n["facet"])  # events/facet_select.py
+        get = raw.get
     fields: dict[str, object] = {
         "user_id": _required_text(
             get("user_id"), n["user_id"], "every event needs the user who acted"
@@ -318,6 +322,16 @@ def _event(raw: Raw, known: Collection[str], names: Names, now: float | None) ->
     fields["event_id"] = ""
     event = _new_event(fields)
     return _evolve(event, event_id=content_event_id(event), event_id_generated=True)
+
+
+def _facet_select(raw: Raw, name: str) -> Raw:
+    """A facet_select event's facet as its item id and attributes."""
+    facet = raw["facet"]
+    problem = facet_problem(facet, name)
+    if problem is not None:
+        raise _Invalid(name, problem)
+    attribute, value = facet["attribute"], facet["value"]
+    return {**raw, "item_id": facet_item_id(attribute, value), "attributes": {attribute: [value]}}
 
 
 def _new_event(fields: dict[str, object]) -> Event:

@@ -92,7 +92,20 @@ def impression_doc(
         "mode": plog.get("mode"),
         "boost_profile": boost.get("name") if isinstance(boost, dict) else None,
         "timestamp": now,
+        "segments": list(plog.get("segments") or []),
+        "facets": facets_shown(plog),
     }
+
+
+def facets_shown(plog: Mapping[str, Any]) -> list[str]:
+    """The attributes of the facet groups a search showed (ranking/facets.py's log; stored
+    in _source only, for `affinity facets report`)."""
+    facets = plog.get("facets")
+    groups = facets.get("groups") if isinstance(facets, dict) else None
+    if not isinstance(groups, dict):
+        return []
+    shown = [g.get("attribute") for g in groups.values() if not g.get("hidden")]
+    return sorted({a for a in shown if isinstance(a, str)})
 
 
 # --------------------------------------------------------------------------- writer

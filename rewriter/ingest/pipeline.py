@@ -43,6 +43,7 @@ from rewriter.boost.profile import BoostProfile
 from rewriter.engine.client import mget_docs
 from rewriter.events.catalog import item_attributes
 from rewriter.events.event import Event
+from rewriter.events.facet_select import is_facet_select
 from rewriter.events.fields import Rejection
 from rewriter.profiles.doc import ProfileDoc, to_source
 from rewriter.profiles.fold import FoldConfig, fold_config, opted_out
@@ -286,6 +287,9 @@ class Pipeline:
         allows this pipeline's source."""
         enriched = []
         for event in kept:
+            if is_facet_select(event.type, event.item_id):  # its facet is its attributes
+                enriched.append((event, True))
+                continue
             source = items.get(event.item_id)
             if event.attributes and (source is not None or not self.client_attributes):
                 result.ignored_attributes.add(event.event_id)

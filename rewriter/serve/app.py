@@ -45,6 +45,7 @@ from rewriter.serve.errors import ProxyError, json_response
 from rewriter.serve.openapi import OPENAPI_PATH, openapi
 from rewriter.serve.search import forward_plain, msearch, search
 from rewriter.serve.state import ProxyState
+from rewriter.serve.suggest import suggest
 
 log = logging.getLogger("affinity.proxy")
 
@@ -136,6 +137,7 @@ ROUTES = [
     Route("/{index}/_search", search, methods=["GET", "POST"]),
     Route("/{index}/_msearch", msearch, methods=["GET", "POST"]),
     Route("/{index}/_count", forward_plain, methods=["GET", "POST"]),
+    Route("/_affinity/suggest", suggest, methods=["GET"]),
 ]
 
 

@@ -581,6 +581,24 @@ def _with_head(paths: JSONObj) -> JSONObj:
     return paths
 
 
+def _suggest_ops(headers: list[JSONObj]) -> JSONObj:
+    """GET /_affinity/suggest (serve/suggest.py)."""
+    params = [
+        {**_query("index", "The catalog whose suggestions to search (one index).", {}),
+         "required": True, "schema": {"type": "string", "pattern": INDEX_PATTERN}},
+        _query("q", "What the user typed so far (up to 100 characters).", {"type": "string"}),
+        _query("size", "How many suggestions (1..50, default 8).", {"type": "integer"}),
+        _query("explain", "`true` adds `why` to each suggestion.", {"type": "boolean"}),
+        *headers,
+    ]  # fmt: skip
+    body = {"type": "object", "properties": {"suggestions": {"type": "array"}}}
+    codes = ("400", "403", "404", "503", "504")
+    responses = _responses("Suggestions, recent searches first", body, *codes)
+    return {
+        "get": _operation("get_suggest", "Suggestions as the user types", responses, params, None)
+    }
+
+
 def spec(boost_profiles: Sequence[str] = ()) -> JSONObj:
     """The OpenAPI 3.0 document of the proxy (a new dict on every call); `boost_profiles`
     are the names X-Boost-Profile accepts (the proxy's loaded profiles)."""
@@ -621,6 +639,7 @@ def spec(boost_profiles: Sequence[str] = ()) -> JSONObj:
                 "/{index}/_msearch": _msearch_ops(True, headers),
                 "/{index}/_count": _count_ops(),
                 "/events": _events_op(),
+                "/_affinity/suggest": _suggest_ops(headers),
             }
         ),
         "components": _components(),

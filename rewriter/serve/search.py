@@ -26,7 +26,7 @@ from rewriter.engine.http_pool import EngineError, EngineResponse, EngineTimeout
 from rewriter.experiments import assignment
 from rewriter.profiles.doc import UnreadableProfile
 from rewriter.profiles.view import UserAffinity, affinity_view
-from rewriter.ranking import explain, pins
+from rewriter.ranking import explain, facets, pins
 from rewriter.ranking.rewrite import RequestContext, RewriteResult, rewrite
 from rewriter.serve import metrics, tracing
 from rewriter.serve.errors import JSON_TYPE, ProxyError, json_response
@@ -335,6 +335,10 @@ async def search(request: Request) -> Response:
         )
         tracing.set_query_id(plog.get("query_id"))
         metrics.note_mode(request, plog.get("mode"))
+        off, segments = ctx.personalization_off, result.rules.segments
+        facet_plan = facets.plan_facets(body, affinity, boost, off, segments)
+        if facet_plan is not None:
+            new_body = facets.with_favored_aggs(new_body, facet_plan)
         upstream = await _send_search(state, index, new_body, result.pins, _forward_params(params))
     except ProxyError as err:
         if err.status >= 500:
@@ -342,9 +346,13 @@ async def search(request: Request) -> Response:
         return err.response()
     if upstream.status != 200:
         return _passthrough(upstream)
-    if ctx.explain:
+    if ctx.explain or facet_plan is not None:  # the response itself changes: parse it
         response = orjson.loads(upstream.content)
-        explain.explain_hits(response, plog, boost, affinity, new_body, result.rules)
+        facet_log = facets.apply_facets(response, facet_plan, explain=ctx.explain)
+        if facet_log is not None:
+            plog["facets"] = facet_log
+        if ctx.explain:
+            explain.explain_hits(response, plog, boost, affinity, new_body, result.rules)
         plog.pop("params", None)
         response["personalization"] = plog
         content = orjson.dumps(response)

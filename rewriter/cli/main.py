@@ -12,7 +12,7 @@ from opensearchpy.exceptions import TransportError
 from tqdm import tqdm
 
 from rewriter import config
-from rewriter.cli import boost, measure, retention, users
+from rewriter.cli import boost, measure, recommend, retention, users
 from rewriter.cli.common import EXPLAINED, explain, requires_bootstrap, requires_engine
 from rewriter.cli.common import fail as _fail
 from rewriter.cli.common import settings as _settings
@@ -474,6 +474,7 @@ for _command in (measure.experiment, measure.evaluate, measure.simulate, measure
 for _command in (users.profile, users.user, users.segments, boost.boost, retention.retention):
     main.add_command(_command)
 ingest.add_command(users.ingest_events)
+main.add_command(recommend.recommendations)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ from typing import Literal
 from yaml.nodes import Node
 
 from rewriter.boost import yaml_fields as y
+from rewriter.boost.placements import Slot
+from rewriter.boost.placements_schema import parse_placements
 from rewriter.boost.rules import Rule
 from rewriter.boost.rules_schema import parse_rules
 from rewriter.boost.segments import Segment, bind_user_lists, references
@@ -127,6 +129,7 @@ class BoostProfile:
     client_attributes: ClientAttributes = field(default_factory=ClientAttributes)
     segments: tuple[Segment, ...] = ()
     rules: tuple[Rule, ...] = ()
+    placements: tuple[Slot, ...] = ()  # boost/placements.py
     source: str = "<string>"
     refs: tuple[Ref, ...] = field(default=(), compare=False, repr=False)
 
@@ -336,6 +339,7 @@ _TOP: dict[str, y.Parser] = {
     "client_attributes": _client_attributes,
     "segments": parse_segments,
     "rules": parse_rules,
+    "placements": parse_placements,
 }
 
 # The keys a profile may set, for docs and tests (profiles/default.yaml documents each one).

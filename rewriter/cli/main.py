@@ -475,6 +475,7 @@ for _command in (users.profile, users.user, users.segments, boost.boost, retenti
     main.add_command(_command)
 ingest.add_command(users.ingest_events)
 main.add_command(recommend.recommendations)
+main.add_command(recommend.placements)
 
 
 if __name__ == "__main__":

@@ -74,3 +74,43 @@ def build(full: bool, window: int, gap_minutes: float, as_json: bool) -> None:
             f"{model}: {result.new_sessions[model]} new sessions, {result.sessions[model]} in all, "
             f"{result.items[model]} items, {result.with_neighbors[model]} with neighbours"
         )
+
+
+def _report(kind: str, as_json: bool) -> None:
+    from rewriter.measure import placement_report
+
+    s = _settings()
+    es = requires_bootstrap(_client())
+    try:
+        report = placement_report.fetch(es, s, kind)
+    except OpenSearchException as exc:
+        _fail(explain(exc, s))
+    if as_json:
+        click.echo(json.dumps(placement_report.to_json(report), indent=2))
+    else:
+        click.echo(placement_report.render(report, kind))
+
+
+@recommendations.command(
+    "report",
+    help="Carousels served per model, clicked and bought (events carrying recommendation_id), "
+    "per segment and experiment variant: CTR and conversion with 95% intervals.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def recommendations_report(as_json: bool) -> None:
+    _report("recommendations", as_json)
+
+
+@click.group(help="Banners and offers per slot (boost profiles' placements:): reports.")
+def placements() -> None:
+    pass
+
+
+@placements.command(
+    "report",
+    help="Placements served, shown, clicked and bought (events carrying decision_id), per "
+    "segment and experiment variant: CTR and conversion with 95% intervals.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def placements_report(as_json: bool) -> None:
+    _report("placements", as_json)

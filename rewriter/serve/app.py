@@ -15,6 +15,7 @@ Allow-list (everything else is refused with 403 and a JSON error, and logged):
   fixed snapshot in index order, so there is nothing to personalize; `helpers.scan` works.
 - `POST /events` (events/event.py / events_endpoint.py): user events in
 - `GET|POST /_affinity/recommend` (serve/recommend.py): recommendation carousels
+- `GET /_affinity/placements?slot=` (serve/placements.py): banners and offers per slot
 
 Index expressions must name indices: wildcards, `_all` and affinity's own indices (profiles,
 events) are refused, so the proxy can never be used to read another user's profile.
@@ -39,7 +40,7 @@ from rewriter.boost.profile import BoostProfile, default_boost_name
 from rewriter.engine.http_pool import EngineError, EngineHTTP
 from rewriter.experiments import assignment, impressions
 from rewriter.profiles.store import OpenSearchProfileStore, ProfileStore
-from rewriter.serve import events_endpoint, recommend
+from rewriter.serve import events_endpoint, placements, recommend
 from rewriter.serve.errors import ProxyError, json_response
 from rewriter.serve.openapi import OPENAPI_PATH, openapi
 from rewriter.serve.search import forward_plain, msearch, search
@@ -190,6 +191,7 @@ def create_app(
         *ROUTES,
         *events_endpoint.ROUTES,
         *recommend.ROUTES,
+        *placements.ROUTES,
         *(extra_routes or []),
         Route("/{path:path}", refuse, methods=ANY),
     ]

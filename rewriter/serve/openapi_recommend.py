@@ -71,3 +71,35 @@ def recommend_ops(headers: list[JSONObj]) -> JSONObj:
         "responses": _responses(),
     }
     return {"get": get, "post": post}
+
+
+def placements_ops(headers: list[JSONObj]) -> JSONObj:
+    """GET /_affinity/placements?slot=NAME."""
+    params = [
+        {
+            "name": "slot",
+            "in": "query",
+            "required": True,
+            "description": "The page slot",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+        },
+        _param(
+            "query",
+            "Search words, for placements with a query condition",
+            {"type": "string", "maxLength": 1000},
+        ),
+    ]
+    ok = {
+        "description": "The decision: slot, placement (null when none is eligible), content, "
+        "decision_id, experiment, variant, segments",
+        "content": {JSON: {"schema": {"type": "object", "required": ["slot", "placement"]}}},
+    }
+    errors = {c: {"$ref": f"#/components/responses/E{c}"} for c in ("400", "404", "503", "504")}
+    return {
+        "get": {
+            "operationId": "get_placement",
+            "summary": "The placement of a page slot",
+            "parameters": [*headers, *params],
+            "responses": {"200": ok, **errors},
+        }
+    }

@@ -22,6 +22,7 @@ favoured categories unless that leaves too few, and is popularity when nothing r
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -54,6 +55,7 @@ from rewriter.serve.search import (
 from rewriter.serve.state import ProxyState
 
 PATH = "/_affinity/recommend"
+RECOMMENDATION_PREFIX = "r-"
 MIN_NEIGHBORS = 3
 FAVORED_VALUES = 10
 TRENDING_CATEGORY = "category"
@@ -135,8 +137,41 @@ async def _answer(state: ProxyState, request: Request, req: RecommendRequest) ->
         plog["reason"] = "no_user"
     plog.update(model=req.model, source=cand.source, why=cand.why, fallbacks=fallbacks)
     response["personalization"] = plog
-    response["recommendation_id"] = uuid.uuid4().hex
+    response["recommendation_id"] = f"{RECOMMENDATION_PREFIX}{uuid.uuid4().hex}"
+    _log(state, req, response, plog, pseudonym)
     return json_response(response)
+
+
+def _log(
+    state: ProxyState,
+    req: RecommendRequest,
+    response: dict[str, Any],
+    plog: dict[str, Any],
+    pseudonym: str | None,
+) -> None:
+    """The carousel as an impression (doc id = recommendation_id, `mode: recommendation`), for
+    `affinity recommendations report`; off the request path, like a search's."""
+    if state.impressions is None:
+        return
+    ids = [str(h.get("_id")) for h in response.get("hits", {}).get("hits", [])]
+    state.impressions.record(
+        {
+            "query_id": response["recommendation_id"],
+            "user_id": pseudonym,
+            "index": req.index,
+            "mode": "recommendation",
+            "model": req.model,
+            "source": plog.get("source"),
+            "items": [{"id": i, "position": n + 1} for n, i in enumerate(ids)],
+            "item_ids": ids,
+            "segments": plog.get("segments") or [],
+            "experiment": plog.get("experiment"),
+            "variant": plog.get("variant"),
+            "applied": bool(plog.get("applied")),
+            "boost_profile": (plog.get("boost_profile") or {}).get("name"),
+            "timestamp": time.time(),
+        }
+    )
 
 
 def _no_cold_start_term(boost: BoostProfile) -> BoostProfile:

@@ -27,6 +27,7 @@ from rewriter.experiments import assignment
 from rewriter.profiles.doc import UnreadableProfile
 from rewriter.profiles.view import UserAffinity, affinity_view
 from rewriter.ranking import explain, pins
+from rewriter.ranking.resolve import query_text
 from rewriter.ranking.rewrite import RequestContext, RewriteResult, rewrite
 from rewriter.serve.errors import JSON_TYPE, ProxyError, json_response
 from rewriter.serve.limits import (
@@ -325,6 +326,11 @@ async def search(request: Request) -> Response:
     if ctx.explain:
         explain.explain_hits(response, plog, boost, affinity, new_body, result.rules)
     plog.pop("params", None)
+    if any(slot.in_search for slot in boost.placements):  # serve/placements.py imports us
+        from rewriter.serve.placements import search_placements
+
+        text = query_text(body.get("query"))
+        plog["placements"] = search_placements(request, boost, affinity, ctx, text)
     response["personalization"] = plog
     if state.impressions is not None and request.method != "HEAD":  # HEAD shows nothing
         user = request.headers.get("x-user-id")

@@ -156,7 +156,7 @@ def test_for_you_is_the_catalog_reranked_by_the_script(
     p = got["personalization"]
     assert p["model"] == "for_you" and p["source"] == "profile" and p["mode"] == "affinity"
     assert p["fallbacks"] == [] and "acme" in p["why"]
-    assert len(got["recommendation_id"]) == 32
+    assert got["recommendation_id"].startswith("r-") and len(got["recommendation_id"]) == 34
     ids = _ids(got)
     assert "a2" not in ids  # bought
     assert "a1" not in ids and "z1" not in ids  # seen (exclude_seen defaults to true)

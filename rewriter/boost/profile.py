@@ -25,6 +25,7 @@ from typing import Literal
 from yaml.nodes import Node
 
 from rewriter.boost import yaml_fields as y
+from rewriter.boost.diversity import Diversity, parse_diversity
 from rewriter.boost.placements import Slot
 from rewriter.boost.placements_schema import parse_placements
 from rewriter.boost.rules import Rule
@@ -130,6 +131,7 @@ class BoostProfile:
     segments: tuple[Segment, ...] = ()
     rules: tuple[Rule, ...] = ()
     placements: tuple[Slot, ...] = ()  # boost/placements.py
+    diversity: Diversity = field(default_factory=Diversity)  # boost/diversity.py
     source: str = "<string>"
     refs: tuple[Ref, ...] = field(default=(), compare=False, repr=False)
 
@@ -340,6 +342,7 @@ _TOP: dict[str, y.Parser] = {
     "segments": parse_segments,
     "rules": parse_rules,
     "placements": parse_placements,
+    "diversity": parse_diversity,
 }
 
 # The keys a profile may set, for docs and tests (profiles/default.yaml documents each one).

@@ -34,9 +34,9 @@ from rewriter.events.fields import (
 )
 
 DEFAULT_EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase")
-TRACKING_EVENT_TYPES: tuple[str, ...] = ("impression",)
+TRACKING_EVENT_TYPES: tuple[str, ...] = ("impression", "click")
 """Accepted by POST /events whatever the event weights say: a carousel or placement was shown
-(with `recommendation_id` or `decision_id`). Unweighted types add no affinity."""
+or clicked (with `recommendation_id` or `decision_id`). Unweighted types add no affinity."""
 TRACKING_ID_FIELDS: tuple[str, ...] = ("decision_id", "recommendation_id")
 """Stored as the event's `query_id` when it has none: the id of the placement decision
 (serve/placements.py) or carousel (serve/recommend.py) the event came from."""

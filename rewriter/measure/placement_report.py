@@ -112,22 +112,24 @@ def fetch(es: OpenSearch, settings: config.Settings, kind: str) -> list[Row]:
 def render(report: Sequence[Row], kind: str) -> str:
     title = KINDS[kind][1]
     head = (
-        f"{title:<28} {'group':<30} {'shown':>6} {'clicks':>6} {'CTR [95% CI]':>24} "
+        f"{title:<24} {'group':<26} {'served':>6} {'shown':>6} {'clicks':>6} {'CTR [95% CI]':>24} "
         f"{'conv':>5} {'conversion [95% CI]':>24}"
     )
     lines = [head, "-" * len(head)]
     for r in report:
         lines.append(
-            f"{r.name[:28]:<28} {r.group[:30]:<30} {r.shown:>6} {r.clicks:>6} "
-            f"{_pct(r.ctr, r.ctr_low, r.ctr_high):>24} {r.conversions:>5} "
-            f"{_pct(r.conversion, r.conversion_low, r.conversion_high):>24}"
+            f"{r.name[:24]:<24} {r.group[:26]:<26} {r.decisions:>6} {r.shown:>6} {r.clicks:>6} "
+            f"{_pct(r.shown, r.ctr, r.ctr_low, r.ctr_high):>24} {r.conversions:>5} "
+            f"{_pct(r.shown, r.conversion, r.conversion_low, r.conversion_high):>24}"
         )
     if not report:
         lines.append(f"(no {kind} served yet)")
     return "\n".join(lines)
 
 
-def _pct(p: float, low: float, high: float) -> str:
+def _pct(n: int, p: float, low: float, high: float) -> str:
+    if n == 0:
+        return "-"
     return f"{100 * p:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
 
 

@@ -239,11 +239,22 @@ def similar_query(
 
 
 # --------------------------------------------------------------------------- events bodies
+def _interactions(*clauses: Query) -> Query:
+    """Events that are interactions: impressions (a carousel or banner shown) are not
+    (events/event.py TRACKING_EVENT_TYPES)."""
+    return {
+        "bool": {
+            "filter": list(clauses),
+            "must_not": [{"terms": {"type": ["impression"]}}],
+        }
+    }
+
+
 def user_items_body(pseudonym: str, purchase_type: str = "purchase") -> dict[str, Any]:
     """The items a user has events for (most recent first) and those they bought."""
     return {
         "size": 0,
-        "query": {"term": {"user_id": pseudonym}},
+        "query": _interactions({"term": {"user_id": pseudonym}}),
         "aggs": {
             "seen": {
                 "terms": {"field": "item_id", "size": SEEN_LIMIT, "order": {"last": "desc"}},
@@ -261,7 +272,7 @@ def recent_items_body(pseudonym: str, size: int) -> dict[str, Any]:
     """The user's last `size` distinct items, newest first."""
     return {
         "size": size,
-        "query": {"term": {"user_id": pseudonym}},
+        "query": _interactions({"term": {"user_id": pseudonym}}),
         "sort": [{"timestamp": "desc"}],
         "collapse": {"field": "item_id"},
         "_source": ["item_id", "timestamp"],
@@ -279,7 +290,7 @@ def trending_aggs(until: float, candidates: int = TRENDING_CANDIDATES) -> dict[s
     day_start = until - DAY
     return {
         "size": 0,
-        "query": {"range": {"timestamp": {"gte": until - 8 * DAY, "lte": until}}},
+        "query": _interactions({"range": {"timestamp": {"gte": until - 8 * DAY, "lte": until}}}),
         "aggs": {
             "items": {
                 "terms": {"field": "item_id", "size": candidates * 5},

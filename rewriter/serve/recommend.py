@@ -32,6 +32,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from rewriter import privacy
+from rewriter.boost.diversity import diversify
 from rewriter.boost.profile import BoostProfile
 from rewriter.engine.http_pool import EngineError
 from rewriter.profiles.doc import UnreadableProfile
@@ -119,7 +120,9 @@ async def _answer(state: ProxyState, request: Request, req: RecommendRequest) ->
     exclude = [*cand.exclude, *(items.bought if req.model == "for_you" else [])]
     if req.exclude_seen and req.model != "recently_viewed":
         exclude += items.seen
-    body = models.catalog_body(cand.query, req.size, req.filter, exclude)
+    caps = boost.diversity
+    fetch = min(max(3 * req.size, caps.top), models.MAX_SIZE) if caps.enabled else req.size
+    body = models.catalog_body(cand.query, fetch, req.filter, exclude)
     if cand.filter is not None:
         body["query"]["bool"]["filter"].append(cand.filter)
     result = rewrite(body, affinity, _no_cold_start_term(boost), ctx)
@@ -128,7 +131,12 @@ async def _answer(state: ProxyState, request: Request, req: RecommendRequest) ->
     )
     if status != 200:  # the engine's error, a 400 when the request caused its 500
         return json_response(response, 400 if _blames_request(response) else status)
-    for hit in response.get("hits", {}).get("hits", []):
+    hits = response.get("hits", {}).get("hits", [])
+    if caps.enabled:  # the greedy re-rank of boost/diversity.py, then the requested size
+        ranked = diversify(hits, _values, caps)[: req.size]
+        moved = sum(a is not b for a, b in zip(ranked, hits[: req.size], strict=False))
+        response["hits"]["hits"] = hits = ranked
+    for hit in hits:
         if hit.get("_id") in cand.annotations:
             hit["_recommendation"] = cand.annotations[hit["_id"]]
     plog = dict(result.log)
@@ -136,6 +144,8 @@ async def _answer(state: ProxyState, request: Request, req: RecommendRequest) ->
     if user is None and plog.get("reason") is None and not plog.get("applied"):
         plog["reason"] = "no_user"
     plog.update(model=req.model, source=cand.source, why=cand.why, fallbacks=fallbacks)
+    if caps.enabled:
+        plog["diversity"] = {"max_per": dict(caps.max_per), "top": caps.top, "moved": moved}
     response["personalization"] = plog
     response["recommendation_id"] = f"{RECOMMENDATION_PREFIX}{uuid.uuid4().hex}"
     _log(state, req, response, plog, pseudonym)
@@ -172,6 +182,11 @@ def _log(
             "timestamp": time.time(),
         }
     )
+
+
+def _values(hit: dict[str, Any], field: str) -> list[str]:
+    raw = (hit.get("_source") or {}).get(field)
+    return [str(v) for v in (raw if isinstance(raw, list) else [raw]) if v is not None]
 
 
 def _no_cold_start_term(boost: BoostProfile) -> BoostProfile:

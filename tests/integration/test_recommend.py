@@ -131,6 +131,8 @@ def shop(opensearch: OpenSearch, settings: config.Settings) -> Iterator[config.S
 def proxy(shop: config.Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     directory = tmp_path_factory.mktemp("rec-profiles")
     (directory / "default.yaml").write_text(PROFILE)
+    diverse = PROFILE.replace("name: default", "name: diverse")
+    (directory / "diverse.yaml").write_text(diverse + "diversity: {max_per: {brand: 1}, top: 3}\n")
     with serve_in_thread(create_app(shop, boost_dir=str(directory))) as url:
         yield url
 
@@ -304,3 +306,20 @@ def test_empty_events_log_builds_empty_tables_and_every_model_answers(
             else:
                 assert fallbacks in (["popularity"], ["attribute_similarity"]), model
                 assert len(got["hits"]["hits"]) == 3, model
+
+
+def test_diversity_caps_one_item_per_brand_in_the_top(proxy: str) -> None:
+    plain = _recommend(proxy, None, model="for_you", size=4)
+    assert _ids(plain) == ["z1", "o1", "z2", "a1"]  # popularity: two zenit in the top 3
+    r = httpx.post(
+        f"{proxy}/_affinity/recommend",
+        json={"model": "for_you", "size": 4},
+        headers={"X-Boost-Profile": "diverse"},
+    )
+    assert r.status_code == 200, r.text
+    assert _ids(r.json()) == ["z1", "o1", "a1", "z2"]
+    assert r.json()["personalization"]["diversity"] == {
+        "max_per": {"brand": 1},
+        "top": 3,
+        "moved": 2,
+    }

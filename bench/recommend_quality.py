@@ -117,17 +117,22 @@ def main() -> None:
     parser.add_argument("--prefix", default="rq-")
     parser.add_argument("--reuse", action="store_true", help="Skip loading (indices exist).")
     parser.add_argument("--users", type=int, default=0, help="Judge the first N users only.")
+    parser.add_argument("--models", default="", help="Comma-separated rows to run (default all).")
+    parser.add_argument("--profiles", type=Path, default=ROOT / "profiles")
+    parser.add_argument("--no-build", action="store_true", help="Keep the pair tables as built.")
     args = parser.parse_args()
     train, held, last, header = split(args.ratings)
     g = genres(args.movies)
     if not args.reuse:
         load(args.prefix, train, header, args.movies)
     s = replace(config.load(), indices=config.Indices(prefix=args.prefix), impressions=False)
-    result = build.build(connect(s, timeout=120), s, full=True)
-    print(
-        f"pair tables: {result.sessions} sessions, {result.with_neighbors} items with neighbours",
-        file=sys.stderr,
-    )
+    if not args.no_build:
+        result = build.build(connect(s, timeout=120), s, full=True)
+        print(
+            f"pair tables: {result.sessions} sessions, {result.with_neighbors} items with "
+            "neighbours",
+            file=sys.stderr,
+        )
     users = sorted(held, key=int)[: args.users or None]
     runs = {
         "for_you": ({"model": "for_you"}, {}),
@@ -135,10 +140,12 @@ def main() -> None:
         "related": ({"model": "related"}, {}),
         "related, no affinity": ({"model": "related"}, {"X-Personalization": "off"}),
     }
+    if args.models:
+        runs = {k: v for k, v in runs.items() if k in args.models.split(",")}
     scores: dict[str, dict[str, list[float]]] = {n: defaultdict(list) for n in runs}
     shown: dict[str, set[str]] = {n: set() for n in runs}
     sources: dict[str, dict[str, int]] = {n: defaultdict(int) for n in runs}
-    app = create_app(s, boost_dir=str(ROOT / "profiles"))
+    app = create_app(s, boost_dir=str(args.profiles))
     with serve_in_thread(app) as url, httpx.Client(timeout=30) as client:
         for user in users:
             for name, (body, headers) in runs.items():

@@ -476,6 +476,8 @@ for _command in (users.profile, users.user, users.segments, boost.boost, retenti
 ingest.add_command(users.ingest_events)
 main.add_command(recommend.recommendations)
 main.add_command(recommend.placements)
+main.add_command(recommend.audit)
+main.add_command(recommend.export)
 
 
 if __name__ == "__main__":

@@ -114,3 +114,81 @@ def placements() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def placements_report(as_json: bool) -> None:
     _report("placements", as_json)
+
+
+@click.group(help="Audits of what personalization does to what people see.")
+def audit() -> None:
+    pass
+
+
+@audit.command(
+    "exposure",
+    help="For a sample of users and queries, each brand's and category's share of the top-10 "
+    "exposure at each alpha (0 = generic), with the Gini coefficient of the shares.",
+)
+@click.option("--boost-profile", "boost_name", default="default", show_default=True)
+@click.option("--alpha", "alphas", type=float, multiple=True, help="Repeat; default 0, 1, 2.")
+@click.option("--users", type=int, default=50, show_default=True)
+@click.option("--query", "queries", multiple=True, help="Repeat; default: a few title words.")
+@click.option("--index", default=None, help="Catalog index (default: the catalog alias).")
+def audit_exposure(
+    boost_name: str,
+    alphas: tuple[float, ...],
+    users: int,
+    queries: tuple[str, ...],
+    index: str | None,
+) -> None:
+    from rewriter.boost.profile import load_directory
+    from rewriter.measure import exposure_audit
+
+    s = _settings()
+    boosts, _ = load_directory(s.boost_dir)
+    if boost_name not in boosts:
+        _fail(f"boost profile {boost_name!r} is not in {s.boost_dir} (known: {', '.join(boosts)})")
+    es = requires_bootstrap(_client())
+    try:
+        rows = exposure_audit.audit(
+            es,
+            s,
+            boosts[boost_name],
+            alphas or (0.0, 1.0, 2.0),
+            users,
+            queries or exposure_audit.DEFAULT_QUERIES,
+            index=index,
+        )
+    except OpenSearchException as exc:
+        _fail(explain(exc, s))
+    click.echo(exposure_audit.render(rows))
+
+
+@click.command(
+    "export",
+    help="Export what affinity learned, one row per user keyed by pseudonym: `segments` (the "
+    "boost profile's segments that hold on each profile) or `profiles` (also the top values "
+    "per attribute). Opted-out and deleted users never appear.",
+)
+@click.argument("kind", type=click.Choice(["segments", "profiles"]))
+@click.option("--since", default=None, help="Only profiles updated since (ISO 8601 or epoch s).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@click.option("--boost-profile", "boost_name", default="default", show_default=True)
+def export(kind: str, since: str | None, fmt: str, boost_name: str) -> None:
+    from rewriter.boost.profile import load_directory
+    from rewriter.events.fields import parse_timestamp
+    from rewriter.ingest import profile_export
+
+    s = _settings()
+    boosts, _ = load_directory(s.boost_dir)
+    if boost_name not in boosts:
+        _fail(f"boost profile {boost_name!r} is not in {s.boost_dir} (known: {', '.join(boosts)})")
+    try:
+        start = parse_timestamp(since) if since else None
+    except ValueError as exc:
+        _fail(f"--since: {exc}")
+    es = requires_bootstrap(_client())
+    if fmt == "csv":
+        click.echo(profile_export.csv_header(kind))
+    try:
+        for found in profile_export.rows(es, s, boosts[boost_name], kind, start):
+            click.echo(profile_export.render(found, fmt))
+    except OpenSearchException as exc:
+        _fail(explain(exc, s))

@@ -171,9 +171,12 @@ def _documents(result: BuildResult, counts: Mapping[str, PairCounts]) -> Iterato
 
 
 def _swap(es: OpenSearch, name: str, new: str, old: str | None) -> None:
+    """Move the alias to `new` in one request. The remove names every table index (a pattern),
+    so a build that ran alongside and swapped first does not make this one fail: the last swap
+    wins (run one build at a time; a concurrent build's tables are left as an orphan index)."""
     actions: list[dict[str, Any]] = [{"add": {"index": new, "alias": name}}]
     if old is not None:
-        actions.insert(0, {"remove": {"index": old, "alias": name}})
+        actions.insert(0, {"remove": {"index": f"{name}-*", "alias": name}})
     es.indices.update_aliases(body={"actions": actions})
     if old is not None:
         es.indices.delete(index=old, ignore_unavailable=True)

@@ -22,6 +22,7 @@ favoured categories unless that leaves too few, and is popularity when nothing r
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import replace
@@ -115,8 +116,10 @@ async def _answer(state: ProxyState, request: Request, req: RecommendRequest) ->
         if prior is not None:
             fallbacks.append(f"segment_prior:{prior[0]}")
             affinity = prior[1]
-    items = sources.NO_ITEMS if opted_out else await sources.user_items(state, pseudonym)
-    cand = await _candidates(state, req, pseudonym, affinity, opted_out, boost, fallbacks)
+    items, cand = await asyncio.gather(  # independent reads, one round trip of latency
+        sources.user_items(state, None if opted_out else pseudonym),
+        _candidates(state, req, pseudonym, affinity, opted_out, boost, fallbacks),
+    )
     exclude = [*cand.exclude, *(items.bought if req.model == "for_you" else [])]
     if req.exclude_seen and req.model != "recently_viewed":
         exclude += items.seen

@@ -16,7 +16,9 @@ What it measures (all under the index prefix --prefix, deleted first):
    request from --post-concurrency connections; events acknowledged (written and folded)
    per second.
 3. freshness: --freshness single-event POSTs, one at a time; time from sending the POST until
-   a realtime GET of the profile (what the proxy reads) contains the event; p50/p99.
+   a realtime GET of the profile (what the proxy reads) contains the event; p50/p99. Then
+   with two proxies: POST to one, search through the other (which has the user's profile
+   cached) until its ranking uses the event (the change feed: profiles/changes.py).
 4. profile size: one user with --profile-events events over 500 brands x 200 categories;
    bytes of the stored profile document, and of its parts.
 """
@@ -295,6 +297,52 @@ def freshness(url: str, s: config.Settings, es: OpenSearch, n: int) -> dict[str,
     }
 
 
+def _alpha_eff(c: httpx.Client, index: str, user: str) -> float:
+    r = c.post(f"/{index}/_search", json=FRESH_SEARCH, headers={"X-User-Id": user})
+    r.raise_for_status()
+    info = r.json()["personalization"]
+    return float(info.get("alpha_eff") or 0.0) if info.get("mode") == "affinity" else 0.0
+
+
+FRESH_SEARCH = {"query": {"match_all": {}}, "size": 1}
+
+
+def freshness_two_proxies(url_a: str, url_b: str, s: config.Settings, n: int) -> dict[str, Any]:
+    """POST one event to proxy A; search through proxy B (whose profile cache holds the
+    user: it searched just before) until its ranking uses the event: alpha_eff grows with
+    every event (alpha * m / (m + k)). From the POST sent to the change seen on B."""
+    delays: list[float] = []
+    index = s.indices.catalog
+    with (
+        httpx.Client(base_url=url_a, timeout=30) as a,
+        httpx.Client(base_url=url_b, timeout=30) as b,
+    ):
+        for i in range(n):
+            user = f"fresh2-{i % 100}"
+            ev = {
+                "event_id": f"fresh2-{i}",
+                "user_id": user,
+                "type": "click",
+                "item_id": f"i{i % ITEMS}",
+                "timestamp": time.time(),
+            }
+            before = _alpha_eff(b, index, user)
+            t0 = time.perf_counter()
+            r = a.post("/events", json=[ev])
+            assert r.status_code == 202, r.text
+            while _alpha_eff(b, index, user) <= before:
+                if time.perf_counter() - t0 > 10:
+                    raise RuntimeError(f"event {ev['event_id']} not ranked on B after 10 s")
+            delays.append(time.perf_counter() - t0)
+    delays.sort()
+    return {
+        "events": n,
+        "p50_ms": round(1000 * statistics.median(delays), 1),
+        "p99_ms": round(1000 * delays[int(0.99 * (len(delays) - 1))], 1),
+        "max_ms": round(1000 * delays[-1], 1),
+    }
+
+
 # --------------------------------------------------------------------------- 4. profile size
 def profile_size(s: config.Settings, es: OpenSearch, n: int, tmp: Path) -> dict[str, Any]:
     path = tmp / "heavy.jsonl"
@@ -330,6 +378,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="Server processes for POST.")
     parser.add_argument("--profile-events", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=None, help="Also write the results as JSON.")
+    parser.add_argument(
+        "--only-freshness",
+        action="store_true",
+        help="Skip the imports, the POST load and the profile size: freshness only.",
+    )
     args = parser.parse_args()
 
     s, es = setup(args.url, args.prefix)
@@ -337,31 +390,39 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         path = tmp / "events.jsonl"
-        write_events(path, args.users, args.events // args.users, "u")
-        _log("1. batch import ...")
-        results["import"] = import_file(s, es, path, "jsonl")
-        results["import_again_duplicates_s"] = import_file(s, es, path, "jsonl")["seconds"]
-        results["import_movielens"] = movielens(s, es)
+        if not args.only_freshness:
+            write_events(path, args.users, args.events // args.users, "u")
+            _log("1. batch import ...")
+            results["import"] = import_file(s, es, path, "jsonl")
+            results["import_again_duplicates_s"] = import_file(s, es, path, "jsonl")["seconds"]
+            results["import_movielens"] = movielens(s, es)
         _log("2./3. POST /events ...")
         server = Server(s, args.workers)
+        second = Server(s)  # a second proxy: freshness through the change feed
 
         def folded() -> None:
             wait_until_folded(es, s)
 
         try:
-            results["post_single"] = asyncio.run(
-                post_load(server.url, min(args.post_events, 10_000), 1, 32, folded)
-            )
-            results["post_batched"] = asyncio.run(
-                post_load(
-                    server.url, args.post_events, args.post_batch, args.post_concurrency, folded
+            if not args.only_freshness:
+                results["post_single"] = asyncio.run(
+                    post_load(server.url, min(args.post_events, 10_000), 1, 32, folded)
                 )
-            )
+                results["post_batched"] = asyncio.run(
+                    post_load(
+                        server.url, args.post_events, args.post_batch, args.post_concurrency, folded
+                    )
+                )
             results["freshness"] = freshness(server.url, s, es, args.freshness)
+            results["freshness_two_proxies"] = freshness_two_proxies(
+                server.url, second.url, s, args.freshness
+            )
         finally:
             server.stop()
-        _log("4. profile size ...")
-        results["profile_size"] = profile_size(s, es, args.profile_events, tmp)
+            second.stop()
+        if not args.only_freshness:
+            _log("4. profile size ...")
+            results["profile_size"] = profile_size(s, es, args.profile_events, tmp)
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:

@@ -53,6 +53,9 @@ SETTINGS: dict[str, str] = {
     "AFFINITY_REPLICAS": "Replicas of every affinity index, set by `affinity bootstrap`, also on "
     "existing indices (default 0, index_templates/' count). Use 1 on a cluster of 2 or more "
     "nodes, so that losing a node loses no shard.",
+    "AFFINITY_PROFILE_CACHE_MB": "Memory for the proxy's profile cache, in MB of stored profile "
+    "JSON (default 64; 0 turns it off). Entries stay until the profile changes (the change feed "
+    "tells every proxy) or are evicted, least recently used first.",
 }
 
 
@@ -88,9 +91,21 @@ class Indices:
         return f"{self.prefix}affinity-retired"
 
     @property
+    def changes(self) -> str:
+        """The change feed: users whose profiles were just written (profiles/changes.py)."""
+        return f"{self.prefix}affinity-changes"
+
+    @property
     def private(self) -> tuple[str, ...]:
         """Affinity's own indices: per-user data the proxy never serves."""
-        return (self.profiles, self.events, self.impressions, self.journal, self.retired)
+        return (
+            self.profiles,
+            self.events,
+            self.impressions,
+            self.journal,
+            self.retired,
+            self.changes,
+        )
 
     def alias(self, template_name: str) -> str:
         return {
@@ -100,6 +115,7 @@ class Indices:
             "impressions": self.impressions,
             "journal": self.journal,
             "retired": self.retired,
+            "changes": self.changes,
         }[template_name]
 
 
@@ -129,6 +145,9 @@ class Settings:
     """AFFINITY_SHARDS; None: the templates' own count (engine/bootstrap.py index_layout)."""
     replicas: int | None = None
     """AFFINITY_REPLICAS; None: the templates' own count."""
+    profile_cache_mb: float = 64.0
+    """AFFINITY_PROFILE_CACHE_MB: the proxy's profile cache, in MB of stored profile JSON
+    (profiles/cache.py); 0 turns it off."""
 
     @property
     def remote(self) -> bool:
@@ -181,6 +200,24 @@ def _count(e: dict[str, str], name: str, least: int) -> int | None:
     return int(raw)
 
 
+def _number(e: dict[str, str], name: str, default: float, *, zero_ok: bool = False) -> float:
+    """A positive number (or 0 with zero_ok) from the environment, else a SettingError
+    naming the variable."""
+    raw = (e.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 if zero_ok else value > 0) or value == float("inf"):
+        kind = "a number, 0 or more" if zero_ok else "a positive number"
+        raise SettingError(
+            f"{name}={raw!r} is not {kind}: set it to one (e.g. {name}={default:g}) or unset it."
+        )
+    return value
+
+
 def load(env: dict[str, str] | None = None) -> Settings:
     """Build settings from the environment (or a given mapping, for tests)."""
     e = dict(os.environ if env is None else env)
@@ -192,10 +229,10 @@ def load(env: dict[str, str] | None = None) -> Settings:
         verify_certs=_flag(e.get("OPENSEARCH_VERIFY_CERTS"), True),
         ca_certs=e.get("OPENSEARCH_CA_CERTS") or None,
         home=home or Path.home() / ".affinity",
-        engine_port=int(e.get("AFFINITY_ENGINE_PORT") or 9200),
+        engine_port=_count(e, "AFFINITY_ENGINE_PORT", 1) or 9200,
         indices=Indices(prefix=e.get("AFFINITY_INDEX_PREFIX", "")),
         secret=e.get("AFFINITY_SECRET") or None,
-        timeout=float(e.get("AFFINITY_TIMEOUT") or 10.0),
+        timeout=_number(e, "AFFINITY_TIMEOUT", 10.0),
         index_profiles=e.get("AFFINITY_INDEX_PROFILES", ""),
         boost_dir=Path(e.get("AFFINITY_PROFILES_DIR") or "profiles"),
         fold_profile=e.get("AFFINITY_FOLD_PROFILE") or None,
@@ -206,6 +243,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         retention_serve=_flag(e.get("AFFINITY_RETENTION_SERVE"), False),
         shards=_count(e, "AFFINITY_SHARDS", 1),
         replicas=_count(e, "AFFINITY_REPLICAS", 0),
+        profile_cache_mb=_number(e, "AFFINITY_PROFILE_CACHE_MB", 64.0, zero_ok=True),
     )
 
 

@@ -26,6 +26,13 @@ from yaml.nodes import Node
 
 from rewriter.boost import yaml_fields as y
 from rewriter.boost.diversity import Diversity, parse_diversity
+from rewriter.boost.horizons import (
+    ItemMemory,
+    SessionIntent,
+    parse_item_memory,
+    parse_session,
+    session_problem,
+)
 from rewriter.boost.placements import Slot
 from rewriter.boost.placements_schema import parse_placements
 from rewriter.boost.rules import Rule
@@ -128,6 +135,8 @@ class BoostProfile:
     k: float = 5.0
     cold_start: ColdStart = field(default_factory=ColdStart)
     client_attributes: ClientAttributes = field(default_factory=ClientAttributes)
+    session: SessionIntent = field(default_factory=SessionIntent)
+    item_memory: ItemMemory = field(default_factory=ItemMemory)
     segments: tuple[Segment, ...] = ()
     rules: tuple[Rule, ...] = ()
     placements: tuple[Slot, ...] = ()  # boost/placements.py
@@ -229,6 +238,12 @@ def _check_whole(root: Node, ctx: y.Ctx, values: dict[str, object]) -> None:
                     message + f"({known}; add it under `segments:`)",
                 )
             )
+    session = values.get("session")
+    attributes = values.get("attributes", DEFAULT_ATTRIBUTES)
+    if isinstance(session, SessionIntent) and isinstance(attributes, Mapping):
+        problem = session_problem(session, attributes)
+        if problem is not None:
+            ctx.errors.append(y.error_at(ctx, root, problem))
     cycle = _segment_cycle(segments)
     if cycle:
         message = f"segments: {' -> '.join(cycle)} refer to each other in a cycle; break it"
@@ -339,6 +354,8 @@ _TOP: dict[str, y.Parser] = {
     "k": y.non_negative,
     "cold_start": _cold_start,
     "client_attributes": _client_attributes,
+    "session": parse_session,
+    "item_memory": parse_item_memory,
     "segments": parse_segments,
     "rules": parse_rules,
     "placements": parse_placements,

@@ -456,14 +456,23 @@ def search(
     show_default=True,
     help="Index prefix for the generated data (kept between runs).",
 )
-def bench(items: int, users: int, queries: int, threads: int, prefix: str) -> None:
+@click.option(
+    "--baseline",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Source tree of an older commit (git archive COMMIT | tar -x -C DIR): its proxy "
+    "runs beside this one (cases b0, c0), for before/after in one run.",
+)
+def bench(
+    items: int, users: int, queries: int, threads: int, prefix: str, baseline: Path | None
+) -> None:
     from dataclasses import replace
 
     from rewriter.measure import search_bench
 
     s = replace(_settings(), indices=config.Indices(prefix=prefix))
     results = search_bench.run(
-        s, items, users, queries, threads, log=lambda m: click.echo(m, err=True)
+        s, items, users, queries, threads, log=lambda m: click.echo(m, err=True), baseline=baseline
     )
     click.echo(search_bench.report(results))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -29,6 +30,11 @@ from rewriter.experiments.assignment import (
     experiments_dir,
     load_experiments,
 )
+
+if TYPE_CHECKING:
+    from opensearchpy import OpenSearch
+
+    from rewriter.measure import evaluate as ev
 
 
 def _err(message: str) -> None:
@@ -214,6 +220,21 @@ def _catalog_for(events: Path, catalog: Path | None) -> Path:
     "query (a shop: 'electronics audio headphone').",
 )
 @click.option("--tune-weights", is_flag=True, help="Coordinate search over attribute weights.")
+@click.option(
+    "--tune",
+    is_flag=True,
+    help="With --cutoff last: search alpha, attribute and horizon weights and half-lives on a "
+    "validation split (each user's positive before the tested one), report validation and "
+    "test apart, print the best boost profile as a YAML patch.",
+)
+@click.option(
+    "--tune-objective",
+    type=click.Choice(["guarded", "all"]),
+    default="guarded",
+    show_default=True,
+    help="What --tune maximizes: NDCG@10 without lowering it on never-seen items below the "
+    "starting profile's (guarded), or NDCG@10 alone (all).",
+)
 @click.option("--reuse", is_flag=True, help="Keep scratch indices built from the same inputs.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def evaluate(
@@ -231,6 +252,8 @@ def evaluate(
     shape: str | None,
     fallback: str,
     tune_weights: bool,
+    tune: bool,
+    tune_objective: str,
     reuse: bool,
     plot: Path | None,
 ) -> None:
@@ -261,11 +284,15 @@ def evaluate(
             ),
             exclude_seen=(seen or ("exclude" if fmt == "movielens" else "keep")) == "exclude",
             compare=tuple(_eval_boost(s, name, events_path) for name in compare),
+            tune_objective=tune_objective,
         )
     except ValueError as exc:
         _fail(str(exc))
         return
     es = requires_engine(connect(s, timeout=300))
+    if tune:
+        _tune(es, s, boost, opts)
+        return
     try:
         result = ev.run(es, s, boost, opts, log=_err)
     except (ScratchError, config.SecretMissing, ValueError) as exc:
@@ -286,6 +313,16 @@ def evaluate(
         }
         out = plots.evaluation_plot(opts.alphas, series, base, plot, result.report.split("\n")[0])
         _err(f"plot: {out}")
+
+
+def _tune(es: OpenSearch, s: config.Settings, boost: BoostProfile, opts: ev.Options) -> None:
+    from rewriter.measure import evaluate_tune
+    from rewriter.measure.evaluate_scratch import ScratchError
+
+    try:
+        click.echo(evaluate_tune.run(es, s, boost, opts, log=_err).report)
+    except (ScratchError, config.SecretMissing, ValueError) as exc:
+        _fail(str(exc))
 
 
 # --------------------------------------------------------------------------- simulate

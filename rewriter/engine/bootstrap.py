@@ -29,7 +29,15 @@ TEMPLATES_DIR = ROOT / "index_templates"
 PAINLESS_DIR = ROOT / "painless"
 
 
-TEMPLATE_NAMES = ("catalog", "profiles", "events", "impressions", "journal", "retired")
+TEMPLATE_NAMES = (
+    "catalog",
+    "profiles",
+    "events",
+    "impressions",
+    "journal",
+    "retired",
+    "changes",
+)
 
 
 SHARDED = ("catalog", "profiles")

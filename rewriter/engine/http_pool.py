@@ -60,6 +60,10 @@ class EngineHTTP:
             self._ssl = False
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.timeouts = 0
+        """Requests that got no answer in time (for /_affinity/metrics)."""
+        self.unavailable = 0
+        """Requests that could not reach the engine."""
 
     def _pool(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -101,8 +105,10 @@ class EngineHTTP:
                 ctype = response.headers.get("content-type", "application/json")
                 return EngineResponse(response.status, body, ctype)
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            self.timeouts += 1
             raise EngineTimeout(f"no answer from {self.base_url} in time") from exc
         except aiohttp.ClientError as exc:
+            self.unavailable += 1
             raise EngineDown(f"{self.base_url}: {exc.__class__.__name__}: {exc}") from exc
 
     async def get(

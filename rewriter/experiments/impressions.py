@@ -6,8 +6,10 @@ query text, the shown item ids with their 1-based positions, total hits, whether
 was personalized, and the time. Applications send the query_id back with the click, cart and
 purchase events the results led to; experiment reports join events to impressions on it.
 
-Off the request path: `record` only puts the document on a bounded in-memory queue; one
-background thread per process drains it with `_bulk` every LINGER_S or BATCH_DOCS documents.
+Off the request path: `record` only appends the document (or the function that makes it
+from the response's bytes) to a bounded in-memory queue, without a lock or waking a thread;
+one background thread per process drains it with `_bulk` every LINGER_S (at once when
+BATCH_DOCS documents wait).
 When OpenSearch is slow or down the queue fills, and further impressions are dropped and
 counted (`dropped`) rather than slowing searches. Impressions are analytics, not records: a
 crash loses what is queued (at most a second or so of searches).
@@ -19,12 +21,13 @@ import asyncio
 import contextlib
 import logging
 import math
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+import orjson
 from opensearchpy import OpenSearch, helpers
 
 from rewriter import config, privacy
@@ -110,13 +113,22 @@ class ImpressionWriter:
         self.secret = secret
         self.batch_docs = batch_docs
         self.linger_s = linger_s
-        self._queue: queue.Queue[Doc] = queue.Queue(max_pending)
+        self.max_pending = max_pending
+        self._queue: deque[Doc | Callable[[], Doc]] = deque()
+        """Appended by searches without a lock or a wake-up (deque.append is atomic); the
+        writer thread drains it every linger_s: no thread switch per search."""
+        self._in_flight = 0
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.written = 0
         self.dropped = 0
         self.failed = 0
+
+    @property
+    def queued(self) -> int:
+        """Impressions waiting to be written (for /_affinity/metrics)."""
+        return len(self._queue)
 
     def record_search(
         self,
@@ -137,24 +149,50 @@ class ImpressionWriter:
         except Exception:  # analytics must never break a search
             log.exception("impression of query %s not recorded", query_id)
 
-    def record(self, doc: Doc) -> bool:
-        """Queue one document; False (and counted in `dropped`) when the queue is full."""
+    def record_search_later(
+        self,
+        raw_user: str | None,
+        index: str,
+        body: Mapping[str, Any],
+        content: bytes,
+        plog: Mapping[str, Any],
+    ) -> None:
+        """`record_search` for a response still in its bytes (`content`, as answered): the
+        parse, the pseudonym and the document are made by the writer thread, off the request
+        path. `body` and `plog` must not change afterwards."""
+        query_id = plog.get("query_id")
+        if not query_id:
+            return
+        now = time.time()
+
+        def later() -> Doc:
+            pseudonym = privacy.pseudonymize(raw_user, self.secret) if raw_user else None
+            response = orjson.loads(content)
+            return impression_doc(str(query_id), pseudonym, index, body, response, plog, now)
+
+        self.record(later)
+
+    def record(self, doc: Doc | Callable[[], Doc]) -> bool:
+        """Queue one document (or a function that makes it, called by the writer thread);
+        False (and counted in `dropped`) when the queue is full."""
         self._ensure_started()
-        try:
-            self._queue.put_nowait(doc)
-            return True
-        except queue.Full:
+        if len(self._queue) >= self.max_pending:
             self.dropped += 1
             if self.dropped in (1, 100) or self.dropped % 10_000 == 0:
                 log.warning("impressions queue full: %d dropped so far", self.dropped)
             return False
+        self._queue.append(doc)
+        return True
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything queued so far is written (or failed); False on timeout."""
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+        while self._busy() and time.monotonic() < deadline:
             time.sleep(0.01)
-        return not self._queue.unfinished_tasks
+        return not self._busy()
+
+    def _busy(self) -> bool:
+        return bool(self._queue) or self._in_flight > 0
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued, then stop the thread."""
@@ -175,36 +213,49 @@ class ImpressionWriter:
 
     def _run(self) -> None:
         es: OpenSearch | None = None
-        while not (self._stop.is_set() and self._queue.empty()):
+        while not (self._stop.is_set() and not self._queue):
             batch = self._take()
             if not batch:
                 continue
             try:
+                docs = self._made(batch)
                 es = es or self._client_factory()
-                self._write(es, batch)
+                self._write(es, docs)
             except Exception as exc:
                 self.failed += len(batch)
                 log.warning("%d impressions not written: %s", len(batch), exc)
             finally:
-                for _ in batch:
-                    self._queue.task_done()
+                self._in_flight = 0
 
-    def _take(self) -> list[Doc]:
-        try:
-            batch = [self._queue.get(timeout=0.2)]
-        except queue.Empty:
-            return []
-        deadline = time.monotonic() + self.linger_s
-        while len(batch) < self.batch_docs:
-            remaining = deadline - time.monotonic()
+    def _made(self, batch: list[Doc | Callable[[], Doc]]) -> list[Doc]:
+        """The documents of `batch`, made where they were queued as functions; one that
+        fails is logged and counted, never its neighbours' loss."""
+        docs: list[Doc] = []
+        for item in batch:
+            if not callable(item):
+                docs.append(item)
+                continue
             try:
-                batch.append(
-                    self._queue.get(timeout=remaining)
-                    if remaining > 0
-                    else self._queue.get_nowait()
-                )
-            except queue.Empty:
-                break
+                docs.append(item())
+            except Exception:
+                self.failed += 1
+                log.exception("an impression could not be made from its response")
+        return docs
+
+    def _take(self) -> list[Doc | Callable[[], Doc]]:
+        """Up to batch_docs queued items, once linger_s has passed (at once when a whole
+        batch is waiting, or when stopping)."""
+        if len(self._queue) < self.batch_docs and not self._stop.is_set():
+            self._stop.wait(max(self.linger_s, 0.005))
+        self._in_flight = 1  # before taking: flush() never sees empty and idle in between
+        batch: list[Doc | Callable[[], Doc]] = []
+        try:
+            while len(batch) < self.batch_docs:
+                batch.append(self._queue.popleft())
+        except IndexError:
+            pass
+        if not batch:
+            self._in_flight = 0
         return batch
 
     def _write(self, es: OpenSearch, batch: list[Doc]) -> None:

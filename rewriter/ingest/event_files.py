@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,7 +33,7 @@ from rewriter.boost.profile import BoostProfile, default_boost_name, load_boost_
 from rewriter.events import formats
 from rewriter.events.event import Event
 from rewriter.events.fields import Rejection
-from rewriter.ingest.pipeline import BatchResult, Pipeline
+from rewriter.ingest.pipeline import RECOVERY_AGE_S, BatchResult, Pipeline
 from rewriter.profiles.doc import ProfileError
 from rewriter.profiles.fold import FoldConfig, popularity_updates
 
@@ -364,8 +365,17 @@ def _fold_interrupted(pipeline: Pipeline, result: EventsIngestResult) -> None:
     """Fold the batches an interrupted earlier run (a killed import or server) stored but
     did not fold: re-running the import finds their events already stored (duplicates, not
     folded again), so without this they would reach profiles only at a server's recovery.
-    Safe beside live writers: a profile records the batches folded into it."""
-    recovered = pipeline.recover(min_age_s=0.0)
+    Safe beside live writers: a profile records the batches folded into it. A batch whose
+    last events may still be landing (`Pipeline.recover_round`) is waited for, at most until
+    it is RECOVERY_AGE_S old."""
+    deadline = time.monotonic() + RECOVERY_AGE_S + 5.0
+    recovered = 0
+    while True:
+        round_ = pipeline.recover_round(min_age_s=0.0)
+        recovered += round_.folded
+        if not round_.unsettled or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
     if recovered:
         result.folded += recovered
         result.warnings.append(

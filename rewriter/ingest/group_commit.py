@@ -152,6 +152,16 @@ class GroupCommitter:
         return weighted + tuple(t for t in TRACKING_EVENT_TYPES if t not in weighted)
 
     @property
+    def pending_events(self) -> int:
+        """Events accepted and waiting to be written (for /_affinity/metrics)."""
+        return self._pending
+
+    @property
+    def unfolded_events(self) -> int:
+        """Events written to the log and not yet folded into profiles: the fold lag."""
+        return self._unfolded
+
+    @property
     def running(self) -> bool:
         return bool(self._threads) and not self._stopping
 
@@ -352,9 +362,10 @@ class GroupCommitter:
         try:
             pipeline.fold_batches([w.batch for w in taken])
             folded = True
-        except Exception:
+        except Exception as exc:
             folded = False
-            log.exception(
+            _log_failure(
+                exc,
                 "folding %d written batches (%d events) failed; they are safe in the events "
                 "log, stay pending in the journal, and recovery folds them within %.0f s",
                 len(taken),
@@ -386,8 +397,8 @@ class GroupCommitter:
             errors = self._pop_buffer.flush(
                 self.pipeline.es, self.pipeline.settings.indices.catalog
             )
-        except Exception:
-            log.exception("popularity update failed; these increments are lost (approximate)")
+        except Exception as exc:
+            _log_failure(exc, "popularity update failed; these increments are lost (approximate)")
             return
         for error in errors[:5]:
             log.warning("%s", error)
@@ -399,9 +410,11 @@ class GroupCommitter:
         while not self._recovery_stop.is_set():
             try:
                 folded = pipeline.recover()
-            except Exception:
-                log.exception(
-                    "recovery of unfolded events failed; retrying in %.0f s", self.recover_every_s
+            except Exception as exc:
+                _log_failure(
+                    exc,
+                    "recovery of unfolded events failed; retrying in %.0f s",
+                    self.recover_every_s,
                 )
             else:
                 self.recovered += folded
@@ -416,8 +429,9 @@ class GroupCommitter:
         """Old done batches leave the journal; then retention, if the server runs it."""
         try:
             pruned = pipeline.prune_journal()
-        except Exception:
-            log.exception(
+        except Exception as exc:
+            _log_failure(
+                exc,
                 "deleting old done batches from the journal failed; it only grows "
                 "meanwhile, retrying in %.0f s",
                 PRUNE_EVERY_S,
@@ -429,8 +443,9 @@ class GroupCommitter:
             return
         try:
             self.retention()
-        except Exception:
-            log.exception(
+        except Exception as exc:
+            _log_failure(
+                exc,
                 "retention failed (what it deleted before is consistent); retrying in %.0f s",
                 PRUNE_EVERY_S,
             )
@@ -439,6 +454,16 @@ class GroupCommitter:
 def _engine_trouble(exc: BaseException) -> bool:
     """The engine could not be reached or read (every request of a batch would fail alike)."""
     return isinstance(exc, EngineUnavailable | TransportError | OSError)
+
+
+def _log_failure(exc: BaseException, message: str, *args: object) -> None:
+    """A background task failed: when the engine is down or refusing, say so in one line
+    with the engine's reason (the operator's cue is the engine, not our code); anything
+    else is a bug, logged with its traceback."""
+    if _engine_trouble(exc):
+        log.error(message + " (the engine: %s)", *args, exc)
+    else:
+        log.exception(message, *args)
 
 
 def _not_now(result: JobResult) -> str:

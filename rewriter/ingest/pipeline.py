@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import RequestError, TransportError
@@ -61,6 +61,14 @@ pruning the journal grows by one document per batch (per request, on a quiet ser
 APPEND_CHUNK = 5_000
 """Events per `_bulk` request. A larger batch is sent in chunks, SENDERS at a time: one is
 built while the engine indexes another."""
+
+
+class RecoveryRound(NamedTuple):
+    """One recovery round: events folded, and young pending batches left for a later round
+    because some of their events were not stored yet."""
+
+    folded: int
+    unsettled: int
 
 
 @dataclass
@@ -523,7 +531,20 @@ class Pipeline:
 
     # ------------------------------------------------------------------ recovery and users
     def recover(self, now: float | None = None, min_age_s: float = RECOVERY_AGE_S) -> int:
-        """Fold the events of batches a crash left pending (older than min_age_s)."""
+        """Fold the events of batches a crash left pending (older than min_age_s); how many
+        were folded (`recover_round`)."""
+        return self.recover_round(now, min_age_s).folded
+
+    def recover_round(
+        self, now: float | None = None, min_age_s: float = RECOVERY_AGE_S
+    ) -> RecoveryRound:
+        """Fold the events of batches a crash left pending, older than min_age_s.
+
+        A pending batch younger than RECOVERY_AGE_S may still be landing: the `_bulk` of a
+        process killed mid-write runs on inside the engine. Folding it then, and marking it
+        done, would leave its late events in the log and in no profile. So a young batch is
+        folded only when all its events are stored; otherwise it stays pending (counted as
+        `unsettled`) for a later round."""
         now = time.time() if now is None else now
         journal = self.settings.indices.journal
         query = {
@@ -536,19 +557,26 @@ class Pipeline:
         }
         self.es.indices.refresh(index=[journal, self.settings.indices.events])
         stale = [h["_source"] for h in helpers.scan(self.es, index=journal, query={"query": query})]
-        total, failed = 0, 0
+        total, failed, unsettled = 0, 0, 0
         for entry in stale:  # one batch failing (a refused write) does not hold up the rest
             try:
-                total += self._recover_batch(entry, now)
+                folded = self._recover_batch(entry, now)
             except Exception as exc:
                 failed += 1
                 batch = entry.get("batch_id")
                 log.warning("recovery of batch %s failed (%s); retried next round", batch, exc)
+                continue
+            if folded is None:
+                unsettled += 1
+            else:
+                total += folded
         if failed and failed == len(stale):
             raise RecoveryFailed(f"recovery failed for all {failed} pending batches")
-        return total
+        return RecoveryRound(total, unsettled)
 
-    def _recover_batch(self, entry: Mapping[str, Any], now: float) -> int:
+    def _recover_batch(self, entry: Mapping[str, Any], now: float) -> int | None:
+        """Fold one pending batch and mark it done; None when it is young and not all of
+        its events are stored yet (`recover_round`)."""
         batch = entry["batch_id"]
         sources = helpers.scan(
             self.es,
@@ -556,9 +584,12 @@ class Pipeline:
             query={"query": {"term": {"batch_id": batch}}},
         )
         events = [event_from_doc(h["_source"]) for h in sources]
+        created = float(entry.get("created", now))
+        if now - created < RECOVERY_AGE_S and len(events) < int(entry.get("events", 0)):
+            return None
         pairs = [(e, batch) for e in events if not isinstance(e, Rejection)]
         folded = self.fold_into_profiles(pairs, now) if pairs else 0
-        self._journal(batch, "done", float(entry.get("created", now)), len(pairs))
+        self._journal(batch, "done", created, len(pairs))
         return folded
 
     def prune_journal(self, now: float | None = None, keep_s: float = JOURNAL_KEEP_S) -> int:
@@ -589,6 +620,7 @@ class Pipeline:
         self.es.index(
             index=self.settings.indices.profiles, id=pseudonym, body=tomb, refresh="wait_for"
         )
+        self.profiles.changes.publish([pseudonym])  # every proxy drops its cached profile
 
     def erase(self, pseudonym: str) -> dict[str, int]:
         """Delete the user's profile and every event; counts of what was deleted."""
@@ -610,6 +642,7 @@ class Pipeline:
             refresh=True,
             conflicts="proceed",
         )["deleted"]
+        self.profiles.changes.publish([pseudonym])  # every proxy drops its cached profile
         return {
             "events": events,
             "profiles": profile,

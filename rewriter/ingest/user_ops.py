@@ -30,6 +30,7 @@ from rewriter.events.event import Event
 from rewriter.events.fields import Rejection, iso
 from rewriter.ingest.pipeline import Pipeline, catalog_attributes, event_from_doc
 from rewriter.ingest.retention import Coverage, read_retired, retired_of
+from rewriter.profiles.changes import ChangeLog
 from rewriter.profiles.doc import ProfileDoc, decode, profile_from_source
 from rewriter.profiles.fold import decayed, fold_config, rebuild
 from rewriter.profiles.view import top_values
@@ -296,6 +297,8 @@ class Rebuilder:
                 conflicts.append(info["_id"])
             else:
                 result.errors.append(f"profile {info['_id']}: not written: {info.get('error')}")
+        written = {str(a["_id"]) for a in actions} - set(conflicts)
+        ChangeLog(self.es, self.settings.indices.changes).publish(written)  # proxies' caches
         return conflicts
 
 
@@ -391,4 +394,5 @@ def opt_in(es: OpenSearch, settings: config.Settings, raw_user: str) -> bool:
     if source is None or not source.get("opt_out"):
         return False
     es.delete(index=settings.indices.profiles, id=user, refresh="wait_for")
+    ChangeLog(es, settings.indices.changes).publish([user])  # proxies drop the tombstone
     return True

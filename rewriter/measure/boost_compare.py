@@ -153,7 +153,7 @@ def _reasons(
         ]
     source = hit.get("_source") or {}
     params = reference.script_params(user, boost)
-    item = reference.hit_from_source(hit["_id"], 0.0, source, list(params["attributes"]))
+    item = reference.hit_from_source(hit["_id"], 0.0, source, reference.script_fields(params))
     reasons: list[str] = []
     if g != p:
         aff, found = reference.affinity(item.attributes, params)

@@ -370,6 +370,7 @@ class Options:
     positive_types: tuple[str, ...] = POSITIVE_TYPES
     exclude_seen: bool = True
     compare: tuple[BoostProfile, ...] = ()
+    tune_objective: str = "guarded"
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from rewriter.events.event import Event
 from rewriter.ingest import user_ops
 from rewriter.ingest.pipeline import event_from_doc
 from rewriter.profiles.fold import decayed, fold_config, rebuild
+from rewriter.profiles.view import normalized
 
 RETRYABLE = (429, 502, 503, 504)
 
@@ -235,15 +236,7 @@ def _same(stored: Mapping[str, Any], rebuilt: Mapping[str, Any], half_life_s: fl
         return False
     if stored["counters"]["events"] != rebuilt["counters"]["events"]:
         return False
-    return _close(_normalized(stored), _normalized(rebuilt))
-
-
-def _normalized(profile: Mapping[str, Any]) -> dict[str, dict[str, float]]:
-    out = {}
-    for attribute, values in profile["affinities"].items():
-        peak = max(values.values(), default=0.0)
-        out[attribute] = {v: g / peak for v, g in values.items()} if peak else {}
-    return out
+    return _close(normalized(stored), normalized(rebuilt))  # type: ignore[arg-type]
 
 
 def _close(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> bool:

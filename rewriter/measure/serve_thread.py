@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import uvicorn
@@ -58,10 +59,12 @@ def serve_process(
     env: Mapping[str, str] | None = None,
     workers: int = 1,
     timeout: float = 30.0,
+    root: Path | None = None,
 ) -> subprocess.Popen:
     """`affinity serve` for `settings` on `port`, in its own interpreter (no GIL shared with
-    the caller's clients); returns once its health endpoint answers. `env` adds to or
-    overrides the environment it derives from `settings`."""
+        the caller's clients); returns once its health endpoint answers. `env` adds to or
+        overrides the environment it derives from `settings`. `root` runs another checkout's code
+    (a source tree of an older commit, for before/after benchmarks), with this interpreter."""
     full_env = {
         **os.environ,
         "OPENSEARCH_URL": settings.opensearch_url,
@@ -71,7 +74,9 @@ def serve_process(
         **(env or {}),
     }
     cmd = [sys.executable, "-m", "cli", "serve", "--port", str(port), "--log-level", "warning"]
-    proc = subprocess.Popen([*cmd, "--workers", str(workers)], env=full_env, cwd=config.ROOT)
+    proc = subprocess.Popen(
+        [*cmd, "--workers", str(workers)], env=full_env, cwd=root or config.ROOT
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -42,6 +42,15 @@ class Counters(TypedDict):
     lifetime_value: float
 
 
+class HorizonState(TypedDict):
+    """A short or item-level horizon of a profile (boost/horizons.py): forward masses at its
+    own `landmark` with its own `half_life_s`, per attribute (item ids under "item")."""
+
+    landmark: float | None
+    half_life_s: float
+    affinities: dict[str, dict[str, float]]
+
+
 class ProfileDoc(TypedDict):
     """The profiles-index document (doc id = pseudonym). `affinities` and `recent_sessions`
     are stored unindexed. Masses are forward masses at `landmark`: the decayed value at time
@@ -62,9 +71,11 @@ class ProfileDoc(TypedDict):
     updated_at: float | None
     fold_profile: NotRequired[str]
     """The boost profile whose event weights and half-life folded it (FoldConfig.source)."""
+    horizons: NotRequired[dict[str, HorizonState]]
+    """The session and item-memory horizons by name, when the boost profile folds them."""
 
 
-OPTIONAL_KEYS = frozenset({"fold_profile"})
+OPTIONAL_KEYS = frozenset({"fold_profile", "horizons"})
 """ProfileDoc keys older documents may lack (NotRequired, which `from __future__ import
 annotations` hides from `__required_keys__`)."""
 
@@ -124,12 +135,35 @@ def _number_problem(doc: Mapping[str, Any]) -> str | None:
     spent = counters.get("lifetime_value")
     if not _amount(spent):
         return f"counters.lifetime_value is {spent!r}, not a finite number ≥ 0"
-    affinities = doc.get("affinities")
+    return _affinities_problem(doc.get("affinities"), "affinities") or _horizons_problem(
+        doc.get("horizons") or {}
+    )
+
+
+def _horizons_problem(horizons: object) -> str | None:
+    if not isinstance(horizons, Mapping):
+        return f"horizons is {horizons!r}, not an object"
+    for name, state in horizons.items():
+        where = f"horizons.{name}"
+        if not isinstance(state, Mapping):
+            return f"{where} is {state!r}, not an object"
+        if not (_amount(state.get("half_life_s")) and state["half_life_s"] > 0):
+            return f"{where}.half_life_s is {state.get('half_life_s')!r}, not a number > 0"
+        landmark = state.get("landmark")
+        if landmark is not None and not _finite(landmark):
+            return f"{where}.landmark is {landmark!r}, not a finite time"
+        problem = _affinities_problem(state.get("affinities"), f"{where}.affinities")
+        if problem is not None:
+            return problem
+    return None
+
+
+def _affinities_problem(affinities: object, where: str) -> str | None:
     if not isinstance(affinities, Mapping):
-        return f"affinities is {affinities!r}, not an object"
+        return f"{where} is {affinities!r}, not an object"
     for attribute, values in affinities.items():
         if not isinstance(values, Mapping):
-            return f"affinities.{attribute} is not an object of value → mass"
+            return f"{where}.{attribute} is not an object of value → mass"
         try:  # the common case in one pass (it runs per search): nan, inf and < 0 fail it
             if all(0.0 <= g < math.inf for g in values.values()):
                 continue
@@ -137,7 +171,7 @@ def _number_problem(doc: Mapping[str, Any]) -> str | None:
             pass
         bad = next((v for v, g in values.items() if not _amount(g)), None)
         if bad is not None:
-            return f"affinities.{attribute}[{bad!r}] is {values[bad]!r}, not a finite mass ≥ 0"
+            return f"{where}.{attribute}[{bad!r}] is {values[bad]!r}, not a finite mass ≥ 0"
     return None
 
 
@@ -154,10 +188,13 @@ def to_source(doc: Mapping[str, Any]) -> dict[str, Any]:
     recent sessions' ids and times, as parallel arrays. `decode` inverts it."""
     out = dict(doc)
     out["schema"] = SCHEMA_VERSION
-    affinities = doc.get("affinities")
-    if isinstance(affinities, Mapping):
-        out["affinities"] = {
-            a: {"values": list(vs), "masses": list(vs.values())} for a, vs in affinities.items()
+    if "affinities" in doc:
+        out["affinities"] = _pairs_of(doc["affinities"])
+    horizons = doc.get("horizons")
+    if isinstance(horizons, Mapping):
+        out["horizons"] = {
+            name: {**state, "affinities": _pairs_of(state.get("affinities"))}
+            for name, state in horizons.items()
         }
     sessions = doc.get("recent_sessions")
     if isinstance(sessions, Mapping) and not _is_pairs(sessions, "ids"):
@@ -169,16 +206,37 @@ def decode(source: Mapping[str, Any]) -> dict[str, Any]:
     """A stored profile (schema 1 or 2; parts may be filtered out) in the in-memory shape:
     affinities as {attribute: {value: mass}}, recent_sessions as {session id: time}."""
     out = dict(source)
-    affinities = source.get("affinities")
-    if isinstance(affinities, Mapping):
-        out["affinities"] = {
-            a: dict(zip(vs["values"], vs["masses"], strict=True)) if _is_pairs(vs, "values") else vs
-            for a, vs in affinities.items()
+    if "affinities" in source:
+        out["affinities"] = _maps_of(source["affinities"])
+    horizons = source.get("horizons")
+    if isinstance(horizons, Mapping):
+        out["horizons"] = {
+            name: {**state, "affinities": _maps_of(state.get("affinities"))}
+            if isinstance(state, Mapping)
+            else state
+            for name, state in horizons.items()
         }
     sessions = source.get("recent_sessions")
     if isinstance(sessions, Mapping) and _is_pairs(sessions, "ids"):
         out["recent_sessions"] = dict(zip(sessions["ids"], sessions["last"], strict=True))
     return out
+
+
+def _pairs_of(affinities: object) -> object:
+    """{attribute: {value: mass}} as {attribute: {values: [...], masses: [...]}}."""
+    if not isinstance(affinities, Mapping):
+        return affinities
+    return {a: {"values": list(vs), "masses": list(vs.values())} for a, vs in affinities.items()}
+
+
+def _maps_of(affinities: object) -> object:
+    """`_pairs_of` inverted (schema 1 objects pass through)."""
+    if not isinstance(affinities, Mapping):
+        return affinities
+    return {
+        a: dict(zip(vs["values"], vs["masses"], strict=True)) if _is_pairs(vs, "values") else vs
+        for a, vs in affinities.items()
+    }
 
 
 def _is_pairs(value: object, key: str) -> bool:

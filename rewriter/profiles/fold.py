@@ -22,8 +22,9 @@ import math
 import sys
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from rewriter.boost.horizons import ITEM_KEY
 from rewriter.boost.profile import (
     DEFAULT_ATTRIBUTES,
     DEFAULT_EVENT_WEIGHTS,
@@ -35,6 +36,7 @@ from rewriter.events.event import Event
 from rewriter.profiles.doc import (
     SCHEMA_VERSION,
     Counters,
+    HorizonState,
     ProfileDoc,
     ProfileError,
     check_numbers,
@@ -106,6 +108,19 @@ def _days(seconds: float) -> str:
 
 
 @dataclass(frozen=True)
+class HorizonConfig:
+    """A horizon folded beside the long-term affinities (boost/horizons.py): its name
+    (`session`, `items`), half-life, the attributes it folds, whether it folds the item ids
+    themselves (under ITEM_KEY), and how many values per attribute it keeps."""
+
+    name: str
+    half_life_s: float
+    attributes: tuple[str, ...] = ()
+    items: bool = False
+    store_k: int = store_k_for(DEFAULT_TOP_K)
+
+
+@dataclass(frozen=True)
 class FoldConfig:
     """What `fold` needs from the boost profile.
 
@@ -115,6 +130,7 @@ class FoldConfig:
     store_k: values kept per attribute (`store_k_for(top_k)`).
     purchase_types: types counted as purchases (and summed into lifetime_value).
     source: the boost profile these settings come from (named in error messages).
+    horizons: the session and item-memory horizons to fold too (none by default).
     """
 
     event_weights: Mapping[str, float] = field(
@@ -125,6 +141,7 @@ class FoldConfig:
     store_k: int = store_k_for(DEFAULT_TOP_K)
     purchase_types: tuple[str, ...] = ("purchase",)
     source: str = field(default="", compare=False)
+    horizons: tuple[HorizonConfig, ...] = ()
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.half_life_s) and self.half_life_s > 0):
@@ -155,7 +172,24 @@ def fold_config(boost: BoostProfile) -> FoldConfig:
         store_k=store_k_for(boost.top_k),
         purchase_types=purchase or ("purchase",),
         source=boost.name,
+        horizons=horizon_configs(boost),
     )
+
+
+def horizon_configs(boost: BoostProfile) -> tuple[HorizonConfig, ...]:
+    """The horizons a boost profile folds: `session` and `items` when their weights are on.
+    A horizon keeps top_k values per attribute (it is short-lived or read whole)."""
+    out: list[HorizonConfig] = []
+    session = boost.session
+    if session.enabled:
+        weighted = tuple(a for a in session.attributes if session.weights[a] > 0)
+        items = session.weights.get(ITEM_KEY, 0.0) > 0
+        hours = session.half_life_hours * 3600.0
+        out.append(HorizonConfig("session", hours, weighted, items, boost.top_k))
+    if boost.item_memory.enabled:
+        days = boost.item_memory.half_life_days * DAY_S
+        out.append(HorizonConfig("items", days, (), True, store_k_for(boost.top_k)))
+    return tuple(out)
 
 
 def empty_profile(user: str, cfg: FoldConfig) -> ProfileDoc:
@@ -244,7 +278,7 @@ def fold(
     last_seen = last if doc["last_seen"] is None else max(doc["last_seen"], last)
     horizon = _expiry_log2(cfg, landmark, last_seen)
     sessions, recent = _sessions(doc, batch)
-    return {
+    out: ProfileDoc = {
         **doc,
         "landmark": landmark,
         "mass": mass if _kept(mass, horizon) else 0.0,
@@ -257,6 +291,10 @@ def fold(
         "updated_at": last_seen if now is None else now,
         **_folded_by(cfg),
     }
+    out.pop("horizons", None)
+    if cfg.horizons:
+        out["horizons"] = _fold_horizons(doc.get("horizons") or {}, batch, cfg, last_seen)
+    return out
 
 
 def rebuild(
@@ -303,6 +341,7 @@ def without_masses(profile: ProfileDoc) -> ProfileDoc:
     """The profile's counters, sessions and times, with no affinity masses."""
     doc = {**profile, "landmark": None, "mass": 0.0, "affinities": {}, "updated_at": None}
     doc.pop("fold_profile", None)
+    doc.pop("horizons", None)
     return doc  # type: ignore[return-value]
 
 
@@ -350,7 +389,9 @@ def _start(profile: ProfileDoc | None, batch: list[Event], cfg: FoldConfig) -> P
     return profile
 
 
-def _landmark(doc: ProfileDoc, batch: list[Event], cfg: FoldConfig) -> tuple[float, float]:
+def _landmark(
+    doc: ProfileDoc | HorizonState, batch: list[Event], cfg: FoldConfig
+) -> tuple[float, float]:
     """(landmark to use, factor to rescale the stored masses by).
 
     A new profile starts at its newest event. An existing one keeps its landmark until an
@@ -371,8 +412,10 @@ def _add_masses(
     batch: list[Event],
     cfg: FoldConfig,
     landmark: float,
+    items: bool = False,
 ) -> float:
-    """Add each event's forward mass to its attribute values (in place); return the total."""
+    """Add each event's forward mass to its attribute values (in place), and with `items` to
+    its item id (under ITEM_KEY); return the total."""
     total = 0.0
     for event in batch:
         weight = cfg.weight(event.type)
@@ -384,7 +427,35 @@ def _add_masses(
             for value in event.attributes.get(attribute, ()):
                 target = affinities.setdefault(attribute, {})
                 target[value] = target.get(value, 0.0) + mass
+        if items:
+            target = affinities.setdefault(ITEM_KEY, {})
+            target[event.item_id] = target.get(event.item_id, 0.0) + mass
     return total
+
+
+def _fold_horizons(
+    stored: Mapping[str, HorizonState], batch: list[Event], cfg: FoldConfig, last_seen: float
+) -> dict[str, HorizonState]:
+    """Each horizon of `cfg` plus `batch`, with the long-term fold's math under the horizon's
+    own half-life and landmark. A stored horizon folded with another half-life starts again
+    (its events are in the log: a rebuild restores it); one `cfg` no longer has is dropped."""
+    out: dict[str, HorizonState] = {}
+    for h in cfg.horizons:
+        state = stored.get(h.name)
+        if state is None or state["half_life_s"] != h.half_life_s:
+            state = {"landmark": None, "half_life_s": h.half_life_s, "affinities": {}}
+        sub = replace(
+            cfg, half_life_s=h.half_life_s, attributes=h.attributes, store_k=h.store_k, horizons=()
+        )
+        landmark, scale = _landmark(state, batch, sub)
+        affinities = {
+            a: {v: g * scale for v, g in vs.items()} for a, vs in state["affinities"].items()
+        }
+        _add_masses(affinities, batch, sub, landmark, items=h.items)
+        horizon = _expiry_log2(sub, landmark, last_seen)
+        trimmed = _trim(affinities, horizon, h.store_k)
+        out[h.name] = {"landmark": landmark, "half_life_s": h.half_life_s, "affinities": trimmed}
+    return out
 
 
 def _expiry_log2(cfg: FoldConfig, landmark: float, last_seen: float) -> float:

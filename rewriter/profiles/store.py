@@ -1,20 +1,24 @@
-"""Reading profile documents for the proxy: realtime GET by id, with a small TTL cache.
+"""Reading profile documents for the proxy: realtime GET by id, kept in memory until changed.
 
-The cache keeps the hot path to one dict lookup for repeat users; its TTL (default 250 ms) and
-explicit invalidation by the events path keep freshness (event to ranking) under a second,
-even when the event arrived through another process. `MemoryProfileStore` is the in-memory
-twin for unit tests.
+The proxy's cache (profiles/cache.py, an LRU by bytes) keeps the hot path to one dict lookup
+for every active user; invalidation by this process's fold and by the change feed
+(profiles/changes.py) keeps freshness (event to ranking) within a few hundred milliseconds,
+even when the event arrived through another process. Without a readable feed, entries live
+250 ms, as before the feed. `MemoryProfileStore` is the in-memory twin for unit tests.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Protocol
 
 import orjson
 
 from rewriter.engine.http_pool import EngineDown, EngineHTTP
+from rewriter.profiles.cache import ProfileCache
+from rewriter.profiles.changes import ChangeFeed
 from rewriter.profiles.doc import ProfileDoc, profile_from_source
 
 REALTIME = {"realtime": "true"}  # sees a profile written a moment ago, before any refresh
@@ -43,7 +47,14 @@ class MemoryProfileStore:
 
 
 class OpenSearchProfileStore:
-    """Profiles from the profiles alias via realtime GET (sees writes before a refresh)."""
+    """Profiles from the profiles alias via realtime GET (sees writes before a refresh).
+
+    With a `cache` and a `feed` (the proxy: serve/app.py), a user's profile is read once and
+    then served from memory until it changes: the fold in this process invalidates it at
+    once, the change feed (profiles/changes.py) within about 100 ms in any other. While the
+    feed is not trusted (not read yet, or unreadable), entries are served for at most `ttl`
+    seconds after they were read, as without a feed.
+    """
 
     def __init__(
         self,
@@ -51,33 +62,64 @@ class OpenSearchProfileStore:
         alias: str,
         ttl: float = 0.25,
         capacity: int = 10_000,
+        cache: ProfileCache[ProfileDoc | None] | None = None,
+        feed: ChangeFeed | None = None,
     ) -> None:
         self.http = http
         self.alias = alias
         self.ttl = ttl
         self.capacity = capacity
-        self._cache: OrderedDict[str, tuple[float, ProfileDoc | None]] = OrderedDict()
+        self.cache = cache
+        self.feed = feed
+        self._recent: OrderedDict[str, tuple[float, ProfileDoc | None]] = OrderedDict()
 
     async def get(self, pseudonym: str) -> ProfileDoc | None:
+        cache = self.cache
+        if cache is not None and self.feed is not None and self.feed.trusted:
+            hit, doc = cache.get(pseudonym)
+            if hit:
+                return doc
+            ticket = cache.begin()
+            doc, size = await self._read(pseudonym)
+            cache.put(pseudonym, doc, size, ticket)
+            return doc
+        return await self._get_ttl(pseudonym)
+
+    async def _get_ttl(self, pseudonym: str) -> ProfileDoc | None:
+        """Without a trusted feed: entries live `ttl` seconds (bounded by `capacity`)."""
         now = time.monotonic()
-        hit = self._cache.get(pseudonym)
+        hit = self._recent.get(pseudonym)
         if hit is not None and now - hit[0] < self.ttl:
             return hit[1]
+        doc, _ = await self._read(pseudonym)
+        self._recent[pseudonym] = (now, doc)
+        self._recent.move_to_end(pseudonym)
+        while len(self._recent) > self.capacity:
+            self._recent.popitem(last=False)
+        return doc
+
+    async def _read(self, pseudonym: str) -> tuple[ProfileDoc | None, int]:
+        """The decoded profile (None without one) and the size of its stored JSON."""
         # The whole _source: excluding the rings (recent_batches, recent_sessions) costs the
         # engine more than sending them (GET p50 1.09 vs 0.75 ms for a 7.7 KB profile).
         response = await self.http.get(f"/{self.alias}/_doc/{pseudonym}", params=REALTIME)
         if response.status == 404:
-            doc = None
-        elif response.status != 200:
+            return None, 0
+        if response.status != 200:
             raise EngineDown(f"reading profile {pseudonym} failed with HTTP {response.status}")
-        else:
-            source = orjson.loads(response.content).get("_source")
-            doc = None if source is None else profile_from_source(source)
-        self._cache[pseudonym] = (now, doc)
-        self._cache.move_to_end(pseudonym)
-        while len(self._cache) > self.capacity:
-            self._cache.popitem(last=False)
-        return doc
+        source = orjson.loads(response.content).get("_source")
+        size = len(response.content)
+        return (None if source is None else profile_from_source(source)), size
 
     def invalidate(self, pseudonym: str) -> None:
-        self._cache.pop(pseudonym, None)
+        self._recent.pop(pseudonym, None)
+        if self.cache is not None:
+            self.cache.invalidate(pseudonym)
+
+    def invalidate_many(self, pseudonyms: Iterable[str]) -> None:
+        """Drop many users at once (a change-feed document, a fold)."""
+        users = list(pseudonyms)
+        for user in users:
+            self._recent.pop(user, None)
+        if self.cache is not None:
+            self.cache.invalidate(users)

@@ -29,6 +29,7 @@ from opensearchpy.exceptions import TransportError
 from rewriter import config
 from rewriter.engine.client import MGET_CHUNK, DocumentsUnavailable, mget_docs
 from rewriter.events.event import Event
+from rewriter.profiles.changes import ChangeLog
 from rewriter.profiles.doc import ProfileDoc, UnreadableProfile, check_numbers, decode, to_source
 from rewriter.profiles.fold import FoldConfig, HalfLifeMismatch, fold
 
@@ -169,6 +170,7 @@ class ProfileWriter:
         """Profiles that cannot be folded (a stored number is unusable): user → what is
         wrong. A later successful write (after a rebuild) takes the user out."""
         self._lock = threading.Lock()
+        self.changes = ChangeLog(es, settings.indices.changes)
 
     # ------------------------------------------------------------------ reads
     def read(self, users: Sequence[str]) -> dict[str, Found | None]:
@@ -303,6 +305,7 @@ class ProfileWriter:
                 break
             pending = self._round(pending, now, folded, prefetched)
             prefetched = None
+        self.changes.publish(u for u in by_user if u not in pending)  # proxies' caches
         if pending:
             raise RuntimeError(
                 f"profiles of {len(pending)} users kept changing under us; "

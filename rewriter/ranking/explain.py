@@ -55,7 +55,7 @@ def explain_hits(
     for i, hit in enumerate(organic):
         source = dict(hit.get("_source") or {})
         source.update(hit.get("fields") or {})
-        item = reference.hit_from_source(hit["_id"], 0.0, source, list(params["attributes"]))
+        item = reference.hit_from_source(hit["_id"], 0.0, source, reference.script_fields(params))
         aff, matches = reference.affinity(item.attributes, params)
         in_window = window is None or start + i < window
         if log_.get("mode") == "popularity":  # cold start: the popularity term, not affinity
@@ -77,7 +77,7 @@ def explain_hits(
             "added": added,
             "final": score,
             "attributes": {
-                m.attribute: {
+                m.key: {
                     "value": m.value,
                     "affinity": m.affinity,
                     "weight": m.weight,

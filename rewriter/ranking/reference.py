@@ -30,11 +30,12 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 import numpy as np
 
 from rewriter.boost import dsl_eval
+from rewriter.boost.horizons import ITEM_FIELD, ITEM_KEY
 from rewriter.boost.profile import BoostProfile, Shape
 from rewriter.profiles.view import UserAffinity
 from rewriter.ranking import pins
@@ -54,9 +55,14 @@ class AttributeParams(TypedDict):
 
 
 class ScriptParams(TypedDict):
-    """params of the Painless script `affinity`."""
+    """params of the Painless script `affinity`: the long-term `attributes`, and `horizons`
+    (only when the user has any): horizon name -> catalog field -> weight and values, scored
+    by the same "max over the item's values" form. A `related` path for never-seen items
+    would be one more horizon here: field `related` (the catalog's co-viewed item ids),
+    values the user's item affinities."""
 
     attributes: dict[str, AttributeParams]
+    horizons: NotRequired[dict[str, dict[str, AttributeParams]]]
 
 
 def alpha_eff(alpha: float, mass: float, k: float) -> float:
@@ -77,7 +83,43 @@ def script_params(user: UserAffinity | None, boost: BoostProfile) -> ScriptParam
         values = _top_values(user.affinities.get(name, {}), boost.top_k)
         if weight > 0 and values:
             attributes[name] = {"weight": float(weight), "values": values}
-    return {"attributes": attributes}
+    params: ScriptParams = {"attributes": attributes}
+    horizons = _horizon_params(user, boost)
+    if horizons:
+        params["horizons"] = horizons
+    return params
+
+
+def _horizon_params(
+    user: UserAffinity, boost: BoostProfile
+) -> dict[str, dict[str, AttributeParams]]:
+    """The session and item-memory terms (boost/horizons.py): per horizon, each weighted
+    attribute the user has values for, item ids as the catalog's ITEM_FIELD."""
+    weights = {
+        "session": boost.session.weights,
+        "items": {ITEM_KEY: boost.item_memory.weight},
+    }
+    out: dict[str, dict[str, AttributeParams]] = {}
+    for horizon, by_name in weights.items():
+        known = user.horizons.get(horizon, {})
+        terms: dict[str, AttributeParams] = {}
+        top_k = boost.item_memory.top_k if horizon == "items" else None
+        for name, weight in by_name.items():
+            values = _top_values(known.get(name, {}), top_k or boost.top_k)
+            if weight > 0 and values:
+                field_name = ITEM_FIELD if name == ITEM_KEY else name
+                terms[field_name] = {"weight": float(weight), "values": values}
+        if terms:
+            out[horizon] = terms
+    return out
+
+
+def script_fields(params: ScriptParams) -> list[str]:
+    """The catalog fields the script reads for these params (each once, in order)."""
+    names = list(params["attributes"])
+    for terms in params.get("horizons", {}).values():
+        names += terms
+    return list(dict.fromkeys(names))
 
 
 def _top_values(affinities: Mapping[str, float], top_k: int) -> dict[str, float]:
@@ -105,7 +147,8 @@ def plan(user: UserAffinity | None, boost: BoostProfile) -> Plan:
     params = script_params(user, boost)
     if user is not None and user.opt_out:
         return Plan("none", "opt_out", 0.0, params)
-    if user is None or user.mass <= 0 or not params["attributes"]:
+    known = params["attributes"] or params.get("horizons")
+    if user is None or user.mass <= 0 or not known:
         reason = "no_user" if user is None else "no_profile_cold_start"
         cold = boost.cold_start
         if cold.strategy == "popularity" and cold.popularity_weight > 0:
@@ -119,12 +162,19 @@ def plan(user: UserAffinity | None, boost: BoostProfile) -> Plan:
 
 @dataclass(frozen=True)
 class AttributeMatch:
-    """One attribute's part of Affinity: the item's best-known value and its affinity."""
+    """One attribute's part of Affinity: the item's best-known value and its affinity;
+    `horizon` is "" for the long-term attributes, else `session` or `items`."""
 
     attribute: str
     weight: float
     value: str | None
     affinity: float
+    horizon: str = ""
+
+    @property
+    def key(self) -> str:
+        """`brand` for a long-term attribute, `session.brand` for a horizon's."""
+        return f"{self.horizon}.{self.attribute}" if self.horizon else self.attribute
 
     @property
     def contribution(self) -> float:
@@ -136,9 +186,22 @@ def affinity(
 ) -> tuple[float, tuple[AttributeMatch, ...]]:
     """painless/affinity.painless, line for line; `doc` maps field -> the item's values
     (absent or empty when the item has none). Also returns each attribute's best match."""
-    total = 0.0
     matches: list[AttributeMatch] = []
-    for field_name, attribute in params["attributes"].items():
+    total = _sum_of(doc, params["attributes"], "", matches)
+    for horizon, terms in params.get("horizons", {}).items():
+        total += _sum_of(doc, terms, horizon, matches)
+    return total, tuple(matches)
+
+
+def _sum_of(
+    doc: Mapping[str, Sequence[str]],
+    attributes: Mapping[str, AttributeParams],
+    horizon: str,
+    matches: list[AttributeMatch],
+) -> float:
+    """The script's sumOf: Σ over `attributes` of weight · the item's best-known value."""
+    total = 0.0
+    for field_name, attribute in attributes.items():
         if field_name not in doc or len(doc[field_name]) == 0:
             continue
         known = attribute["values"]
@@ -149,9 +212,10 @@ def affinity(
             if aff is not None and float(aff) > best:
                 best = float(aff)
                 best_value = value
-        total += float(attribute["weight"]) * best
-        matches.append(AttributeMatch(field_name, float(attribute["weight"]), best_value, best))
-    return total, tuple(matches)
+        weight = float(attribute["weight"])
+        total += weight * best
+        matches.append(AttributeMatch(field_name, weight, best_value, best, horizon))
+    return total
 
 
 def popularity_term(popularity: float | None, modifier: str) -> float:

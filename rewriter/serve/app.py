@@ -18,7 +18,9 @@ Allow-list (everything else is refused with 403 and a JSON error, and logged):
 - `GET /_affinity/placements?slot=` (serve/placements.py): banners and offers per slot
 
 Index expressions must name indices: wildcards, `_all` and affinity's own indices (profiles,
-events) are refused, so the proxy can never be used to read another user's profile.
+events) are refused, so the proxy can never be used to read another user's profile; so are
+the indices a body names inside itself (a terms lookup, more_like_this items: serve/index_refs.py)
+and a scroll clear of `_all` (it would end every client's scrolls).
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ from rewriter.boost import reload
 from rewriter.boost.profile import BoostProfile, default_boost_name
 from rewriter.engine.http_pool import EngineError, EngineHTTP
 from rewriter.experiments import assignment, impressions
-from rewriter.profiles.store import OpenSearchProfileStore, ProfileStore
-from rewriter.serve import events_endpoint, placements, recommend
+from rewriter.profiles.store import ProfileStore
+from rewriter.serve import events_endpoint, metrics, placements, profile_cache, recommend
 from rewriter.serve.errors import ProxyError, json_response
 from rewriter.serve.openapi import OPENAPI_PATH, openapi
 from rewriter.serve.search import forward_plain, msearch, search
@@ -67,6 +69,7 @@ async def health(request: Request) -> Response:
             for name, p in state.boost_profiles.items()
         },
         "boost_profile_errors": state.boost_errors,
+        "profile_cache": profile_cache.health(request.app),
     }
     return json_response(body, 200 if body["status"] == "ok" else 503)
 
@@ -170,7 +173,7 @@ def create_app(
     state = ProxyState(
         settings=settings,
         http=client,
-        profiles=profiles or OpenSearchProfileStore(client, settings.indices.profiles),
+        profiles=profiles or profile_cache.build_store(settings, client),
         boost_profiles=boosts,
         boost_errors=list(registry.errors),
         secret=secret,
@@ -190,6 +193,7 @@ def create_app(
     routes = [
         *ROUTES,
         *events_endpoint.ROUTES,
+        *metrics.ROUTES,
         *recommend.ROUTES,
         *placements.ROUTES,
         *(extra_routes or []),
@@ -197,6 +201,7 @@ def create_app(
     ]
     registry.on_change = lambda boosts, errors: _swap_boosts(state, boosts, errors)
     lifespan = _closing_pool(impressions.with_impressions(events_endpoint.lifespan))
+    lifespan = profile_cache.with_change_feed(lifespan)
     app = Starlette(
         routes=routes,
         lifespan=reload.lifespan(registry, lifespan),
@@ -204,6 +209,7 @@ def create_app(
     )
     app.state.proxy = state
     app.state.boost_registry = registry
+    metrics.install(app, routes)
     return app
 
 

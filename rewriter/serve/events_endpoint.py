@@ -254,7 +254,9 @@ async def post_events(request: Request) -> Response:
         items, committer.known_types, request.headers.get("x-user-id"), time.time()
     )
     if not valid:
-        return json_response(summary(valid, None, rejections), 400)
+        body = summary(valid, None, rejections)
+        _count_rejections(request, body)
+        return json_response(body, 400)
     try:
         future = committer.submit([event for _, event in valid], wait_for_profiles=wait)
         result = await asyncio.wait_for(asyncio.wrap_future(future), ACK_TIMEOUT_S)
@@ -269,9 +271,17 @@ async def post_events(request: Request) -> Response:
         )
         return error_response(503, "affinity_events_not_written", reason)
     body = summary(valid, result, rejections)
+    _count_rejections(request, body)
     if wait:  # the fold already dropped these users' cached profiles (on_folded)
         body["folded"] = result.folded
     return json_response(body, 202)
+
+
+def _count_rejections(request: Request, body: dict[str, Any]) -> None:
+    """Rejected events by reason, for /_affinity/metrics (serve/metrics.py)."""
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None and body["rejections"]:
+        metrics.count_rejections(body["rejections"])
 
 
 def _wait_for_profiles(request: Request) -> bool:

@@ -517,6 +517,11 @@ HEALTH_SCHEMA: JSONObj = {
         "engine": {"type": "string"},
         "boost_profiles": {"type": "object"},
         "boost_profile_errors": {"type": "array", "items": {"type": "string"}},
+        "profile_cache": {
+            "type": "object",
+            "nullable": True,
+            "description": "Hits, misses, hit rate, size and the change feed's state",
+        },
     },
 }
 
@@ -597,6 +602,16 @@ def spec(boost_profiles: Sequence[str] = ()) -> JSONObj:
                         "200": {
                             "description": "OpenAPI 3",
                             "content": {JSON: {"schema": {"type": "object"}}},
+                        }
+                    },
+                ),
+                "/_affinity/metrics": _simple_get(
+                    "metrics",
+                    "Prometheus metrics (text format): requests, latency, cache, queues",
+                    {
+                        "200": {
+                            "description": "Prometheus text exposition format 0.0.4",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
                         }
                     },
                 ),

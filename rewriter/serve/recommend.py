@@ -48,6 +48,7 @@ from rewriter.serve.limits import MAX_SEARCH_BODY_BYTES, read_body
 from rewriter.serve.search import (
     _blames_request,
     _check_index,
+    _check_references,
     _context,
     _engine_error,
     _json_object,
@@ -80,6 +81,7 @@ async def recommend(request: Request) -> Response:
     try:
         req = parse_request(await _raw(request), state.settings.indices.catalog)
         _check_index(state, req.index)
+        _check_references(state, req.filter)  # a terms lookup may not read private indices
         return await _answer(state, request, req)
     except RecommendError as err:
         return ProxyError(400, "affinity_bad_recommendation", str(err)).response()

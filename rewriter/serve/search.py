@@ -29,7 +29,9 @@ from rewriter.profiles.view import UserAffinity, affinity_view
 from rewriter.ranking import explain, pins
 from rewriter.ranking.resolve import query_text
 from rewriter.ranking.rewrite import RequestContext, RewriteResult, rewrite
+from rewriter.serve import metrics, tracing
 from rewriter.serve.errors import JSON_TYPE, ProxyError, json_response
+from rewriter.serve.index_refs import clears_every_scroll, reads_private, referenced_indices
 from rewriter.serve.limits import (
     MAX_MSEARCH_BODY_BYTES,
     MAX_MSEARCH_SEARCHES,
@@ -64,6 +66,20 @@ def _check_index(state: ProxyState, index: str) -> None:
             "affinity_forbidden_index",
             f"{hidden[0]} holds affinity's private data and cannot be read through the proxy",
         )
+
+
+def _check_references(state: ProxyState, body: Any) -> None:
+    """The indices a body reads beside its path's (terms lookup, more_like_this items, ...):
+    never affinity's private ones, by name or by a pattern that matches one."""
+    private = state.settings.indices.private
+    for name in referenced_indices(body):
+        if reads_private(name, private):
+            raise ProxyError(
+                403,
+                "affinity_forbidden_index",
+                f"the body reads index {name!r}, which holds affinity's private data: it "
+                "cannot be read through the proxy",
+            )
 
 
 def _refuse_every_index() -> NoReturn:
@@ -309,6 +325,7 @@ async def search(request: Request) -> Response:
         _check_index(state, index)
         raw = await read_body(request, MAX_SEARCH_BODY_BYTES, "the search body")
         body = _body_from(raw, params)
+        _check_references(state, body)
         path = f"/{index}/_search" if index else "/_search"
         if "scroll" in params:  # generic: a scroll pages a snapshot, not a ranking
             forward = _forward_params(params)  # from, size and sort are in the body
@@ -317,13 +334,17 @@ async def search(request: Request) -> Response:
         new_body, plog, boost, affinity, ctx, result = await _personalized(
             state, request, index, body
         )
+        tracing.set_query_id(plog.get("query_id"))
+        metrics.note_mode(request, plog.get("mode"))
         upstream = await _send_search(state, index, new_body, result.pins, _forward_params(params))
     except ProxyError as err:
+        if err.status >= 500:
+            log.warning("search on %s not answered: %s", index, err)
         return err.response()
     if upstream.status != 200:
         return _passthrough(upstream)
-    response = orjson.loads(upstream.content)
     if ctx.explain:
+        response = orjson.loads(upstream.content)
         explain.explain_hits(response, plog, boost, affinity, new_body, result.rules)
     plog.pop("params", None)
     if any(slot.in_search for slot in boost.placements):  # serve/placements.py imports us
@@ -331,11 +352,30 @@ async def search(request: Request) -> Response:
 
         text = query_text(body.get("query"))
         plog["placements"] = search_placements(request, boost, affinity, ctx, text)
-    response["personalization"] = plog
+    if ctx.explain:
+        response["personalization"] = plog
+        content = orjson.dumps(response)
+    else:  # one member added: the engine's bytes are not parsed and written again
+        content = with_member(upstream.content, "personalization", plog)
     if state.impressions is not None and request.method != "HEAD":  # HEAD shows nothing
         user = request.headers.get("x-user-id")
-        state.impressions.record_search(user, index, body, response, plog)
-    return json_response(response)
+        state.impressions.record_search_later(user, index, body, content, plog)
+    return Response(content, 200, media_type=JSON_TYPE)
+
+
+def with_member(content: bytes, key: str, value: Any) -> bytes:
+    """The JSON object `content` with `key: value` added as its last member, by splicing
+    bytes (the engine's answer to a search is one JSON object; its members are kept as
+    sent). Falls back to parsing when `content` does not end like an object."""
+    text = content.rstrip()
+    if not text.endswith(b"}"):
+        response = orjson.loads(content)
+        response[key] = value
+        return orjson.dumps(response)
+    member = orjson.dumps(key) + b":" + orjson.dumps(value)
+    inner = text[:-1].rstrip()
+    empty = inner.endswith(b"{")
+    return inner + (member if empty else b"," + member) + b"}"
 
 
 async def msearch(request: Request) -> Response:
@@ -367,6 +407,7 @@ async def msearch(request: Request) -> Response:
             target = _msearch_target(header, index, n // 2 + 1)
             _check_index(state, target)
             body = _msearch_line(lines[n + 1], n // 2 + 1, "body")
+            _check_references(state, body)
             new_body, plog, *_, result = await _personalized(state, request, target, body)
             plog.pop("params", None)
             out_lines += [orjson.dumps(header), orjson.dumps(new_body)]
@@ -520,6 +561,13 @@ async def forward_plain(request: Request) -> Response:
             _check_index(state, index)
         raw = await read_body(request, MAX_SEARCH_BODY_BYTES, "the request body")
         body = _json_object(raw, "parse_exception", "request body") if raw.strip() else None
+        _check_references(state, body)
+        if request.method == "DELETE" and clears_every_scroll(body, params):
+            raise ProxyError(
+                403,
+                "affinity_forbidden_scroll",
+                "clearing scroll _all would clear every client's scrolls; name your scroll_id",
+            )
         upstream = await _send(
             state,
             request.method,

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from opensearchpy import helpers
+from own_indices import own_shop
 
 from rewriter import config
 from rewriter.boost.profile import load_boost_profiles
 from rewriter.engine import local_node
-from rewriter.engine.bootstrap import bootstrap_cluster
 from rewriter.engine.client import connect, wait_for_health
 from rewriter.measure import faults
 from rewriter.measure.serve_thread import free_port, serve_process
@@ -42,25 +41,19 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int]]
 
 @pytest.fixture(scope="module")
 def shop(node: tuple[Path, int], settings: config.Settings) -> config.Settings:
-    s = replace(
+    es = connect(replace(settings, url=f"http://127.0.0.1:{node[1]}"), timeout=60)
+    wait_for_health(es, "yellow", 120)
+    items = (
+        {"id": item, "title": f"shoe {n}", "brand": BRANDS[n % 3]} for n, item in enumerate(ITEMS)
+    )
+    s = own_shop(
+        es,
         settings,
+        "",
+        items,
         url=f"http://127.0.0.1:{node[1]}",
         indices=config.Indices(prefix="restart-"),
-        boost_dir=config.ROOT / "profiles",
-        fold_profile=None,
     )
-    es = connect(s, timeout=60)
-    wait_for_health(es, "yellow", 120)
-    bootstrap_cluster(es, s)
-    docs = (
-        {
-            "_index": s.indices.catalog,
-            "_id": item,
-            "_source": {"id": item, "title": f"shoe {n}", "brand": BRANDS[n % 3]},
-        }
-        for n, item in enumerate(ITEMS)
-    )
-    helpers.bulk(es, docs, refresh=True)
     return s
 
 

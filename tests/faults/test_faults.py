@@ -18,11 +18,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from opensearchpy import OpenSearch, helpers
+from opensearchpy import OpenSearch
+from own_indices import own_shop
 
 from rewriter import config
 from rewriter.boost.profile import load_boost_profiles
-from rewriter.engine.bootstrap import bootstrap_cluster
 from rewriter.measure import faults
 from rewriter.measure.faulty_engine import Faults, faulty_engine
 from rewriter.measure.serve_thread import free_port, serve_process
@@ -40,27 +40,16 @@ PER_USER = int(os.environ.get("AFFINITY_FAULT_EVENTS_PER_USER", "30"))
 @pytest.fixture(scope="module")
 def shop(opensearch: OpenSearch, bootstrapped: config.Settings) -> config.Settings:
     """This module's own indices (bootstrapped) and a small catalog."""
-    s = replace(
-        bootstrapped,
-        indices=config.Indices(prefix=f"{bootstrapped.indices.prefix}fault-"),
-        boost_dir=config.ROOT / "profiles",
-        fold_profile=None,
-    )
-    bootstrap_cluster(opensearch, s)
-    docs = (
+    items = (
         {
-            "_index": s.indices.catalog,
-            "_id": item,
-            "_source": {
-                "id": item,
-                "title": f"item {n}",
-                "brand": BRANDS[n % len(BRANDS)],
-                "category": [CATEGORIES[n % len(CATEGORIES)]],
-            },
+            "id": item,
+            "title": f"item {n}",
+            "brand": BRANDS[n % len(BRANDS)],
+            "category": [CATEGORIES[n % len(CATEGORIES)]],
         }
         for n, item in enumerate(ITEMS)
     )
-    helpers.bulk(opensearch, docs, refresh=True)
+    s = own_shop(opensearch, bootstrapped, "fault-", items)
     return s
 
 

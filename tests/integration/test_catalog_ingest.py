@@ -12,8 +12,6 @@ from opensearchpy import OpenSearch
 import cli
 from rewriter import config
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture
 def env(bootstrapped: config.Settings) -> dict[str, str]:
@@ -95,7 +93,7 @@ def test_mixed_csv_loads_the_good_and_exits_nonzero(
 def test_movielens_movies_load(
     env: dict, opensearch: OpenSearch, bootstrapped: config.Settings
 ) -> None:
-    movies = ROOT / "data" / "movielens" / "movies.csv"
+    movies = config.ROOT / "data" / "movielens" / "movies.csv"
     result = CliRunner().invoke(cli.main, ["ingest", "catalog", str(movies), "--quiet"], env=env)
     assert result.exit_code == 0, result.output
     assert "loaded 9742, rejected 0" in result.output

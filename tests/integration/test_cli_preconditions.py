@@ -20,7 +20,6 @@ from rewriter.events import formats
 from rewriter.ingest import catalog_files
 from rewriter.measure.serve_thread import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "test-secret-0123456789abcdef"
 
 
@@ -43,16 +42,16 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "items.jsonl").write_text(json.dumps(item) + "\n")
     event = {"user_id": "u1", "item_id": "i1", "type": "click", "timestamp": "2024-01-01T00:00:00Z"}
     (d / "events.jsonl").write_text(json.dumps(event) + "\n")
-    movies = (ROOT / "data" / "movielens" / "movies.csv").read_text().splitlines()[:4]
+    movies = (config.ROOT / "data" / "movielens" / "movies.csv").read_text().splitlines()[:4]
     (d / "movies.csv").write_text("\n".join(movies) + "\n")
     ratings = ["userId,movieId,rating,timestamp", "1,1,4.0,964982703", "1,3,4.0,964981247"]
     (d / "ratings.csv").write_text("\n".join([*ratings, "2,1,5.0,964982703"]) + "\n")
     profiles = d / "profiles"
     (profiles / "experiments").mkdir(parents=True)
-    for path in (ROOT / "profiles").glob("*.yaml"):
+    for path in (config.ROOT / "profiles").glob("*.yaml"):
         (profiles / path.name).write_text(path.read_text())
     (profiles / "experiments" / "ab.yaml").write_text(EXPERIMENT)
-    default = (ROOT / "profiles" / "default.yaml").read_text()
+    default = (config.ROOT / "profiles" / "default.yaml").read_text()
     (d / "default_v2.yaml").write_text(default.replace("alpha: 1.0", "alpha: 2.0"))
     return d
 

@@ -18,23 +18,22 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from opensearchpy import OpenSearch, helpers
+from own_indices import own_shop
 
 import cli
 from rewriter import config, privacy
 from rewriter.boost.profile import BoostProfile
-from rewriter.engine.bootstrap import bootstrap_cluster
 from rewriter.events.event import Event, validate
 from rewriter.ingest import segment_priors, user_ops
 from rewriter.ingest.event_files import fold_boost
 from rewriter.ingest.group_commit import GroupCommitter
-from rewriter.ingest.pipeline import Pipeline, event_from_doc
+from rewriter.ingest.pipeline import RECOVERY_AGE_S, Pipeline, event_from_doc
 from rewriter.measure.serve_thread import serve_in_thread
 from rewriter.profiles import fold, writer
 from rewriter.profiles.doc import decode
 from rewriter.profiles.fold import fold_config
 from rewriter.serve.app import create_app
 
-ROOT = Path(__file__).resolve().parents[2]
 NOW = time.time()
 ITEMS = 200
 BRANDS = ("acme", "zenit", "nova", "orbit", "pike", "quill", "rho")
@@ -44,27 +43,16 @@ CATEGORIES = ("shoes", "hats", "outerwear", "bags", "socks")
 @pytest.fixture(scope="module")
 def ev(opensearch: OpenSearch, bootstrapped: config.Settings) -> config.Settings:
     """Settings with this module's own indices (bootstrapped) and a 200-item catalog."""
-    s = replace(
-        bootstrapped,
-        indices=config.Indices(prefix=f"{bootstrapped.indices.prefix}ev-"),
-        boost_dir=ROOT / "profiles",
-        fold_profile=None,
-    )
-    bootstrap_cluster(opensearch, s)
-    docs = (
+    items = (
         {
-            "_index": s.indices.catalog,
-            "_id": f"i{n}",
-            "_source": {
-                "id": f"i{n}",
-                "title": f"item {n} running",
-                "brand": BRANDS[n % len(BRANDS)],
-                "category": [CATEGORIES[n % len(CATEGORIES)]],
-            },
+            "id": f"i{n}",
+            "title": f"item {n} running",
+            "brand": BRANDS[n % len(BRANDS)],
+            "category": [CATEGORIES[n % len(CATEGORIES)]],
         }
         for n in range(ITEMS)
     )
-    helpers.bulk(opensearch, docs, refresh=True)
+    s = own_shop(opensearch, bootstrapped, "ev-", items)
     return s
 
 
@@ -454,6 +442,45 @@ def test_recover_folds_events_a_crash_left_unfolded(
     assert opensearch.get(index=ev.indices.journal, id="crash-batch")["_source"]["state"] == "done"
     assert pipeline.recover() == 0
     assert user_ops.read_profile(opensearch, ev, pseudo) == profile
+
+
+def test_a_young_batch_still_landing_is_left_for_a_later_round(
+    ev: config.Settings, opensearch: OpenSearch
+) -> None:
+    """A killed writer's last `_bulk` runs on inside the engine: a young pending batch with
+    fewer events stored than its journal entry announced is not folded (nor marked done)
+    until the rest land, or until it is RECOVERY_AGE_S old (then what is stored is all)."""
+    pseudo = _pseudo(ev, "landing")
+    created = time.time()
+
+    def store(n: int) -> None:
+        doc = {
+            "event_id": f"landing-{n}",
+            "user_id": pseudo,
+            "type": "purchase",
+            "item_id": "i2",
+            "timestamp": NOW - 3600 + n,
+            "attributes": {"brand": [BRANDS[2]], "category": ["outerwear"]},
+            "known_item": True,
+            "batch_id": "landing-batch",
+            "ingested_at": created,
+        }
+        opensearch.index(index=ev.indices.events, id=f"landing-{n}", body=doc, refresh=True)
+
+    store(1)
+    journal = {"batch_id": "landing-batch", "state": "pending", "created": created, "events": 3}
+    opensearch.index(index=ev.indices.journal, id="landing-batch", body=journal, refresh=True)
+    pipeline = Pipeline(opensearch, ev, fold_boost(ev))
+    assert pipeline.recover_round(min_age_s=0) == (0, 1)
+    assert user_ops.read_profile(opensearch, ev, pseudo) is None
+    state = opensearch.get(index=ev.indices.journal, id="landing-batch")["_source"]["state"]
+    assert state == "pending"
+    store(2)
+    later = created + RECOVERY_AGE_S + 1  # the third never lands: folded when old enough
+    assert pipeline.recover_round(now=created + 1, min_age_s=0) == (0, 1)
+    assert pipeline.recover_round(now=later, min_age_s=0) == (2, 0)
+    profile = user_ops.read_profile(opensearch, ev, pseudo)
+    assert profile is not None and profile["counters"]["events"] == 2
 
 
 def test_a_batch_is_never_folded_twice_into_a_profile(

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import httpx
+import orjson
 import pytest
 from opensearchpy import OpenSearch
 
@@ -212,6 +213,50 @@ def test_non_allowlisted_endpoints_are_refused_and_catalog_intact(
     assert len(REFUSED) >= 20
     assert opensearch.count(index=catalog)["count"] == len(ITEMS)
     assert opensearch.get_script(id="affinity")["found"]
+
+
+def test_a_body_cannot_read_private_indices_by_lookup_nor_clear_every_scroll(
+    proxy_url: str, catalog: str, zenit_fan: str, bootstrapped: config.Settings
+) -> None:
+    """A terms lookup reads a document of the index it names: the engine does it for the
+    catalog (so the refusal is not of lookups as such), the proxy refuses it for a user's
+    profile, in a search, a count and an msearch; more_like_this items likewise. A scroll
+    clear of `_all` would end other clients' scrolls: refused, while clearing one's own works."""
+    lookup = {"index": catalog, "id": "2", "path": "brand"}
+    mine = httpx.post(
+        f"{proxy_url}/{catalog}/_search", json={"query": {"terms": {"brand": lookup}}}
+    )
+    assert mine.status_code == 200 and {h["_id"] for h in mine.json()["hits"]["hits"]} == {
+        "2",
+        "5",
+    }
+    pseudonym = privacy.pseudonymize(zenit_fan, config.user_secret(bootstrapped))
+    profile = {"index": bootstrapped.indices.profiles, "id": pseudonym, "path": "user_id"}
+    stolen = {"query": {"terms": {"brand": profile}}}
+    liked = {"query": {"more_like_this": {"like": [{"_index": bootstrapped.indices.events}]}}}
+    header = orjson.dumps({"index": catalog})
+    tries = [
+        ("/_search", stolen),
+        ("/_count", stolen),
+        ("/_search", liked),
+        ("/_msearch", header + b"\n" + orjson.dumps(stolen) + b"\n"),
+    ]
+    for path, body in tries:
+        content = body if isinstance(body, bytes) else orjson.dumps(body)
+        r = httpx.post(
+            f"{proxy_url}/{catalog}{path}",
+            content=content,
+            headers={"content-type": "application/json"},
+        )
+        assert r.status_code == 403, (path, r.text)
+        assert "private data" in r.json()["error"]["reason"]
+    first = httpx.post(f"{proxy_url}/{catalog}/_search?scroll=1m", json={"size": 1}).json()
+    everyone = httpx.request("DELETE", f"{proxy_url}/_search/scroll", json={"scroll_id": "_all"})
+    assert everyone.status_code == 403 and "_all" in everyone.json()["error"]["reason"]
+    own = httpx.request(
+        "DELETE", f"{proxy_url}/_search/scroll", json={"scroll_id": first["_scroll_id"]}
+    )
+    assert own.status_code == 200 and own.json()["succeeded"] is True
 
 
 def test_engine_errors_keep_status_and_body(

@@ -266,6 +266,16 @@ def test_bought_together_falls_back_to_similarity(proxy: str) -> None:
         ({"model": "for_you", "filter": [1]}, 400, "filter"),
         ({"model": "for_you", "colour": "red"}, 400, "colour"),
         ({"model": "for_you", "index": "no-such-index"}, 404, "no-such-index"),
+        (
+            {
+                "model": "for_you",
+                "filter": {
+                    "terms": {"brand": {"index": "*affinity-profiles*", "id": "x", "path": "y"}}
+                },
+            },
+            403,
+            "private",
+        ),
     ],
 )
 def test_refusals_name_the_field(proxy: str, body: dict, status: int, names: str) -> None:

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from opensearchpy import OpenSearch
 
+from rewriter.boost.horizons import ItemMemory, SessionIntent
 from rewriter.boost.profile import BoostProfile, ColdStart, Shape
 from rewriter.profiles.view import UserAffinity
 from rewriter.ranking.reference import hit_from_source, score
@@ -30,12 +31,15 @@ PAINLESS = Path(__file__).resolve().parents[2] / "painless" / "affinity.painless
 BRANDS = ["nike", "adidas", "puma", "asics"]
 CATEGORIES = ["shoes", "shirts", "sport", "outdoor"]
 WORDS = ["red", "blue", "shoe", "shirt", "running", "trail"]
-ATTRIBUTES = ["brand", "category", "color"]  # color is never mapped: the script must skip it
+ITEM_IDS = ["i1", "i2", "i3", "i4"]
+# color is never mapped: the script must skip it; id is the item memory's field
+ATTRIBUTES = ["brand", "category", "color", "id"]
 MAPPING = {
     "properties": {
         "title": {"type": "text"},
         "brand": {"type": "keyword"},
         "category": {"type": "keyword"},
+        "id": {"type": "keyword"},
         "popularity": {"type": "float"},
     }
 }
@@ -65,6 +69,7 @@ _docs = st.lists(
         optional={
             "brand": _keyword(BRANDS),
             "category": _keyword(CATEGORIES),
+            "id": st.sampled_from(ITEM_IDS),
             "popularity": st.floats(0, 1000, allow_nan=False),
         },
     ),
@@ -87,7 +92,15 @@ def _users(draw: st.DrawFn) -> UserAffinity | None:
         "category": draw(st.dictionaries(st.sampled_from(CATEGORIES), _aff, max_size=4)),
         "color": draw(st.dictionaries(st.sampled_from(["red", "blue"]), _aff, max_size=2)),
     }
-    return UserAffinity("u", affinities, draw(st.floats(0.1, 100)))
+    items = st.dictionaries(st.sampled_from([*ITEM_IDS, "i9"]), _aff, max_size=4)
+    horizons = {
+        "session": {
+            "brand": draw(st.dictionaries(st.sampled_from(BRANDS), _aff, max_size=2)),
+            "item": draw(items),
+        },
+        "items": {"item": draw(items)},
+    }
+    return UserAffinity("u", affinities, draw(st.floats(0.1, 100)), horizons=horizons)
 
 
 _word = st.sampled_from(WORDS)
@@ -122,6 +135,9 @@ _app_rescore = _word.map(
 )
 
 
+_weight = st.sampled_from([0.0, 0.3, 1.5])
+
+
 def _boosts(shape: Shape) -> st.SearchStrategy[BoostProfile]:
     return st.builds(
         BoostProfile,
@@ -135,6 +151,11 @@ def _boosts(shape: Shape) -> st.SearchStrategy[BoostProfile]:
             {"brand": st.floats(0.1, 2)},
             optional={"category": st.floats(0, 2), "color": st.floats(0, 2)},
         ),
+        session=st.builds(
+            SessionIntent,
+            weights=st.fixed_dictionaries({}, optional={"brand": _weight, "item": _weight}),
+        ),
+        item_memory=st.builds(ItemMemory, weight=_weight),
         cold_start=st.builds(
             ColdStart,
             strategy=st.sampled_from(["popularity", "none"]),
@@ -168,6 +189,7 @@ def _check(
     ]
     result = rewrite(request, user, boost, RequestContext())
     event(f"mode={result.log['mode']}, beyond window: {result.log['page_beyond_window']}")
+    event(f"horizons: {sorted(result.log.get('horizons') or {})}")  # type: ignore[arg-type]
     got = engine.search(index=index, body=result.body)["hits"]["hits"]
     expected = score(hits, user, boost, shape=result.log["shape"] or boost.shape)  # type: ignore[arg-type]
     start, size = int(request["from"]), int(request["size"])  # type: ignore[arg-type]
@@ -240,6 +262,32 @@ def test_hand_computed_scores(engine: OpenSearch, index_prefix: str, shape: Shap
     with _catalog(engine, index_prefix, docs) as index:
         got = engine.search(index=index, body=body)["hits"]["hits"]
     assert [(h["_id"], h["_score"]) for h in got] == [("0", 3.0), ("1", 2.0), ("2", 1.0)]
+
+
+def test_hand_computed_horizon_scores(engine: OpenSearch, index_prefix: str) -> None:
+    """Session intent and item memory add their own "max over values" terms."""
+    docs: list[dict[str, JSON]] = [
+        {"title": "a", "brand": "nike", "id": "i1"},
+        {"title": "b", "brand": "puma", "id": "i2"},
+        {"title": "c", "brand": "nike", "id": "i3"},
+    ]
+    horizons = {
+        "session": {"brand": {"puma": 0.5}, "item": {"i3": 1.0}},
+        "items": {"item": {"i1": 1.0, "i2": 0.25}},
+    }
+    user = UserAffinity("u", {"brand": {"nike": 1.0}}, 5, horizons=horizons)
+    boost = BoostProfile(
+        name="t",
+        alpha=2.0,
+        attributes={"brand": 1},
+        session=SessionIntent(weights={"brand": 2.0, "item": 0.5}),
+        item_memory=ItemMemory(weight=4.0),
+    )
+    # alpha_eff = 1; a: 1 + 1 + 4·1 = 6; b: 1 + 2·0.5 + 4·0.25 = 3; c: 1 + 1 + 0.5·1 = 2.5
+    body = rewrite({}, user, boost, RequestContext()).body
+    with _catalog(engine, index_prefix, docs) as index:
+        got = engine.search(index=index, body=body)["hits"]["hits"]
+    assert [(h["_id"], h["_score"]) for h in got] == [("0", 6.0), ("1", 3.0), ("2", 2.5)]
 
 
 DFS_DOCS: list[dict[str, JSON]] = [

@@ -10,16 +10,15 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from opensearchpy import OpenSearch, helpers
+from opensearchpy import OpenSearch
+from own_indices import own_shop
 
 from rewriter import config, privacy
 from rewriter.engine import client
-from rewriter.engine.bootstrap import bootstrap_cluster
 from rewriter.engine.client import EngineUnavailable
 from rewriter.events.event import Event, validate
 from rewriter.ingest import user_ops
@@ -29,7 +28,6 @@ from rewriter.measure.serve_thread import serve_in_thread
 from rewriter.profiles import writer
 from rewriter.serve.app import create_app
 
-ROOT = Path(__file__).resolve().parents[2]
 TYPES = ("view", "click", "add_to_cart", "purchase")
 BRANDS = ("acme", "zenit", "nova")
 
@@ -37,27 +35,16 @@ BRANDS = ("acme", "zenit", "nova")
 @pytest.fixture(scope="module")
 def wf(opensearch: OpenSearch, bootstrapped: config.Settings) -> config.Settings:
     """Settings with this module's own indices and a 10-item catalog (i0..i9)."""
-    s = replace(
-        bootstrapped,
-        indices=config.Indices(prefix=f"{bootstrapped.indices.prefix}wf-"),
-        boost_dir=ROOT / "profiles",
-        fold_profile=None,
-    )
-    bootstrap_cluster(opensearch, s)
-    docs = (
+    items = (
         {
-            "_index": s.indices.catalog,
-            "_id": f"i{n}",
-            "_source": {
-                "id": f"i{n}",
-                "title": f"item {n} running",
-                "brand": BRANDS[n % len(BRANDS)],
-                "category": ["shoes" if n % 2 else "hats"],
-            },
+            "id": f"i{n}",
+            "title": f"item {n} running",
+            "brand": BRANDS[n % len(BRANDS)],
+            "category": ["shoes" if n % 2 else "hats"],
         }
         for n in range(10)
     )
-    helpers.bulk(opensearch, docs, refresh=True)
+    s = own_shop(opensearch, bootstrapped, "wf-", items)
     return s
 
 

@@ -28,6 +28,7 @@ def test_shards_split_catalog_and_profiles_replicas_copy_every_index() -> None:
         "impressions": (1, 1),
         "journal": (1, 1),
         "retired": (1, 1),  # the retention's per-user totals: one shard, copied like the logs
+        "changes": (1, 1),  # the profile caches' change feed
     }
 
 

@@ -160,3 +160,20 @@ def test_impressions_can_be_turned_off(tmp_path: object, caplog: object) -> None
         app = create_app(off, boost_dir=str(profiles))
     assert app.state.proxy.impressions is None
     assert "running experiments (ab)" in caplog.text  # type: ignore[attr-defined]
+
+
+def test_a_response_in_bytes_is_parsed_by_the_writer_and_a_bad_one_fails_alone() -> None:
+    client = FakeClient()
+    writer = imp.ImpressionWriter(lambda: client, "impr", SECRET, linger_s=0.01)
+    content = b'{"hits": {"total": {"value": 9}, "hits": [{"_id": "7"}, {"_id": "3"}]}}'
+    body = {"from": 10, "query": {"match": {"t": "red shoes"}}}
+    writer.record_search_later("alice", "shop", body, content, {"query_id": "q1", "mode": "x"})
+    writer.record_search_later("alice", "shop", body, b"{not json", {"query_id": "q2"})
+    writer.record_search_later("alice", "shop", body, content, {})  # no query id: nothing
+    assert writer.flush(5)
+    assert writer.written == 1 and writer.failed == 1
+    (doc,) = client.docs
+    assert doc["query_id"] == "q1" and doc["item_ids"] == ["7", "3"] and doc["total_hits"] == 9
+    assert doc["items"][0] == {"id": "7", "position": 11}
+    assert doc["user_id"] == privacy.pseudonymize("alice", SECRET)
+    writer.close()

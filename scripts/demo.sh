@@ -19,3 +19,21 @@ $A search --user 571 --boost-profile movielens --explain "man"
 # and the genre facet of the search "th", generic beside personalized.
 $A suggestions build --boost-profile movielens
 $A suggestions show --user 571 --boost-profile movielens th
+
+# A carousel and a banner for the same user, through the proxy (README, "Recommendation
+# carousels" and "Banners and offers: placements").
+$A recommendations build
+AFFINITY_FOLD_PROFILE=movielens $A serve --port 8800 &
+SERVE=$!
+trap 'kill $SERVE' EXIT
+for _ in $(seq 1 30); do curl -sf localhost:8800/_affinity/health >/dev/null && break; sleep 1; done
+H=(-H 'X-User-Id: 571' -H 'X-Boost-Profile: movielens' -H 'content-type: application/json')
+echo "for_you for user 571:"
+curl -s -XPOST localhost:8800/_affinity/recommend "${H[@]}" -d '{"model": "for_you", "size": 5}' |
+  .venv/bin/python -c 'import json, sys; r = json.load(sys.stdin); print(r["personalization"]["why"]); [print(" ", h["_source"]["title"]) for h in r["hits"]["hits"]]'
+echo "related to The Shining (1258) for user 571:"
+curl -s -XPOST localhost:8800/_affinity/recommend "${H[@]}" -d '{"model": "related", "item": "1258", "size": 5}' |
+  .venv/bin/python -c 'import json, sys; r = json.load(sys.stdin); print(r["personalization"]["why"]); [print(" ", h["_source"]["title"]) for h in r["hits"]["hits"]]'
+echo "home_hero banner for user 571:"
+curl -s 'localhost:8800/_affinity/placements?slot=home_hero' "${H[@]}"
+echo

@@ -25,6 +25,7 @@ from typing import Literal
 from yaml.nodes import Node
 
 from rewriter.boost import yaml_fields as y
+from rewriter.boost.diversity import Diversity, parse_diversity
 from rewriter.boost.facets import FacetSettings
 from rewriter.boost.facets_schema import parse_facets
 from rewriter.boost.horizons import (
@@ -34,6 +35,8 @@ from rewriter.boost.horizons import (
     parse_session,
     session_problem,
 )
+from rewriter.boost.placements import Slot
+from rewriter.boost.placements_schema import parse_placements
 from rewriter.boost.rules import Rule
 from rewriter.boost.rules_schema import parse_rules
 from rewriter.boost.segments import Segment, bind_user_lists, references
@@ -140,6 +143,8 @@ class BoostProfile:
     segments: tuple[Segment, ...] = ()
     rules: tuple[Rule, ...] = ()
     facets: FacetSettings = field(default_factory=FacetSettings)
+    placements: tuple[Slot, ...] = ()  # boost/placements.py
+    diversity: Diversity = field(default_factory=Diversity)  # boost/diversity.py
     source: str = "<string>"
     refs: tuple[Ref, ...] = field(default=(), compare=False, repr=False)
 
@@ -358,6 +363,8 @@ _TOP: dict[str, y.Parser] = {
     "segments": parse_segments,
     "rules": parse_rules,
     "facets": parse_facets,
+    "placements": parse_placements,
+    "diversity": parse_diversity,
 }
 
 # The keys a profile may set, for docs and tests (profiles/default.yaml documents each one).

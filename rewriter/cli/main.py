@@ -12,7 +12,7 @@ from opensearchpy.exceptions import TransportError
 from tqdm import tqdm
 
 from rewriter import config
-from rewriter.cli import boost, facets, measure, retention, suggestions, users
+from rewriter.cli import boost, facets, measure, recommend, retention, suggestions, users
 from rewriter.cli.common import EXPLAINED, explain, requires_bootstrap, requires_engine
 from rewriter.cli.common import fail as _fail
 from rewriter.cli.common import settings as _settings
@@ -511,6 +511,10 @@ for _command in (users.profile, users.user, users.segments, boost.boost, retenti
 ingest.add_command(users.ingest_events)
 main.add_command(facets.facets)
 main.add_command(suggestions.suggestions)
+main.add_command(recommend.recommendations)
+main.add_command(recommend.placements)
+main.add_command(recommend.audit)
+main.add_command(recommend.export)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,12 @@ from rewriter.events.fields import (
 )
 
 DEFAULT_EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase")
+TRACKING_EVENT_TYPES: tuple[str, ...] = ("impression", "click")
+"""Accepted by POST /events whatever the event weights say: a carousel or placement was shown
+or clicked (with `recommendation_id` or `decision_id`). Unweighted types add no affinity."""
+TRACKING_ID_FIELDS: tuple[str, ...] = ("decision_id", "recommendation_id")
+"""Stored as the event's `query_id` when it has none: the id of the placement decision
+(serve/placements.py) or carousel (serve/recommend.py) the event came from."""
 
 
 CONTEXT_KEYS: tuple[str, ...] = ("device", "geo", "referrer", "campaign")
@@ -298,6 +304,9 @@ def _event(raw: Raw, known: Collection[str], names: Names, now: float | None) ->
     for key in ("query_id", "session_id", "experiment", "variant"):
         if (value := get(key)) is not None:
             fields[key] = _text(value, n[key])
+    for key in TRACKING_ID_FIELDS:  # a carousel's or a placement's id joins as a search's does
+        if fields["query_id"] is None and (value := get(key)) is not None:
+            fields["query_id"] = _text(value, key)
     if (value := get("query")) is not None:
         fields["query"] = _text(value, n["query"], MAX_TEXT_CHARS)
     if (value := get("position")) is not None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from opensearchpy.exceptions import TransportError
 
 from rewriter.engine.client import EngineUnavailable
-from rewriter.events.event import Event
+from rewriter.events.event import TRACKING_EVENT_TYPES, Event
 from rewriter.ingest.event_files import PopularityBuffer, stored_ids
 from rewriter.ingest.pipeline import BatchResult, Pipeline
 
@@ -148,7 +148,8 @@ class GroupCommitter:
 
     @property
     def known_types(self) -> tuple[str, ...]:
-        return tuple(self.pipeline.boost.event_weights)
+        weighted = tuple(self.pipeline.boost.event_weights)
+        return weighted + tuple(t for t in TRACKING_EVENT_TYPES if t not in weighted)
 
     @property
     def pending_events(self) -> int:

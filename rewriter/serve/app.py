@@ -14,6 +14,8 @@ Allow-list (everything else is refused with 403 and a JSON error, and logged):
 - scrolls (`?scroll=` on a search, `/_search/scroll`): forwarded generic. A scroll pages a
   fixed snapshot in index order, so there is nothing to personalize; `helpers.scan` works.
 - `POST /events` (events/event.py / events_endpoint.py): user events in
+- `GET|POST /_affinity/recommend` (serve/recommend.py): recommendation carousels
+- `GET /_affinity/placements?slot=` (serve/placements.py): banners and offers per slot
 
 Index expressions must name indices: wildcards, `_all` and affinity's own indices (profiles,
 events) are refused, so the proxy can never be used to read another user's profile; so are
@@ -40,7 +42,7 @@ from rewriter.boost.profile import BoostProfile, default_boost_name
 from rewriter.engine.http_pool import EngineError, EngineHTTP
 from rewriter.experiments import assignment, impressions
 from rewriter.profiles.store import ProfileStore
-from rewriter.serve import events_endpoint, metrics, profile_cache
+from rewriter.serve import events_endpoint, metrics, placements, profile_cache, recommend
 from rewriter.serve.errors import ProxyError, json_response
 from rewriter.serve.openapi import OPENAPI_PATH, openapi
 from rewriter.serve.search import forward_plain, msearch, search
@@ -194,6 +196,8 @@ def create_app(
         *ROUTES,
         *events_endpoint.ROUTES,
         *metrics.ROUTES,
+        *recommend.ROUTES,
+        *placements.ROUTES,
         *(extra_routes or []),
         Route("/{path:path}", refuse, methods=ANY),
     ]

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from rewriter.serve.errors import json_response
+from rewriter.serve.openapi_recommend import placements_ops, recommend_ops
 
 JSONObj = dict[str, Any]
 
@@ -640,6 +641,8 @@ def spec(boost_profiles: Sequence[str] = ()) -> JSONObj:
                 "/{index}/_count": _count_ops(),
                 "/events": _events_op(),
                 "/_affinity/suggest": _suggest_ops(headers),
+                "/_affinity/recommend": recommend_ops(headers),
+                "/_affinity/placements": placements_ops(headers),
             }
         ),
         "components": _components(),

@@ -27,6 +27,7 @@ from rewriter.experiments import assignment
 from rewriter.profiles.doc import UnreadableProfile
 from rewriter.profiles.view import UserAffinity, affinity_view
 from rewriter.ranking import explain, facets, pins
+from rewriter.ranking.resolve import query_text
 from rewriter.ranking.rewrite import RequestContext, RewriteResult, rewrite
 from rewriter.serve import metrics, tracing
 from rewriter.serve.errors import JSON_TYPE, ProxyError, json_response
@@ -346,18 +347,24 @@ async def search(request: Request) -> Response:
         return err.response()
     if upstream.status != 200:
         return _passthrough(upstream)
-    if ctx.explain or facet_plan is not None:  # the response itself changes: parse it
+    reshaped = ctx.explain or facet_plan is not None  # the response itself changes: parse it
+    if reshaped:
         response = orjson.loads(upstream.content)
         facet_log = facets.apply_facets(response, facet_plan, explain=ctx.explain)
         if facet_log is not None:
             plog["facets"] = facet_log
         if ctx.explain:
             explain.explain_hits(response, plog, boost, affinity, new_body, result.rules)
-        plog.pop("params", None)
+    plog.pop("params", None)
+    if any(slot.in_search for slot in boost.placements):  # serve/placements.py imports us
+        from rewriter.serve.placements import search_placements
+
+        text = query_text(body.get("query"))
+        plog["placements"] = search_placements(request, boost, affinity, ctx, text)
+    if reshaped:
         response["personalization"] = plog
         content = orjson.dumps(response)
     else:  # one member added: the engine's bytes are not parsed and written again
-        plog.pop("params", None)
         content = with_member(upstream.content, "personalization", plog)
     if state.impressions is not None and request.method != "HEAD":  # HEAD shows nothing
         user = request.headers.get("x-user-id")

@@ -699,3 +699,18 @@ def test_the_log_document_is_to_doc_plus_the_pipeline_fields() -> None:
         expected = {**event.to_doc(), **pipeline}
         got = _log_doc(event, True, "b1", 5.0, "csv")
         assert orjson.loads(orjson.dumps(got)) == orjson.loads(orjson.dumps(expected))
+
+
+def test_decision_and_recommendation_ids_join_as_query_id() -> None:
+    from rewriter.events.event import TRACKING_EVENT_TYPES, Event, validate
+
+    base = {"user_id": "u", "item_id": "banner", "timestamp": 1.7e9}
+    types = ("click", *TRACKING_EVENT_TYPES)
+    shown = validate({**base, "type": "impression", "decision_id": "d-1"}, types)
+    clicked = validate({**base, "type": "click", "recommendation_id": "r-2"}, types)
+    both = validate({**base, "type": "click", "query_id": "q", "decision_id": "d-3"}, types)
+    assert isinstance(shown, Event) and shown.query_id == "d-1"
+    assert isinstance(clicked, Event) and clicked.query_id == "r-2"
+    assert isinstance(both, Event) and both.query_id == "q"
+    bad = validate({**base, "type": "click", "decision_id": {"id": 5}}, types)
+    assert not isinstance(bad, Event) and bad.field == "decision_id"

@@ -1,0 +1,1 @@
+"""Item pairs from sessions, scored by significance (pure)."""

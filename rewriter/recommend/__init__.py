@@ -1,0 +1,1 @@
+"""Recommendation carousels: request, model bodies, the pair tables and their build."""

@@ -53,6 +53,9 @@ SETTINGS: dict[str, str] = {
     "AFFINITY_REPLICAS": "Replicas of every affinity index, set by `affinity bootstrap`, also on "
     "existing indices (default 0, index_templates/' count). Use 1 on a cluster of 2 or more "
     "nodes, so that losing a node loses no shard.",
+    "AFFINITY_AUTH": "Who may call the proxy: `required` (every endpoint but health and the "
+    "OpenAPI description needs an API key, a user token or a staff session), `off`, or `auto` "
+    "(default: required unless `affinity serve` listens on loopback only).",
 }
 
 
@@ -88,9 +91,27 @@ class Indices:
         return f"{self.prefix}affinity-retired"
 
     @property
+    def auth(self) -> str:
+        """Staff accounts and API keys, hashes only (rewriter/auth/store.py)."""
+        return f"{self.prefix}affinity-auth"
+
+    @property
+    def audit(self) -> str:
+        """The append-only audit log of the dashboard and the CLI (rewriter/auth/audit.py)."""
+        return f"{self.prefix}affinity-audit"
+
+    @property
+    def boost_versions(self) -> str:
+        """Boost profile drafts and published versions (rewriter/web/versions.py)."""
+        return f"{self.prefix}affinity-boost-versions"
+
+    @property
     def private(self) -> tuple[str, ...]:
         """Affinity's own indices: per-user data the proxy never serves."""
-        return (self.profiles, self.events, self.impressions, self.journal, self.retired)
+        return (
+            *(self.profiles, self.events, self.impressions, self.journal, self.retired),
+            *(self.auth, self.audit, self.boost_versions),
+        )
 
     def alias(self, template_name: str) -> str:
         return {
@@ -129,6 +150,8 @@ class Settings:
     """AFFINITY_SHARDS; None: the templates' own count (engine/bootstrap.py index_layout)."""
     replicas: int | None = None
     """AFFINITY_REPLICAS; None: the templates' own count."""
+    auth: str = "auto"
+    """AFFINITY_AUTH: off | required | auto (required unless serving on loopback)."""
 
     @property
     def remote(self) -> bool:
@@ -206,7 +229,21 @@ def load(env: dict[str, str] | None = None) -> Settings:
         retention_serve=_flag(e.get("AFFINITY_RETENTION_SERVE"), False),
         shards=_count(e, "AFFINITY_SHARDS", 1),
         replicas=_count(e, "AFFINITY_REPLICAS", 0),
+        auth=_auth_mode(e.get("AFFINITY_AUTH")),
     )
+
+
+AUTH_MODES = ("off", "required", "auto")
+
+
+def _auth_mode(raw: str | None) -> str:
+    mode = (raw or "auto").strip().lower()
+    if mode not in AUTH_MODES:
+        raise SettingError(
+            f"AFFINITY_AUTH={raw!r} is not one of off, required, auto: set one of them or "
+            "unset it (auto: required unless the proxy listens on loopback only)."
+        )
+    return mode
 
 
 class SecretMissing(RuntimeError):

@@ -22,7 +22,7 @@ from rewriter.auth.audit import AuditLog
 from rewriter.auth.store import AuthStore
 from rewriter.engine.client import connect
 from rewriter.serve.app import create_app
-from rewriter.web import accounts, dashboard, preview, shop
+from rewriter.web import accounts, dashboard, preview, shop, users
 from rewriter.web.context import HERE, STATIC, Web
 from rewriter.web.sessions import Gate
 from rewriter.web.versions import SYNC_INTERVAL_S, VersionStore, sync_live
@@ -36,6 +36,7 @@ def build(settings: config.Settings, boost_dir: str | None = None) -> Starlette:
         *preview.ROUTES,
         *dashboard.ROUTES,
         *shop.ROUTES,
+        *users.ROUTES,
         Mount(STATIC, StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     app = create_app(settings, boost_dir=boost_dir, extra_routes=routes)

@@ -187,7 +187,8 @@ class VersionStore:
                 self._put(f"version:{profile}:{served.version}", initial)
         now = time.time()
         version = Stored("version", profile, yaml_text, parsed.version, now, by, reason)
-        self._put(f"version:{profile}:{parsed.version}", version)
+        if self.version(profile, parsed.version) is None:  # a rollback keeps the first record
+            self._put(f"version:{profile}:{parsed.version}", version)
         self._put(f"live:{profile}", Stored(**{**version.__dict__, "kind": "live"}))
         return version
 

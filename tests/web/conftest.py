@@ -8,6 +8,7 @@ in its pytest temp dir (`browser-failure.png`)."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from opensearchpy import OpenSearch
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from rewriter import config, privacy
 from rewriter.auth.store import AuthStore
@@ -43,8 +45,8 @@ ITEMS = {
     "x1": {"title": SCRIPT_TITLE, "brand": "other", "age_days": 400},
 }
 SHOPPERS = {  # raw id: (sessions, lifetime_value, brand affinities)
-    "ret-1": (5, 0.0, {"zenit": 4.0}),
-    "vip-1": (1, 900.0, {"acme": 4.0}),
+    "ret-1": (5, 0.0, {"other": 4.0}),
+    "vip-1": (1, 900.0, {"zenit": 4.0}),
     "new-1": (1, 0.0, {"other": 1.0}),
 }
 
@@ -86,7 +88,7 @@ def shop(
         "properties": {
             "title": {"type": "text"},
             "brand": {"type": "keyword"},
-            "created_at": {"type": "date", "format": "epoch_second"},
+            "created_at": {"type": "date"},
         }
     }
     opensearch.indices.create(
@@ -97,12 +99,15 @@ def shop(
         body = {
             "title": item["title"],
             "brand": item["brand"],
-            "created_at": int(now - item["age_days"] * DAY),
+            "created_at": int((now - item["age_days"] * DAY) * 1000),
         }
         opensearch.index(index=index, id=item_id, body=body)
     opensearch.indices.refresh(index=index)
     for raw in SHOPPERS:
         _store_shopper(opensearch, s, raw)
+    # Each module's proxy starts from its own profile file: no live version of an earlier
+    # module may reach it through the publish sync.
+    opensearch.indices.delete(index=s.indices.boost_versions, ignore_unavailable=True)
     store = AuthStore(opensearch, s.indices.auth)
     existing = {r.name for r in store.list_staff()}
     for role, name in STAFF.items():
@@ -113,7 +118,6 @@ def shop(
         for scope in ("search", "events", "admin")
     }
     directory = tmp_path_factory.mktemp("web-profiles")
-    (directory / "default.yaml").write_text("name: default\n")
     (directory / "shop.yaml").write_text(PROFILE)
     app = build(s, boost_dir=str(directory))
     with serve_in_thread(app) as url:
@@ -145,3 +149,61 @@ def _sign_in(shop: Shop, role: str) -> httpx.Client:
     )
     assert r.status_code == 303, r.text
     return client
+
+
+# --- the browser ------------------------------------------------------------------------------
+
+CHROMIUM = os.environ.get("AFFINITY_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"report_{report.when}", report)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"no Chromium at {CHROMIUM}: run scripts/setup.sh (it installs Debian's chromium) "
+            "or set AFFINITY_CHROMIUM",
+            pytrace=False,
+        )
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(browser: Browser, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Page]:
+    """A fresh browser context (no cookies); a screenshot is kept when the test fails."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    failed = getattr(request.node, "report_call", None)
+    if failed is not None and failed.failed:
+        shot = tmp_path / "browser-failure.png"
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot of the failure: {shot}")
+    context.close()
+
+
+def screenshot(page: Page, name: str) -> None:
+    """With AFFINITY_SCREENSHOTS=DIR, keep a screenshot of the page as DIR/name.png (the ones
+    in docs/screenshots/ are made with AFFINITY_SCREENSHOTS=docs/screenshots)."""
+    target = os.environ.get("AFFINITY_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(target) / f"{name}.png"), full_page=True)
+
+
+def sign_in(page: Page, shop: Shop, role: str) -> None:
+    page.goto(f"{shop.url}/_affinity/ui/login")
+    page.fill("input[name=name]", STAFF[role])
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/_affinity/ui/boost")

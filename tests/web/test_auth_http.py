@@ -10,7 +10,7 @@ import httpx
 import pytest
 from conftest import PASSWORD, Shop, csrf_of, signed_in
 
-from rewriter import config
+from rewriter import config, privacy
 from rewriter.auth import roles, tokens
 from rewriter.auth.store import AuthStore
 
@@ -59,10 +59,22 @@ def _act(shop: Shop, client: httpx.Client, action: roles.Action) -> int:
         assert older, page
         data = {"csrf": csrf, "version": older[0], "reason": "matrix rollback"}
         return client.post(f"{UI}/boost/shop/rollback", data=data).status_code
+    if action == "privacy":
+        return client.get(f"{UI}/users", params={"user": "ret-1"}).status_code
     raise AssertionError(f"no dashboard endpoint for {action}")
 
 
-DASHBOARD_ACTIONS = ("read", "read_audit", "edit_draft", "preview", "publish", "rollback")
+DASHBOARD_ACTIONS = (
+    "read",
+    "read_audit",
+    "edit_draft",
+    "preview",
+    "publish",
+    "rollback",
+    "privacy",
+)
+"""manage_staff and manage_keys have no dashboard endpoint: `affinity staff|keys` take
+OpenSearch's own credentials (their cells are tested in tests/unit/auth/test_roles.py)."""
 
 
 @pytest.mark.parametrize("role", roles.ROLES)
@@ -188,3 +200,33 @@ def test_user_token_searches_and_sends_events_as_its_user_only(shop: Shop) -> No
     assert body["rejections"][0]["index"] == 1 and body["rejections"][0]["field"] == "user_id"
     forged = tokens.issue_user_token(b"some-other-secret-0123456789abcd", "ret-1")
     assert _search(shop, forged).status_code == 401
+
+
+def test_sign_in_is_rate_limited(shop: Shop) -> None:
+    store = AuthStore(shop.es, shop.settings.indices.auth)
+    name = f"rl{int(time.time() * 1000) % 10**8}"
+    store.add_staff(name, "viewer", PASSWORD)
+    for _ in range(5):
+        r = httpx.post(f"{shop.url}{UI}/login", data={"name": name, "password": "wrong-pass"})
+        assert r.status_code == 401
+    r = httpx.post(f"{shop.url}{UI}/login", data={"name": name, "password": PASSWORD})
+    assert r.status_code == 429 and "too many failed sign-ins" in r.text
+
+
+def test_privacy_operations_are_confirmed_and_audited_by_pseudonym(shop: Shop) -> None:
+    client = signed_in(shop, "privacy")
+    page = client.get(f"{UI}/users", params={"user": "new-1"}).text
+    assert 'id="profile"' in page and "sessions 1" in page
+    csrf = csrf_of(page)
+    data = {"csrf": csrf, "user": "new-1", "confirm": "new-2"}
+    r = client.post(f"{UI}/users/delete", data=data)
+    assert r.status_code == 400 and "type the user id again" in r.text
+    r = client.post(f"{UI}/users/export", data={**data, "confirm": "new-1"})
+    assert r.status_code == 200 and r.json()["user_id"] == "new-1"
+    r = client.post(f"{UI}/users/delete", data={**data, "confirm": "new-1"})
+    assert r.status_code == 200 and "user deleted" in r.text
+    page = client.get(f"{UI}/users", params={"user": "new-1"}).text
+    assert 'id="no-profile"' in page
+    audit = client.get(f"{UI}/audit").text
+    pseudonym = privacy.pseudonymize("new-1", config.user_secret(shop.settings))
+    assert "user_delete" in audit and pseudonym in audit and "new-1" not in audit

@@ -107,11 +107,20 @@
 
   async function click(user, item, position, queryId) {
     if (!user) return;
-    const event = { type: "click", user_id: user, item_id: item, position: position };
+    const event = {
+      type: "click",
+      user_id: user,
+      item_id: item,
+      position: position,
+      timestamp: new Date().toISOString(),
+    };
+    if (window.crypto && crypto.randomUUID) event.event_id = crypto.randomUUID(); // safe resends
     if (queryId) event.query_id = queryId;
     const headers = Object.assign({ "content-type": "application/json" }, await credentials(user));
     const response = await fetch("/events", { method: "POST", headers: headers, body: JSON.stringify([event]) });
-    status.textContent = "click on " + item + " sent: " + response.status;
+    const answer = await response.json();
+    const why = (answer.rejections || []).map((r) => r.field + ": " + r.reason).join("; ");
+    status.textContent = "click on " + item + " sent: " + response.status + (why ? " (" + why + ")" : "");
   }
 
   form.addEventListener("submit", search);

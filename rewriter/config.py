@@ -56,6 +56,8 @@ SETTINGS: dict[str, str] = {
     "AFFINITY_AUTH": "Who may call the proxy: `required` (every endpoint but health and the "
     "OpenAPI description needs an API key, a user token or a staff session), `off`, or `auto` "
     "(default: required unless `affinity serve` listens on loopback only).",
+    "AFFINITY_SHOP_USERS": "Raw user ids the demo storefront (/_affinity/shop/) offers as "
+    "shoppers, comma-separated (default none: type one).",
 }
 
 
@@ -152,6 +154,8 @@ class Settings:
     """AFFINITY_REPLICAS; None: the templates' own count."""
     auth: str = "auto"
     """AFFINITY_AUTH: off | required | auto (required unless serving on loopback)."""
+    shop_users: tuple[str, ...] = ()
+    """AFFINITY_SHOP_USERS: the demo storefront's shoppers."""
 
     @property
     def remote(self) -> bool:
@@ -230,6 +234,9 @@ def load(env: dict[str, str] | None = None) -> Settings:
         shards=_count(e, "AFFINITY_SHARDS", 1),
         replicas=_count(e, "AFFINITY_REPLICAS", 0),
         auth=_auth_mode(e.get("AFFINITY_AUTH")),
+        shop_users=tuple(
+            u.strip() for u in e.get("AFFINITY_SHOP_USERS", "").split(",") if u.strip()
+        ),
     )
 
 

@@ -8,8 +8,6 @@ never a key. AFFINITY_SHOP_USERS (comma-separated raw ids) fills the shopper lis
 
 from __future__ import annotations
 
-import os
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -28,7 +26,7 @@ async def shop_page(request: Request) -> Response:
         staff = await w.gate.require(request, "read") if w.gate.required else None
     except Refused as exc:
         return refused(request, exc)
-    users = [u.strip() for u in os.environ.get("AFFINITY_SHOP_USERS", "").split(",") if u.strip()]
+    users = list(w.settings.shop_users)
     context = {
         "static": STATIC,
         "index": request.query_params.get("index") or w.settings.indices.catalog,

@@ -56,6 +56,11 @@ SETTINGS: dict[str, str] = {
     "AFFINITY_PROFILE_CACHE_MB": "Memory for the proxy's profile cache, in MB of stored profile "
     "JSON (default 64; 0 turns it off). Entries stay until the profile changes (the change feed "
     "tells every proxy) or are evicted, least recently used first.",
+    "AFFINITY_AUTH": "Who may call the proxy: `required` (every endpoint but health and the "
+    "OpenAPI description needs an API key, a user token or a staff session), `off`, or `auto` "
+    "(default: required unless `affinity serve` listens on loopback only).",
+    "AFFINITY_SHOP_USERS": "Raw user ids the demo storefront (/_affinity/shop/) offers as "
+    "shoppers, comma-separated (default none: type one).",
 }
 
 
@@ -95,16 +100,26 @@ class Indices:
         """The change feed: users whose profiles were just written (profiles/changes.py)."""
         return f"{self.prefix}affinity-changes"
 
+    def auth(self) -> str:
+        """Staff accounts and API keys, hashes only (rewriter/auth/store.py)."""
+        return f"{self.prefix}affinity-auth"
+
+    @property
+    def audit(self) -> str:
+        """The append-only audit log of the dashboard and the CLI (rewriter/auth/audit.py)."""
+        return f"{self.prefix}affinity-audit"
+
+    @property
+    def boost_versions(self) -> str:
+        """Boost profile drafts and published versions (rewriter/web/versions.py)."""
+        return f"{self.prefix}affinity-boost-versions"
+
     @property
     def private(self) -> tuple[str, ...]:
         """Affinity's own indices: per-user data the proxy never serves."""
         return (
-            self.profiles,
-            self.events,
-            self.impressions,
-            self.journal,
-            self.retired,
-            self.changes,
+            *(self.profiles, self.events, self.impressions, self.journal, self.retired),
+            *(self.changes, self.auth, self.audit, self.boost_versions),
         )
 
     def alias(self, template_name: str) -> str:
@@ -148,6 +163,11 @@ class Settings:
     profile_cache_mb: float = 64.0
     """AFFINITY_PROFILE_CACHE_MB: the proxy's profile cache, in MB of stored profile JSON
     (profiles/cache.py); 0 turns it off."""
+
+    auth: str = "auto"
+    """AFFINITY_AUTH: off | required | auto (required unless serving on loopback)."""
+    shop_users: tuple[str, ...] = ()
+    """AFFINITY_SHOP_USERS: the demo storefront's shoppers."""
 
     @property
     def remote(self) -> bool:
@@ -244,7 +264,24 @@ def load(env: dict[str, str] | None = None) -> Settings:
         shards=_count(e, "AFFINITY_SHARDS", 1),
         replicas=_count(e, "AFFINITY_REPLICAS", 0),
         profile_cache_mb=_number(e, "AFFINITY_PROFILE_CACHE_MB", 64.0, zero_ok=True),
+        auth=_auth_mode(e.get("AFFINITY_AUTH")),
+        shop_users=tuple(
+            u.strip() for u in e.get("AFFINITY_SHOP_USERS", "").split(",") if u.strip()
+        ),
     )
+
+
+AUTH_MODES = ("off", "required", "auto")
+
+
+def _auth_mode(raw: str | None) -> str:
+    mode = (raw or "auto").strip().lower()
+    if mode not in AUTH_MODES:
+        raise SettingError(
+            f"AFFINITY_AUTH={raw!r} is not one of off, required, auto: set one of them or "
+            "unset it (auto: required unless the proxy listens on loopback only)."
+        )
+    return mode
 
 
 class SecretMissing(RuntimeError):

@@ -19,6 +19,19 @@ if [ "$need_java" = 1 ] || ! command -v mvn >/dev/null 2>&1; then
   fi
 fi
 
+# The browser tests (tests/browser) drive Debian's Chromium headless through Playwright,
+# pointed at /usr/bin/chromium: no browser download.
+if ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "Installing Chromium for the browser tests (apt-get) ..." >&2
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq chromium >/dev/null
+  else
+    echo "affinity's browser tests need Chromium (/usr/bin/chromium): install it." >&2
+  fi
+fi
+
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv

@@ -32,12 +32,9 @@ def boost() -> None:
 
 def _boost_index(index: str | None, s: config.Settings) -> Callable[[BoostProfile], str]:
     """--index, else the first index whose default profile this is, else the catalog alias."""
+    from rewriter.measure.boost_compare import boost_index
 
-    def index_for(profile: BoostProfile) -> str:
-        mapped = [i for i, name in s.index_profile_map.items() if name == profile.name]
-        return index or (mapped[0] if mapped else s.indices.catalog)
-
-    return index_for
+    return lambda profile: boost_index(s, profile.name, index)
 
 
 def _load_boost_file(path: Path) -> BoostProfile:

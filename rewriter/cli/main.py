@@ -12,7 +12,7 @@ from opensearchpy.exceptions import TransportError
 from tqdm import tqdm
 
 from rewriter import config
-from rewriter.cli import boost, facets, measure, recommend, retention, suggestions, users
+from rewriter.cli import access, boost, facets, measure, recommend, retention, suggestions, users
 from rewriter.cli.common import EXPLAINED, explain, requires_bootstrap, requires_engine
 from rewriter.cli.common import fail as _fail
 from rewriter.cli.common import settings as _settings
@@ -342,14 +342,20 @@ def ingest_catalog(
 )
 @click.option("--log-level", default="info", show_default=True)
 def serve(host: str, port: int, workers: int, log_level: str) -> None:
+    import os
+
     import uvicorn
+
+    from rewriter.auth import mode
 
     s = _settings()
     config.user_secret(s)
     requires_bootstrap(connect(s, timeout=10))
+    os.environ["AFFINITY_AUTH"] = mode.resolve(s.auth, host)  # the workers read it
     click.echo(f"affinity proxy on http://{host}:{port} -> {s.opensearch_url}", err=True)
+    click.echo(f"auth {os.environ['AFFINITY_AUTH']}; dashboard /_affinity/ui/", err=True)
     uvicorn.run(
-        "rewriter.serve.server:app",
+        "rewriter.web.server:app",
         host=host,
         port=port,
         workers=workers,
@@ -515,6 +521,8 @@ main.add_command(recommend.recommendations)
 main.add_command(recommend.placements)
 main.add_command(recommend.audit)
 main.add_command(recommend.export)
+main.add_command(access.staff)
+main.add_command(access.keys)
 
 
 if __name__ == "__main__":

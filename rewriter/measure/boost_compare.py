@@ -34,6 +34,13 @@ BATCH = 50
 Hit = dict[str, Any]
 
 
+def boost_index(settings: config.Settings, profile: str, index: str | None = None) -> str:
+    """The index a boost profile is previewed, diffed and checked on: `index` if given, else
+    the first index whose default profile it is (AFFINITY_INDEX_PROFILES), else the catalog."""
+    mapped = [i for i, name in settings.index_profile_map.items() if name == profile]
+    return index or (mapped[0] if mapped else settings.indices.catalog)
+
+
 def search_body(query: str, size: int) -> dict[str, Any]:
     """What `affinity search` sends: title (x2) and description; "" browses everything."""
     if not query.strip():

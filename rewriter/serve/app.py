@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Callable
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -43,6 +44,7 @@ from rewriter.engine.http_pool import EngineError, EngineHTTP
 from rewriter.experiments import assignment, impressions
 from rewriter.profiles.store import ProfileStore
 from rewriter.serve import events_endpoint, metrics, placements, profile_cache, recommend
+from rewriter.serve.auth_gate import AuthGate, KeyCache
 from rewriter.serve.errors import ProxyError, json_response
 from rewriter.serve.openapi import OPENAPI_PATH, openapi
 from rewriter.serve.search import forward_plain, msearch, search
@@ -204,10 +206,14 @@ def create_app(
     registry.on_change = lambda boosts, errors: _swap_boosts(state, boosts, errors)
     lifespan = _closing_pool(impressions.with_impressions(events_endpoint.lifespan))
     lifespan = profile_cache.with_change_feed(lifespan)
+    gate = Middleware(  # AFFINITY_AUTH=required: keys, user tokens (serve/auth_gate.py)
+        AuthGate, required=True, secret=secret, keys=KeyCache(client, settings.indices.auth)
+    )
     app = Starlette(
         routes=routes,
         lifespan=reload.lifespan(registry, lifespan),
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[gate] if settings.auth == "required" else None,
     )
     app.state.proxy = state
     app.state.boost_registry = registry

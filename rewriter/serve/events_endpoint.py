@@ -135,9 +135,14 @@ def _ndjson(text: bytes) -> list[Item]:
 
 
 def validate_items(
-    items: Sequence[Item], known_types: Sequence[str], user_header: str | None, now: float
+    items: Sequence[Item],
+    known_types: Sequence[str],
+    user_header: str | None,
+    now: float,
+    only_user: str | None = None,
 ) -> tuple[list[tuple[Item, Event]], list[dict[str, Any]]]:
-    """(valid events with their items, rejections as JSON objects naming field and index)."""
+    """(valid events with their items, rejections as JSON objects naming field and index).
+    `only_user` (a user token's user): events of any other user are rejected."""
     valid: list[tuple[Item, Event]] = []
     rejections: list[dict[str, Any]] = []
     for item in items:
@@ -154,6 +159,8 @@ def validate_items(
         if user_header and raw.get("user_id") in (None, ""):
             raw = {**raw, "user_id": user_header}
         result = validate(raw, known_types, now=now)
+        if only_user is not None and str(raw.get("user_id")) != only_user:
+            result = Rejection("user_id", "a user token sends events of its own user only")
         if isinstance(result, Rejection):
             rejections.append(_rejection(item, result, raw.get("event_id")))
         else:
@@ -251,7 +258,11 @@ async def post_events(request: Request) -> Response:
     except BodyError as err:
         return error_response(err.status, "affinity_bad_events_body", err.reason)
     valid, rejections = validate_items(
-        items, committer.known_types, request.headers.get("x-user-id"), time.time()
+        items,
+        committer.known_types,
+        request.headers.get("x-user-id"),
+        time.time(),
+        request.scope.get("affinity.token_user"),  # serve/auth_gate.py TOKEN_USER
     )
     if not valid:
         body = summary(valid, None, rejections)

@@ -100,6 +100,7 @@ class Indices:
         """The change feed: users whose profiles were just written (profiles/changes.py)."""
         return f"{self.prefix}affinity-changes"
 
+    @property
     def auth(self) -> str:
         """Staff accounts and API keys, hashes only (rewriter/auth/store.py)."""
         return f"{self.prefix}affinity-auth"

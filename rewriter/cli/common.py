@@ -15,6 +15,7 @@ from opensearchpy.exceptions import ConnectionError as EngineUnreachable
 
 from rewriter import config
 from rewriter.boost.profile import BoostProfileError
+from rewriter.boost.rules_schema import duration_seconds
 from rewriter.engine import local_node
 from rewriter.engine.bootstrap import TEMPLATE_NAMES, missing_aliases
 from rewriter.engine.client import EngineUnavailable, connect
@@ -30,6 +31,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Print `message` in red on stderr and exit with `code`."""
     click.secho(message, fg="red", err=True)
     sys.exit(code)
+
+
+def since_seconds(since: str) -> float:
+    """A `--since` period (30d, 12h, 2w, ...) in seconds; exit 2 naming it otherwise."""
+    seconds = duration_seconds(since)
+    if seconds is None:
+        fail(f"--since {since!r}: expected a duration like 30d (units s m h d w)", 2)
+    return seconds
 
 
 def client(timeout: float = 120) -> OpenSearch:

@@ -9,10 +9,8 @@ import json
 
 import click
 
-from rewriter.boost.rules_schema import duration_seconds
 from rewriter.cli.common import client as _client
-from rewriter.cli.common import fail as _fail
-from rewriter.cli.common import requires_bootstrap
+from rewriter.cli.common import requires_bootstrap, since_seconds
 from rewriter.cli.common import settings as _settings
 from rewriter.measure import facets_report
 
@@ -38,9 +36,7 @@ def facets() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def report(since: str, min_shown: int, as_json: bool) -> None:
-    since_s = duration_seconds(since)
-    if since_s is None:
-        _fail(f"--since {since!r}: expected a duration like 30d (units s m h d w)", 2)
+    since_s = since_seconds(since)
     es = requires_bootstrap(_client())
     impressions, selections = facets_report.load(es, _settings(), since_s)
     result = facets_report.facet_report(impressions, selections, min_shown)

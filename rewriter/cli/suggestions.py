@@ -8,11 +8,10 @@ from __future__ import annotations
 import click
 
 from rewriter.boost.deny_list import load_deny_list
-from rewriter.boost.rules_schema import duration_seconds
 from rewriter.boost.yaml_fields import BoostProfileError
 from rewriter.cli.common import client as _client
 from rewriter.cli.common import fail as _fail
-from rewriter.cli.common import requires_bootstrap
+from rewriter.cli.common import requires_bootstrap, since_seconds
 from rewriter.cli.common import settings as _settings
 from rewriter.ingest import suggestions as build_module
 from rewriter.serve.api import Personalizer
@@ -44,9 +43,7 @@ def suggestions() -> None:
 def build(
     index: str | None, since: str, min_users: int, deny_list: str | None, boost_profile: str | None
 ) -> None:
-    since_s = duration_seconds(since)
-    if since_s is None:
-        _fail(f"--since {since!r}: expected a duration like 30d (units s m h d w)", 2)
+    since_s = since_seconds(since)
     try:
         deny = load_deny_list(deny_list) if deny_list else ()
     except BoostProfileError as exc:

@@ -3,6 +3,7 @@ personalized, through an in-process proxy (the demo's view of issue 11)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -25,7 +26,8 @@ def side_by_side(
         "size": 1,
         "aggs": {facet: {"terms": {"field": facet, "size": size}}},
     }
-    with serve_in_thread(create_app(s)) as url, httpx.Client(base_url=url, timeout=30) as c:
+    quiet = replace(s, impressions=False)  # the demo's own searches are no user's history
+    with serve_in_thread(create_app(quiet)) as url, httpx.Client(base_url=url, timeout=30) as c:
         found = [
             c.get("/_affinity/suggest", params=params, headers=h).json()
             for h in (generic, personal)

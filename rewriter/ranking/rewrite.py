@@ -69,7 +69,7 @@ from rewriter.boost.profile import BoostProfile, Shape
 from rewriter.profiles.view import UserAffinity
 from rewriter.ranking import pins
 from rewriter.ranking.facts import facts_for
-from rewriter.ranking.reference import POPULARITY_FIELD, SCRIPT_ID, Plan, plan
+from rewriter.ranking.reference import POPULARITY_FIELD, SCRIPT_ID, Plan, copy_params, plan
 from rewriter.ranking.resolve import EMPTY_PLAN, ActiveFilter, RulePlan, query_text, resolve
 
 JSON = str | int | float | bool | None | list["JSON"] | dict[str, "JSON"]
@@ -156,7 +156,7 @@ def rewrite(
     log["applied"] = True
     log["page_beyond_window"] = shape == "rescore" and _page_end(out) > boost.window
     if context.explain and term is not None:
-        log["params"] = copy.deepcopy(p.params)  # type: ignore[assignment]
+        log["params"] = copy_params(p.params)  # type: ignore[assignment]
     return RewriteResult(out, log, rules, pin_plan)
 
 
@@ -268,11 +268,12 @@ def _shape(body: Body, boost: BoostProfile) -> tuple[Shape, str | None]:
 
 
 def _affinity_term(p: Plan) -> _Term:
-    params: JSON = copy.deepcopy(p.params)  # type: ignore[assignment]
+    params: JSON = copy_params(p.params)  # type: ignore[assignment]
     script: dict[str, JSON] = {"id": SCRIPT_ID, "params": params}
+    function_params: JSON = copy_params(p.params)  # type: ignore[assignment]
     return _Term(
         query={"script_score": {"query": {"match_all": {}}, "script": script}},
-        function={"script_score": {"script": copy.deepcopy(script)}},
+        function={"script_score": {"script": {"id": SCRIPT_ID, "params": function_params}}},
         weight=p.alpha_eff,
     )
 

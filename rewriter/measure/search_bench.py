@@ -70,7 +70,7 @@ def load_data(es: OpenSearch, s: config.Settings, items: int, users: int, seed: 
     )
     es.indices.refresh(index=index)
     secret = config.user_secret(s)
-    cfg = FoldConfig()
+    cfg = FoldConfig(horizons=())  # the profiles before issue 14: long-term only
     with_horizons = fold_config(parse_boost_profile(HORIZONS_PROFILE))
     now = time.time()
 
@@ -157,6 +157,7 @@ alpha: 1.0
 shape: {shape}
 window: 100
 attributes: {{brand: 1.0, category: 1.0}}
+session: {{weights: {{}}}}
 """
 
 

@@ -96,7 +96,7 @@ def _horizon_params(
     """The session and item-memory terms (boost/horizons.py): per horizon, each weighted
     attribute the user has values for, item ids as the catalog's ITEM_FIELD."""
     weights = {
-        "session": boost.session.weights,
+        "session": boost.session.used(boost.attributes),
         "items": {ITEM_KEY: boost.item_memory.weight},
     }
     out: dict[str, dict[str, AttributeParams]] = {}

@@ -10,7 +10,10 @@ with its own weights and half-life (docs/architecture.md, "Scoring"):
 - `items`: item-level memory: the items themselves, so a shopper finds again what they
   looked at, with its own weight so it can be tuned apart from attribute affinity.
 
-Both are off by default (every weight 0). The item id is read from the catalog's `id`
+The defaults (profiles/default.yaml, with the numbers that chose them): a session term on
+the brand (weight 1, half-life 30 minutes), item memory off. A default session weight for an
+attribute the profile does not have (MovieLens has no brand) is ignored; a file that names
+one is refused (`session_problem`). The item id is read from the catalog's `id`
 keyword field (ITEM_FIELD); in a profile it is stored under the attribute name ITEM_KEY.
 """
 
@@ -28,8 +31,9 @@ ITEM_FIELD = "id"
 ITEM_KEY = "item"
 """The attribute name under which a profile horizon keeps item ids, and the key of the
 session's item weight in a boost profile."""
-DEFAULT_SESSION_HALF_LIFE_HOURS = 2.0
+DEFAULT_SESSION_HALF_LIFE_HOURS = 0.5
 DEFAULT_ITEM_HALF_LIFE_DAYS = 30.0
+DEFAULT_SESSION_WEIGHTS: Mapping[str, float] = {"brand": 1.0}
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class SessionIntent:
     and `item` (the session's items themselves), and its half-life in hours."""
 
     half_life_hours: float = DEFAULT_SESSION_HALF_LIFE_HOURS
-    weights: Mapping[str, float] = field(default_factory=dict)
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_SESSION_WEIGHTS))
 
     @property
     def enabled(self) -> bool:
@@ -48,6 +52,12 @@ class SessionIntent:
     def attributes(self) -> tuple[str, ...]:
         """The catalog attributes folded into the session horizon (not the item id)."""
         return tuple(a for a in self.weights if a != ITEM_KEY)
+
+    def used(self, attributes: Mapping[str, float]) -> dict[str, float]:
+        """The weights > 0 that apply to a profile with these `attributes` (and `item`)."""
+        return {
+            a: w for a, w in self.weights.items() if w > 0 and (a == ITEM_KEY or a in attributes)
+        }
 
 
 @dataclass(frozen=True)

@@ -470,7 +470,10 @@ def gap_line(rows: Mapping[str, tuple[Sequence[TuneCase], Scores]]) -> str:
     for segment in ("all", "seen", "never seen"):
         tuned = m["tuned, validation"][segment] - m["tuned, test"][segment]
         start = m["start, validation"][segment] - m["start, test"][segment]
-        parts.append(f"{segment} {tuned:+.4f} (start {start:+.4f})")
+        if math.isnan(tuned) or math.isnan(start):
+            parts.append(f"{segment} -")
+        else:
+            parts.append(f"{segment} {tuned:+.4f} (start {start:+.4f})")
     return "validation - test gap: " + "; ".join(parts)
 
 

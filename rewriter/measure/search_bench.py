@@ -36,12 +36,13 @@ import orjson
 from opensearchpy import OpenSearch, helpers
 
 from rewriter import config, privacy
+from rewriter.boost.profile import parse_boost_profile
 from rewriter.engine.bootstrap import bootstrap_cluster
 from rewriter.engine.client import connect
 from rewriter.events.event import Event
 from rewriter.measure.serve_thread import serve_process
 from rewriter.profiles.doc import to_source
-from rewriter.profiles.fold import FoldConfig, fold
+from rewriter.profiles.fold import FoldConfig, fold, fold_config
 
 WORDS = [f"w{i}" for i in range(400)]
 
@@ -69,9 +70,14 @@ def _items(n: int, rng: random.Random) -> Iterator[dict]:
 def profile_source(
     pseudo: str, u: int, items: int, rng: random.Random, cfg: FoldConfig, now: float
 ) -> dict:
-    """A generated user's stored profile: 5 to 60 views, clicks and purchases over 90 days,
-    across 40 brands and 60 categories."""
-    events = [
+    """A generated user's stored profile (`profile_events`)."""
+    return to_source(fold(None, profile_events(pseudo, u, items, rng, now), cfg))
+
+
+def profile_events(pseudo: str, u: int, items: int, rng: random.Random, now: float) -> list[Event]:
+    """A generated user's events: 5 to 60 views, clicks and purchases over 90 days, across
+    40 brands and 60 categories."""
+    return [
         Event(
             event_id=f"b{u}-{j}",
             user_id=pseudo,
@@ -85,7 +91,6 @@ def profile_source(
         )
         for j in range(rng.randint(5, 60))
     ]
-    return to_source(fold(None, events, cfg))
 
 
 def load_data(es: OpenSearch, s: config.Settings, items: int, users: int, seed: int = 7) -> None:
@@ -99,14 +104,26 @@ def load_data(es: OpenSearch, s: config.Settings, items: int, users: int, seed: 
     )
     es.indices.refresh(index=index)
     secret = config.user_secret(s)
-    cfg = FoldConfig()
+    cfg = FoldConfig(horizons=())  # the profiles before issue 14: long-term only
+    with_horizons = fold_config(parse_boost_profile(HORIZONS_PROFILE))
     now = time.time()
 
     def profiles() -> Iterator[dict]:
         for u in range(users):
             pseudo = privacy.pseudonymize(f"user-{u}", secret)
-            source = profile_source(pseudo, u, items, rng, cfg, now)
+            events = profile_events(pseudo, u, items, rng, now)
+            source = to_source(fold(None, events, cfg))
             yield {"_index": s.indices.profiles, "_id": pseudo, "_source": source}
+            # the same events as another user, folded with the session and item horizons
+            h_pseudo = privacy.pseudonymize(f"huser-{u}", secret)
+            newest = sorted(events, key=lambda e: e.timestamp)[-8:]  # mid-session: the
+            recent = {e.event_id: now - rng.uniform(0, 3600) for e in newest}  # last hour
+            h_events = [
+                replace(e, user_id=h_pseudo, timestamp=recent.get(e.event_id, e.timestamp))
+                for e in events
+            ]
+            h_source = to_source(fold(None, h_events, with_horizons))
+            yield {"_index": s.indices.profiles, "_id": h_pseudo, "_source": h_source}
 
     helpers.bulk(es, profiles(), chunk_size=1000, request_timeout=120)
     es.indices.refresh(index=s.indices.profiles)
@@ -164,11 +181,24 @@ def _cpu_us_per_request(
     return qps, (process_cpu_s(pid) - before) / n * 1e6
 
 
+HORIZONS_PROFILE = """name: bench-horizons
+alpha: 1.0
+shape: rescore
+window: 100
+attributes: {brand: 1.0, category: 1.0}
+session: {half_life_hours: 2, weights: {brand: 1.0, category: 1.0, item: 1.0}}
+item_memory: {weight: 1.0, half_life_days: 30, top_k: 10}
+"""
+"""Case h: the long-term attributes plus both horizons, for the same users' events with the
+newest 8 moved into the last hour (a user mid-session: the session horizon has values)."""
+
+
 PROFILE = """name: {name}
 alpha: 1.0
 shape: {shape}
 window: 100
 attributes: {{brand: 1.0, category: 1.0}}
+session: {{weights: {{}}}}
 """
 
 
@@ -199,6 +229,10 @@ def run(
     if (
         not es.indices.exists(index=s.indices.catalog)
         or es.count(index=s.indices.catalog)["count"] != items
+        or not es.exists(
+            index=s.indices.profiles,
+            id=privacy.pseudonymize("huser-0", config.user_secret(s)),
+        )
     ):
         log(f"generating {items} items and {users} user profiles ...")
         bootstrap_cluster(es, s)
@@ -206,10 +240,12 @@ def run(
     bodies = [orjson.dumps(b) for b in _queries(queries)]
     user_ids = [f"user-{i % users}" for i in range(queries)]
     session = [f"user-{(i // 5 + 5000) % users}" for i in range(queries)]  # 5 searches a user
+    h_user_ids = [f"huser-{i % users}" for i in range(queries)]
     path = f"/{s.indices.catalog}/_search"
     with tempfile.TemporaryDirectory() as tmp:
         for name, shape in (("default", "rescore"), ("bench-fs", "function_score")):
             Path(tmp, f"{name}.yaml").write_text(PROFILE.format(name=name, shape=shape))
+        Path(tmp, "bench-horizons.yaml").write_text(HORIZONS_PROFILE)
         rewritten = _rewritten(es, replace(s, boost_dir=Path(tmp)), bodies, user_ids)
         proxy = _start_proxy(s, port, Path(tmp))
         quiet = _start_proxy(s, port + 1, Path(tmp), impressions=False)
@@ -241,6 +277,9 @@ def run(
                 ),
                 "f proxy, rescore, 5/user": call(via, lambda i: {"X-User-Id": session[i]}),
                 "g proxy, rescore, no impr.": call(via_quiet, lambda i: {"X-User-Id": user_ids[i]}),
+                "h proxy, rescore+horizons": call(
+                    via, lambda i: {"X-User-Id": h_user_ids[i], "X-Boost-Profile": "bench-horizons"}
+                ),
                 "e direct, rewritten rescore": lambda i: direct.post(
                     path, content=rewritten[i], headers=json_h
                 ).raise_for_status(),
@@ -301,4 +340,10 @@ def report(results: list[Result]) -> str:
         f"personalized rescore p50 / direct plain: {c.p50_ms / base.p50_ms:.2f} (goal <= 1.5); "
         f"engine share (rewritten rescore sent directly / plain): {e.p50_ms / base.p50_ms:.2f}"
     )
+    h = next((r for r in results if r.name.startswith("h")), None)
+    if h is not None:
+        lines.append(
+            f"session and item horizons: rescore p50 {h.p50_ms / c.p50_ms:.2f}x of c, QPS "
+            f"{h.qps / c.qps:.2f}x of c (goal: p50 within 1.10x)"
+        )
     return "\n".join(lines)

@@ -130,7 +130,8 @@ class FoldConfig:
     store_k: values kept per attribute (`store_k_for(top_k)`).
     purchase_types: types counted as purchases (and summed into lifetime_value).
     source: the boost profile these settings come from (named in error messages).
-    horizons: the session and item-memory horizons to fold too (none by default).
+    horizons: the session and item-memory horizons to fold too (by default the boost
+        profile's: a session horizon on the brand).
     """
 
     event_weights: Mapping[str, float] = field(
@@ -141,7 +142,9 @@ class FoldConfig:
     store_k: int = store_k_for(DEFAULT_TOP_K)
     purchase_types: tuple[str, ...] = ("purchase",)
     source: str = field(default="", compare=False)
-    horizons: tuple[HorizonConfig, ...] = ()
+    horizons: tuple[HorizonConfig, ...] = field(
+        default_factory=lambda: horizon_configs(BoostProfile(name="default"))
+    )
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.half_life_s) and self.half_life_s > 0):
@@ -181,9 +184,10 @@ def horizon_configs(boost: BoostProfile) -> tuple[HorizonConfig, ...]:
     A horizon keeps top_k values per attribute (it is short-lived or read whole)."""
     out: list[HorizonConfig] = []
     session = boost.session
-    if session.enabled:
-        weighted = tuple(a for a in session.attributes if session.weights[a] > 0)
-        items = session.weights.get(ITEM_KEY, 0.0) > 0
+    used = session.used(boost.attributes)
+    if used:
+        weighted = tuple(a for a in used if a != ITEM_KEY)
+        items = ITEM_KEY in used
         hours = session.half_life_hours * 3600.0
         out.append(HorizonConfig("session", hours, weighted, items, boost.top_k))
     if boost.item_memory.enabled:

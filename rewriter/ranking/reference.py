@@ -96,7 +96,7 @@ def _horizon_params(
     """The session and item-memory terms (boost/horizons.py): per horizon, each weighted
     attribute the user has values for, item ids as the catalog's ITEM_FIELD."""
     weights = {
-        "session": boost.session.weights,
+        "session": boost.session.used(boost.attributes),
         "items": {ITEM_KEY: boost.item_memory.weight},
     }
     out: dict[str, dict[str, AttributeParams]] = {}
@@ -111,6 +111,19 @@ def _horizon_params(
                 terms[field_name] = {"weight": float(weight), "values": values}
         if terms:
             out[horizon] = terms
+    return out
+
+
+def copy_params(params: ScriptParams) -> ScriptParams:
+    """A copy of `params` sharing no dict with it (each rewritten body owns its params),
+    made with plain dict copies: copy.deepcopy of a profile's values cost ~1 ms a search."""
+
+    def attributes(terms: Mapping[str, AttributeParams]) -> dict[str, AttributeParams]:
+        return {f: {"weight": a["weight"], "values": dict(a["values"])} for f, a in terms.items()}
+
+    out: ScriptParams = {"attributes": attributes(params["attributes"])}
+    if "horizons" in params:
+        out["horizons"] = {h: attributes(t) for h, t in params["horizons"].items()}
     return out
 
 

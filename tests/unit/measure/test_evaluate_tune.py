@@ -48,7 +48,7 @@ def _case(
     return tune.TuneCase(event, tuple(history), hits, frozenset(e.item_id for e in history))
 
 
-BOOST = BoostProfile(name="t", attributes={"brand": 1.0})
+BOOST = BoostProfile(name="t", attributes={"brand": 1.0}, session=SessionIntent(weights={}))
 
 
 def test_item_memory_brings_back_an_item_seen_before() -> None:

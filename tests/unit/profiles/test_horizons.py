@@ -85,10 +85,11 @@ def test_horizons_are_bounded_by_their_store_k() -> None:
 
 def test_a_profile_without_horizons_in_its_config_stores_none() -> None:
     profile = rebuild([ev(T0, "i1", "acme")], CFG)
-    plain = fold(profile, [ev(T0 + 1, "i2", "acme")], FoldConfig(event_weights=WEIGHTS))
+    bare = FoldConfig(event_weights=WEIGHTS, horizons=())
+    plain = fold(profile, [ev(T0 + 1, "i2", "acme")], bare)
     assert "horizons" not in plain
     assert "horizons" not in without_masses(profile)
-    assert "horizons" not in rebuild([ev(T0, "i1", "acme")], FoldConfig(event_weights=WEIGHTS))
+    assert "horizons" not in rebuild([ev(T0, "i1", "acme")], bare)
 
 
 def test_a_horizon_with_another_half_life_starts_again() -> None:
@@ -129,7 +130,10 @@ def test_fold_config_of_a_boost_profile() -> None:
         HorizonConfig("session", 3 * HOUR, ("brand",), items=True, store_k=7),
         HorizonConfig("items", 10 * DAY, (), items=True, store_k=100),
     )
-    assert fold_config(BoostProfile(name="plain")).horizons == ()
+    plain = BoostProfile(name="plain", session=SessionIntent(weights={}))
+    assert fold_config(plain).horizons == ()
+    # the built-in session weight on brand is ignored by a profile without brand
+    assert fold_config(BoostProfile(name="ml", attributes={"category": 1.0})).horizons == ()
 
 
 def test_boost_profile_yaml_for_horizons() -> None:

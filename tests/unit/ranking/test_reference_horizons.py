@@ -40,7 +40,8 @@ def test_script_params_carry_each_horizon_with_item_ids_as_the_id_field() -> Non
 
 
 def test_no_horizons_key_without_weights_or_values() -> None:
-    assert "horizons" not in script_params(USER, BoostProfile(name="plain"))
+    plain = BoostProfile(name="plain", session=SessionIntent(weights={}))
+    assert "horizons" not in script_params(USER, plain)
     bare = UserAffinity("u", {"brand": {"acme": 1.0}}, 10.0)
     assert "horizons" not in script_params(bare, BOOST)
 
@@ -56,4 +57,5 @@ def test_affinity_adds_every_horizon_by_max_over_values() -> None:
 def test_a_user_known_only_through_a_horizon_is_personalized() -> None:
     user = UserAffinity("u", {}, 10.0, horizons={"items": {"item": {"i1": 1.0}}})
     assert plan(user, BOOST).mode == "affinity"
-    assert plan(user, BoostProfile(name="plain")).reason == "no_profile_cold_start"
+    plain = BoostProfile(name="plain", session=SessionIntent(weights={}))
+    assert plan(user, plain).reason == "no_profile_cold_start"

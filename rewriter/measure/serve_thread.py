@@ -62,8 +62,8 @@ def serve_process(
     root: Path | None = None,
 ) -> subprocess.Popen:
     """`affinity serve` for `settings` on `port`, in its own interpreter (no GIL shared with
-        the caller's clients); returns once its health endpoint answers. `env` adds to or
-        overrides the environment it derives from `settings`. `root` runs another checkout's code
+    the caller's clients); returns once its health endpoint answers. `env` adds to or
+    overrides the environment it derives from `settings`. `root` runs another checkout's code
     (a source tree of an older commit, for before/after benchmarks), with this interpreter."""
     full_env = {
         **os.environ,

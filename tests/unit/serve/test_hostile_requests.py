@@ -52,6 +52,9 @@ class Impressions:
     def record_search(self, user: Any, index: str, *_: Any) -> None:
         self.logged.append(index)
 
+    def record_search_later(self, user: Any, index: str, *_: Any) -> None:
+        self.logged.append(index)
+
 
 def _send(
     tmp_path: Path,

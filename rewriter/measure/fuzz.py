@@ -289,6 +289,7 @@ def writable(es: OpenSearch, ix: config.Indices) -> dict[str, set[str]]:
         "profiles": _behind(es, ix.profiles),
         "journal": _behind(es, ix.journal),
         "impressions": _behind(es, ix.impressions),
+        "changes": _behind(es, ix.changes),
     }
 
 
@@ -316,6 +317,10 @@ def check_data(
     if not 0 <= grew["journal"] <= t.event_requests_written:
         problems.append(
             f"journal grew by {grew['journal']}, for {t.event_requests_written} requests"
+        )
+    if grew.get("changes", 0) > 2 * t.event_requests_written:  # a fold (or its recovery)
+        problems.append(  # publishes one change-feed document (profiles/changes.py)
+            f"the change feed grew by {grew['changes']}, for {t.event_requests_written} requests"
         )
     if grew["impressions"] > t.impressions_expected or grew["impressions"] < 0:
         problems.append(
@@ -369,7 +374,7 @@ def prepare_world(
     )
     r.raise_for_status()
     ix = settings.indices
-    private = (ix.profiles, ix.events, ix.impressions, ix.journal)
+    private = (ix.profiles, ix.events, ix.impressions, ix.journal, ix.changes)
     return World(
         catalog=ix.catalog,
         users=(*USERS, "fuzz-nobody"),
@@ -501,7 +506,7 @@ def run(
     app = create_app(settings, boost_dir=str(boost_dir) if boost_dir else None)
     state = app.state.proxy
     ix = settings.indices
-    tally = Tally(private=(ix.profiles, ix.events, ix.impressions, ix.journal))
+    tally = Tally(private=(ix.profiles, ix.events, ix.impressions, ix.journal, ix.changes))
     with serve_in_thread(app) as url:
         world = prepare_world(es, settings, url, tuple(state.boost_profiles))
         spec = httpx.get(f"{url}/_affinity/openapi.json", timeout=10).json()

@@ -87,7 +87,9 @@ class ChangeLog:
             self.es.delete_by_query(
                 index=self.index,
                 body={"query": {"range": {"at": {"lt": time.time() - KEEP_S}}}},
-                params={"conflicts": "proceed", "wait_for_completion": "false"},
+                # waited for (a small index: milliseconds): a background task would leave
+                # its result in the engine's `.tasks` index
+                params={"conflicts": "proceed"},
             )
         except Exception as exc:
             log.info("pruning the change feed %s failed: %s", self.index, exc)

@@ -28,7 +28,8 @@ two processes folding the same user, or a recovery racing a fold, never count a 
 (ingest/pipeline.py).
 
 After each fold the proxy's profile cache is invalidated for the folded users, so the next
-search in this process reads the new profile (other processes: within the cache TTL).
+search in this process reads the new profile; other processes learn of it from the change
+feed the fold publishes (profiles/changes.py), within about 100 ms.
 
 With AFFINITY_RETENTION_SERVE on, the writer's recovery thread also runs retention each time
 it prunes the journal (`retention_for`; ingest/retention.py), and logs what it deleted.

@@ -1,7 +1,7 @@
 """The change feed's reader and the store's trust in its cache (profiles/changes.py,
 profiles/store.py), with a stand-in for the engine's HTTP answers: what is under test is
 what the proxy does with them (the real feed is tested in
-tests/integration/test_profile_cache_engine.py)."""
+tests/integration/test_profile_cache_across_proxies.py)."""
 
 from __future__ import annotations
 

@@ -140,4 +140,5 @@ def test_reload_during_a_stream_of_searches(proxy: tuple[str, Path], catalog: st
     served = {content_version(v.encode()) for v in (V1, V2, V3)}
     assert set(versions) <= served and content_version(BROKEN.encode()) not in versions
     assert len(versions) >= 2, versions  # the stream saw the reload happen
-    assert elapsed < 30
+    # no bound on `elapsed`: tests assert behaviour, not timings (a hang fails the joins'
+    # count above; how long the stream takes is the machine's load)

@@ -43,8 +43,17 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+ADMIN_PATHS = ("/_affinity/metrics",)
+"""Operator endpoints: the `admin` scope (a Prometheus scraper gets an admin key)."""
+
+
 def needed_scope(path: str) -> roles.Scope:
-    return "events" if path.rstrip("/") == "/events" else "search"
+    """The key scope a path needs: `events` for POST /events, `admin` for the operator's
+    endpoints, `search` for every search, suggestion, carousel and placement."""
+    path = path.rstrip("/")
+    if path == "/events":
+        return "events"
+    return "admin" if path in ADMIN_PATHS else "search"
 
 
 def bearer(headers: list[tuple[bytes, bytes]]) -> str | None:

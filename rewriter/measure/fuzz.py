@@ -163,16 +163,29 @@ def _query_id(item: Any) -> bool:
 
 
 def _searches_logged(body: Any) -> int:
-    """Searches in a 200 response that the proxy logged an impression for: a search with a
-    query_id; each msearch response with one and with hits (serve/search.py)."""
+    """Impressions the proxy logged for a 200 response: a search with a query_id; each
+    msearch response with one and with hits (serve/search.py); a carousel
+    (`recommendation_id`, serve/recommend.py); each placement decision, on its own or inside
+    a search's `personalization.placements` (`decision_id`, serve/placements.py)."""
+    if not isinstance(body, dict):
+        return 0
+    logged = sum(1 for key in ("recommendation_id", "decision_id") if body.get(key))
     if _query_id(body):
-        return 1
-    items = body.get("responses") if isinstance(body, dict) else None
-    return (
-        sum(1 for item in items or [] if _query_id(item) and "hits" in item)
-        if isinstance(items, list)
-        else 0
-    )
+        return logged + 1 + _decisions(body["personalization"].get("placements"))
+    items = body.get("responses")
+    if isinstance(items, list):
+        logged += sum(1 for item in items if _query_id(item) and "hits" in item)
+    return logged
+
+
+def _decisions(value: Any) -> int:
+    """Placement decisions (objects with a `decision_id`) anywhere in `value`."""
+    if isinstance(value, dict):
+        own = 1 if value.get("decision_id") else 0
+        return own + sum(_decisions(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_decisions(v) for v in value)
+    return 0
 
 
 def _hit_indices(body: Any) -> Iterator[str]:

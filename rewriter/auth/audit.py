@@ -15,6 +15,8 @@ from typing import Any
 
 from opensearchpy import OpenSearch
 
+from rewriter.auth.index import ensure_index
+
 MAPPINGS = {
     "dynamic": False,
     "properties": {
@@ -53,13 +55,7 @@ class AuditLog:
         self.index = index
 
     def ensure(self) -> None:
-        if not self.es.indices.exists(index=self.index):
-            body = {"settings": {"number_of_shards": 1}, "mappings": MAPPINGS}
-            try:
-                self.es.indices.create(index=self.index, body=body)
-            except Exception:
-                if not self.es.indices.exists(index=self.index):
-                    raise
+        ensure_index(self.es, self.index, MAPPINGS)
 
     def record(
         self, actor: str, action: str, target: str, reason: str = "", diff: str = ""

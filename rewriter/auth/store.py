@@ -16,6 +16,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConflictError, NotFoundError
 
 from rewriter.auth import hashing, roles
+from rewriter.auth.index import ensure_index
 
 MAPPINGS = {
     "dynamic": False,
@@ -87,13 +88,7 @@ class AuthStore:
         self.index = index
 
     def ensure(self) -> None:
-        if not self.es.indices.exists(index=self.index):
-            body = {"settings": {"number_of_shards": 1}, "mappings": MAPPINGS}
-            try:
-                self.es.indices.create(index=self.index, body=body)
-            except Exception:  # created meanwhile by another process
-                if not self.es.indices.exists(index=self.index):
-                    raise
+        ensure_index(self.es, self.index, MAPPINGS)
 
     # --- staff -------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from typing import Any
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError
 
+from rewriter.auth.index import ensure_index
 from rewriter.boost.profile import (
     BoostProfile,
     BoostProfileError,
@@ -102,13 +103,7 @@ class VersionStore:
         self.index = index
 
     def ensure(self) -> None:
-        if not self.es.indices.exists(index=self.index):
-            body = {"settings": {"number_of_shards": 1}, "mappings": MAPPINGS}
-            try:
-                self.es.indices.create(index=self.index, body=body)
-            except Exception:
-                if not self.es.indices.exists(index=self.index):
-                    raise
+        ensure_index(self.es, self.index, MAPPINGS)
 
     def _get(self, doc_id: str) -> Stored | None:
         try:

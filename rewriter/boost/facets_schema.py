@@ -23,20 +23,7 @@ def parse_facets(node: Node, ctx: y.Ctx) -> FacetSettings:
 
 
 def _rules(node: Node, ctx: y.Ctx) -> tuple[FacetRule, ...]:
-    rules: list[FacetRule] = []
-    seen: dict[str, int] = {}
-    for i, item in enumerate(y.items(node, ctx, "facet rules")):
-        where = y.at(ctx, i)
-        rule = y.collect(ctx, lambda n=item, c=where: _rule(n, c))
-        if not isinstance(rule, FacetRule):
-            continue
-        if rule.id in seen:
-            message = f"duplicate facet rule id {rule.id!r} (first used on line {seen[rule.id]})"
-            ctx.errors.append(y.error_at(where, item, message))
-            continue
-        seen[rule.id] = item.start_mark.line + 1
-        rules.append(rule)
-    return tuple(rules)
+    return tuple(y.unique_items(node, ctx, "facet rules", "facet rule", _rule))
 
 
 def _rule(node: Node, ctx: y.Ctx) -> FacetRule:

@@ -32,20 +32,7 @@ def parse_placements(node: Node, ctx: y.Ctx) -> tuple[Slot, ...]:
         if not ID.match(name):
             ctx.errors.append(y.error_at(where, key_node, f"slot name {name!r}: {ID_HELP}"))
             continue
-        placements: list[Placement] = []
-        for i, item in enumerate(y.items(value, where, f"slot {name}")):
-            at = y.at(where, i)
-            parsed = y.collect(at, lambda n=item, c=at: _placement(n, c))
-            if not isinstance(parsed, Placement):
-                continue
-            if parsed.id in seen:
-                message = (
-                    f"duplicate placement id {parsed.id!r} (first used on line {seen[parsed.id]})"
-                )
-                ctx.errors.append(y.error_at(at, item, message))
-                continue
-            seen[parsed.id] = item.start_mark.line + 1
-            placements.append(parsed)
+        placements = y.unique_items(value, where, f"slot {name}", "placement", _placement, seen)
         slots.append(Slot(name, tuple(placements)))
     return tuple(slots)
 

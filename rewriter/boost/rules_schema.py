@@ -44,19 +44,7 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_rules(node: Node, ctx: y.Ctx) -> tuple[Rule, ...]:
-    rules: list[Rule] = []
-    seen: dict[str, int] = {}
-    for i, item in enumerate(y.items(node, ctx, "rules")):
-        where = y.at(ctx, i)
-        rule = y.collect(ctx, lambda n=item, c=where: _rule(n, c))
-        if not isinstance(rule, Rule):
-            continue
-        if rule.id in seen:
-            message = f"duplicate rule id {rule.id!r} (first used on line {seen[rule.id]})"
-            ctx.errors.append(y.error_at(where, item, message))
-            continue
-        seen[rule.id] = item.start_mark.line + 1
-        rules.append(rule)
+    rules = y.unique_items(node, ctx, "rules", "rule", _rule)
     ctx.errors.extend(_overlapping_pins(rules, ctx))
     return tuple(rules)
 

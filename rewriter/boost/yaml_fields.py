@@ -18,7 +18,7 @@ import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, NoReturn, TypeVar
+from typing import Literal, NoReturn, Protocol, TypeVar
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -211,6 +211,41 @@ def items(node: Node, ctx: Ctx, what: str) -> list[Node]:
     if not isinstance(node, SequenceNode):
         fail(ctx, node, f"{what} must be a list (lines starting with `- `)")
     return list(node.value)
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+Identified = TypeVar("Identified", bound=_HasId)
+
+
+def unique_items(
+    node: Node,
+    ctx: Ctx,
+    what: str,
+    label: str,
+    parse: Callable[[Node, Ctx], Identified],
+    seen: dict[str, int] | None = None,
+) -> list[Identified]:
+    """The items of the YAML list `what`, each parsed by `parse` (its errors collected), each
+    with an `id` unique among them, and among `seen` when several lists share one: a repeated
+    id is an error ("duplicate `label` id ...") naming the line of its first use."""
+    seen = {} if seen is None else seen
+    out: list[Identified] = []
+    for i, item in enumerate(items(node, ctx, what)):
+        where = at(ctx, i)
+        parsed = collect(where, lambda n=item, c=where: parse(n, c))
+        if isinstance(parsed, _Missing):
+            continue
+        if parsed.id in seen:
+            message = f"duplicate {label} id {parsed.id!r} (first used on line {seen[parsed.id]})"
+            ctx.errors.append(error_at(where, item, message))
+            continue
+        seen[parsed.id] = item.start_mark.line + 1
+        out.append(parsed)
+    return out
 
 
 def unknown_key(key: str, table: Mapping[str, object], where: str) -> str:
